@@ -1,0 +1,94 @@
+/* moe.h: the public API of moepy's C core.
+ *
+ * Pure C11 on raw pointers and int64_t sizes. No Python here: pymodule.c is the only file that
+ * sees Python.h / NumPy. Kernels never allocate Python objects, print or abort; they return a status.
+ *
+ * Dimension legend (used in every shape comment):
+ *   T  tokens (rows of the activation matrix)      H  hidden size
+ *   E  routed experts                               K  experts selected per token (top-k)
+ *   I  expert intermediate width                    G  expert groups (group-limited routing)
+ *   C  capacity (tokens an expert may take)         N  T * K routed (token, slot) pairs
+ * All arrays are C-contiguous, row-major; "(T, E)" means T rows of E floats.
+ */
+#ifndef MOEPY_MOE_H
+#define MOEPY_MOE_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+typedef enum {
+    MOE_OK = 0,
+    MOE_EINVAL = 1,   /* a parameter out of range */
+    MOE_ENOMEM = 2,   /* an allocation failed */
+    MOE_ENAN = 3,     /* NaN found in an input; *bad_index names the row */
+    MOE_EOVERFLOW = 4 /* a size computation overflowed int64 */
+} moe_status;
+
+/* ---------- threads and CPU dispatch (cpu.c) ---------- */
+typedef enum { MOE_ISA_SCALAR = 0, MOE_ISA_AVX2 = 1, MOE_ISA_AVX512 = 2 } moe_isa;
+
+int moe_openmp_enabled(void);
+int moe_get_num_threads(void);
+void moe_set_num_threads(int n);          /* n <= 0 restores the default (all cores) */
+moe_isa moe_detected_isa(void);           /* best ISA this CPU and build support */
+moe_isa moe_active_isa(void);             /* the ISA the kernels use now */
+int moe_force_isa(moe_isa isa);           /* returns 0, or -1 if the CPU/build lacks it */
+const char *moe_isa_name(moe_isa isa);
+int moe_cpu_has(const char *feature);     /* "avx2", "avx512f", "avx512vnni", "avx512bf16", ... */
+
+/* ---------- routing (route.c) ---------- */
+typedef enum { MOE_SCORE_SOFTMAX = 0, MOE_SCORE_SIGMOID = 1 } moe_scoring;
+typedef enum { MOE_GROUP_MAX = 0, MOE_GROUP_TOP2_SUM = 1 } moe_group_score;
+
+typedef struct {
+    int64_t top_k;              /* K, 1 <= K <= E */
+    int32_t scoring;            /* moe_scoring */
+    int32_t topk_before_score;  /* 1: select on raw logits, then score the K selected (GPT-OSS, Llama 4) */
+    int32_t normalize;          /* 1: w /= (||w||_p + norm_eps) */
+    float norm_p;               /* p of the normalising norm (1 = sum, DBRX may use 2) */
+    float norm_eps;             /* DeepSeek-V3 adds 1e-20 */
+    float scale;                /* routed scaling factor, applied last */
+    int64_t n_group;            /* G; 1 disables group-limited routing */
+    int64_t topk_group;         /* groups kept per token */
+    int32_t group_score;        /* moe_group_score */
+    float group_mask_value;     /* the selection score of experts in dropped groups (-inf, or 0 for DeepSeek-V2) */
+} moe_route_params;
+
+/* Validates params against E; MOE_OK or MOE_EINVAL. */
+moe_status moe_route_check(const moe_route_params *p, int64_t E);
+
+/* weights (T, K) f32, experts (T, K) i32, scores (T, E) f32  <-  logits (T, E) f32, bias (E) f32 or NULL.
+ * scores: the scoring function over the full row; bias shifts selection only. Rows of experts are
+ * ordered by descending selection score, ties to the lower expert index. *bad_row gets the first
+ * row holding a NaN (MOE_ENAN). */
+moe_status moe_route(float *weights, int32_t *experts, float *scores, int64_t *bad_row,
+                     const float *logits, const float *bias, int64_t T, int64_t E,
+                     const moe_route_params *p);
+
+/* values (R, K) f32, indices (R, K) i64  <-  x (R, M) f32: each row's K largest, descending,
+ * ties to the lower index. *bad_row gets the first row holding a NaN (MOE_ENAN). */
+moe_status moe_topk(float *values, int64_t *indices, int64_t *bad_row,
+                    const float *x, int64_t R, int64_t M, int64_t K);
+
+/* Capacity-limited routing, in place on a routing result.
+ * weights (T, K) f32 [zeroed where dropped], dropped (T, K) u8, counts (E) i64 [kept per expert]
+ *   <- experts (T, K) i32. Slots are served in priority order: rank-major (all first choices in
+ * token order, then all second choices, ... as GShard) or token-major; a slot whose expert already
+ * holds `capacity` tokens is dropped. */
+typedef enum { MOE_PRIORITY_RANK = 0, MOE_PRIORITY_TOKEN = 1 } moe_priority;
+moe_status moe_apply_capacity(float *weights, uint8_t *dropped, int64_t *counts,
+                              const int32_t *experts, int64_t T, int64_t K, int64_t E,
+                              int64_t capacity, int32_t priority);
+
+/* Expert-choice routing (Zhou et al. 2022): each expert takes its C highest-scoring tokens.
+ * gates (E, C) f32, tokens (E, C) i64  <-  scores (T, E) f32. Ties to the lower token index. */
+moe_status moe_expert_choice(float *gates, int64_t *tokens, int64_t *bad_row,
+                             const float *scores, int64_t T, int64_t E, int64_t C);
+
+/* Load statistics: counts (E) i64 of (token, slot) pairs per expert, skipping dropped slots;
+ * prob_sum (E) f64 column sums of scores (T, E) (may be NULL). Fixed summation order. */
+moe_status moe_expert_load(int64_t *counts, double *prob_sum, const int32_t *experts,
+                           const uint8_t *dropped, const float *scores, int64_t T, int64_t K,
+                           int64_t E);
+
+#endif

@@ -1,0 +1,307 @@
+/* pymodule.c: the only file that includes Python.h and NumPy.
+ * Every entry point: parse -> check inputs/outputs (dtype, rank, shape, contiguity, writability,
+ * no overlap) -> allocate missing outputs -> release the GIL around the C core -> map the status. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+
+#include "moe.h"
+#include "pyhelpers.h"
+
+/* ---------------------------------------------------------------- info and threads */
+
+static PyObject *py_build_info(PyObject *self, PyObject *noargs) {
+    (void)self; (void)noargs;
+    static const char *features[] = {"avx2", "fma", "avx512f", "avx512bw", "avx512vl",
+                                     "avx512vnni", "avx512bf16", "avxvnni"};
+    PyObject *cpu = PyDict_New();
+    if (!cpu) return NULL;
+    for (size_t i = 0; i < sizeof(features) / sizeof(features[0]); i++) {
+        if (PyDict_SetItemString(cpu, features[i], moe_cpu_has(features[i]) ? Py_True : Py_False) < 0) {
+            Py_DECREF(cpu);
+            return NULL;
+        }
+    }
+    return Py_BuildValue("{s:O,s:i,s:s,s:s,s:N,s:s}", "openmp", moe_openmp_enabled() ? Py_True : Py_False,
+                         "num_threads", moe_get_num_threads(), "isa", moe_isa_name(moe_active_isa()),
+                         "best_isa", moe_isa_name(moe_detected_isa()), "cpu_features", cpu,
+                         "compiler", MOE_COMPILER_STRING);
+}
+
+static PyObject *py_set_num_threads(PyObject *self, PyObject *args) {
+    (void)self;
+    int n;
+    if (!PyArg_ParseTuple(args, "i:set_num_threads", &n)) return NULL;
+    if (n < 0) return PyErr_Format(PyExc_ValueError, "n must be >= 0 (0 restores the default), got %d", n);
+    moe_set_num_threads(n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_num_threads(PyObject *self, PyObject *noargs) {
+    (void)self; (void)noargs;
+    return PyLong_FromLong(moe_get_num_threads());
+}
+
+static PyObject *py_set_isa(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *name;
+    if (!PyArg_ParseTuple(args, "s:set_isa", &name)) return NULL;
+    moe_isa isa;
+    if (!strcmp(name, "scalar")) isa = MOE_ISA_SCALAR;
+    else if (!strcmp(name, "avx2")) isa = MOE_ISA_AVX2;
+    else if (!strcmp(name, "avx512")) isa = MOE_ISA_AVX512;
+    else if (!strcmp(name, "best")) isa = moe_detected_isa();
+    else return PyErr_Format(PyExc_ValueError, "isa must be 'scalar', 'avx2', 'avx512' or 'best', got %R",
+                             PyTuple_GET_ITEM(args, 0));
+    if (moe_force_isa(isa) != 0)
+        return PyErr_Format(PyExc_ValueError, "isa %s is not supported by this CPU/build (best: %s)", name,
+                            moe_isa_name(moe_detected_isa()));
+    Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------- routing */
+
+static int parse_route_params(PyObject *t, moe_route_params *p) {
+    if (!PyTuple_Check(t))
+        return PyErr_SetString(PyExc_TypeError, "params must be a tuple (see moepy.RouterConfig.c_params)"), -1;
+    if (!PyArg_ParseTuple(t, "LiiifffLLif;params must be (top_k, scoring, topk_before_score, normalize, norm_p, "
+                             "norm_eps, scale, n_group, topk_group, group_score, group_mask_value)",
+                          &p->top_k, &p->scoring, &p->topk_before_score, &p->normalize, &p->norm_p, &p->norm_eps,
+                          &p->scale, &p->n_group, &p->topk_group, &p->group_score, &p->group_mask_value))
+        return -1;
+    return 0;
+}
+
+static int route_params_error(const moe_route_params *p, int64_t E) {
+    if (p->top_k < 1 || p->top_k > E)
+        PyErr_Format(PyExc_ValueError, "top_k must be in [1, E=%lld], got %lld", (long long)E, (long long)p->top_k);
+    else if (p->scoring != MOE_SCORE_SOFTMAX && p->scoring != MOE_SCORE_SIGMOID)
+        PyErr_Format(PyExc_ValueError, "scoring code must be 0 (softmax) or 1 (sigmoid), got %d", p->scoring);
+    else if (p->group_score != MOE_GROUP_MAX && p->group_score != MOE_GROUP_TOP2_SUM)
+        PyErr_Format(PyExc_ValueError, "group_score code must be 0 (max) or 1 (top2_sum), got %d", p->group_score);
+    else if (p->n_group < 1 || E % p->n_group != 0)
+        PyErr_Format(PyExc_ValueError, "n_group=%lld must be >= 1 and divide the number of experts E=%lld",
+                     (long long)p->n_group, (long long)E);
+    else if (p->topk_group < 1 || p->topk_group > p->n_group)
+        PyErr_Format(PyExc_ValueError, "topk_group must be in [1, n_group=%lld], got %lld",
+                     (long long)p->n_group, (long long)p->topk_group);
+    else if (p->n_group > 1 && p->topk_group * (E / p->n_group) < p->top_k)
+        PyErr_Format(PyExc_ValueError,
+                     "top_k=%lld exceeds the experts in the kept groups (topk_group=%lld x %lld per group)",
+                     (long long)p->top_k, (long long)p->topk_group, (long long)(E / p->n_group));
+    else
+        PyErr_SetString(PyExc_ValueError, "norm_p must be finite and > 0, norm_eps >= 0, scale and "
+                                          "group_mask_value not NaN");
+    return -1;
+}
+
+/* route(logits, bias, params, weights=None, experts=None, scores=None) -> (weights, experts, scores) */
+static PyObject *py_route(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"logits", "bias", "params", "weights", "experts", "scores", NULL};
+    PyObject *logits_o, *bias_o, *params_o, *w_o = Py_None, *e_o = Py_None, *s_o = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO|OOO:route", kwlist, &logits_o, &bias_o, &params_o, &w_o,
+                                     &e_o, &s_o))
+        return NULL;
+    moe_route_params p;
+    if (parse_route_params(params_o, &p) < 0) return NULL;
+    PyArrayObject *logits = check_input(logits_o, "logits", NPY_FLOAT32, 2);
+    if (!logits) return NULL;
+    const int64_t T = PyArray_DIM(logits, 0), E = PyArray_DIM(logits, 1);
+    if (E < 1) return PyErr_Format(PyExc_ValueError, "logits must have at least one expert column, got shape (%lld, %lld)",
+                                   (long long)T, (long long)E);
+    if (moe_route_check(&p, E) != MOE_OK) { route_params_error(&p, E); return NULL; }
+    PyArrayObject *bias = NULL;
+    if (bias_o != Py_None) {
+        bias = check_input(bias_o, "bias", NPY_FLOAT32, 1);
+        if (!bias) return NULL;
+        if (PyArray_DIM(bias, 0) != E)
+            return PyErr_Format(PyExc_ValueError, "bias must have shape (E,) = (%lld,), got (%lld,)", (long long)E,
+                                (long long)PyArray_DIM(bias, 0));
+        const float *b = PyArray_DATA(bias);
+        for (int64_t e = 0; e < E; e++)
+            if (isnan(b[e])) return PyErr_Format(PyExc_ValueError, "bias holds NaN at expert %lld", (long long)e);
+    }
+    const npy_intp wk[2] = {T, p.top_k}, se[2] = {T, E};
+    PyArrayObject *inputs[2] = {logits, bias};
+    PyArrayObject *w = get_output(w_o, "weights", NPY_FLOAT32, 2, wk, inputs, 2);
+    PyArrayObject *ex = w ? get_output(e_o, "experts", NPY_INT32, 2, wk, inputs, 2) : NULL;
+    PyArrayObject *sc = ex ? get_output(s_o, "scores", NPY_FLOAT32, 2, se, inputs, 2) : NULL;
+    if (!sc || outputs_overlap3(w, ex, sc)) goto fail;
+    int64_t bad = -1;
+    moe_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = moe_route(PyArray_DATA(w), PyArray_DATA(ex), PyArray_DATA(sc), &bad, PyArray_DATA(logits),
+                   bias ? PyArray_DATA(bias) : NULL, T, E, &p);
+    Py_END_ALLOW_THREADS
+    if (st != MOE_OK) { set_status_error(st, "logits", bad); goto fail; }
+    return Py_BuildValue("NNN", w, ex, sc);
+fail:
+    Py_XDECREF(w); Py_XDECREF(ex); Py_XDECREF(sc);
+    return NULL;
+}
+
+/* topk(x, k) -> (values (R, k) f32, indices (R, k) i64) */
+static PyObject *py_topk(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *x_o;
+    long long k;
+    if (!PyArg_ParseTuple(args, "OL:topk", &x_o, &k)) return NULL;
+    PyArrayObject *x = check_input(x_o, "x", NPY_FLOAT32, 2);
+    if (!x) return NULL;
+    const int64_t R = PyArray_DIM(x, 0), M = PyArray_DIM(x, 1);
+    if (k < 1 || k > M)
+        return PyErr_Format(PyExc_ValueError, "k must be in [1, %lld] (the row length of x), got %lld", (long long)M, k);
+    const npy_intp dims[2] = {R, k};
+    PyArrayObject *vals = (PyArrayObject *)PyArray_EMPTY(2, dims, NPY_FLOAT32, 0);
+    PyArrayObject *idx = (PyArrayObject *)PyArray_EMPTY(2, dims, NPY_INT64, 0);
+    if (!vals || !idx) goto fail;
+    int64_t bad = -1;
+    moe_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = moe_topk(PyArray_DATA(vals), PyArray_DATA(idx), &bad, PyArray_DATA(x), R, M, k);
+    Py_END_ALLOW_THREADS
+    if (st != MOE_OK) { set_status_error(st, "x", bad); goto fail; }
+    return Py_BuildValue("NN", vals, idx);
+fail:
+    Py_XDECREF(vals); Py_XDECREF(idx);
+    return NULL;
+}
+
+/* apply_capacity(weights, experts, num_experts, capacity, priority) -> (dropped (T, K) bool, counts (E,) i64)
+ * weights (T, K) f32 is updated in place (dropped slots set to 0). */
+static PyObject *py_apply_capacity(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *w_o, *e_o;
+    long long E, capacity;
+    int priority;
+    if (!PyArg_ParseTuple(args, "OOLLi:apply_capacity", &w_o, &e_o, &E, &capacity, &priority)) return NULL;
+    PyArrayObject *ex = check_input(e_o, "experts", NPY_INT32, 2);
+    if (!ex) return NULL;
+    const npy_intp dims[2] = {PyArray_DIM(ex, 0), PyArray_DIM(ex, 1)};
+    PyArrayObject *inputs[1] = {ex};
+    if (E < 1) return PyErr_Format(PyExc_ValueError, "num_experts must be >= 1, got %lld", E);
+    if (capacity < 0) return PyErr_Format(PyExc_ValueError, "capacity must be >= 0, got %lld", capacity);
+    if (priority != MOE_PRIORITY_RANK && priority != MOE_PRIORITY_TOKEN)
+        return PyErr_Format(PyExc_ValueError, "priority code must be 0 (rank) or 1 (token), got %d", priority);
+    if (dims[1] < 1) return PyErr_SetString(PyExc_ValueError, "experts must have at least one column"), NULL;
+    if (w_o == Py_None) return PyErr_SetString(PyExc_TypeError, "weights must be a float32 array"), NULL;
+    PyArrayObject *w = get_output(w_o, "weights", NPY_FLOAT32, 2, dims, inputs, 1);
+    if (!w) return NULL;
+    if (check_ids_in_range(ex, "experts", E) < 0) { Py_DECREF(w); return NULL; }
+    const npy_intp edim[1] = {E};
+    PyArrayObject *dropped = (PyArrayObject *)PyArray_ZEROS(2, dims, NPY_BOOL, 0);
+    PyArrayObject *counts = (PyArrayObject *)PyArray_ZEROS(1, edim, NPY_INT64, 0);
+    if (!dropped || !counts) goto fail;
+    moe_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = moe_apply_capacity(PyArray_DATA(w), PyArray_DATA(dropped), PyArray_DATA(counts), PyArray_DATA(ex),
+                            dims[0], dims[1], E, capacity, priority);
+    Py_END_ALLOW_THREADS
+    if (st != MOE_OK) { set_status_error(st, "experts", -1); goto fail; }
+    Py_DECREF(w);
+    return Py_BuildValue("NN", dropped, counts);
+fail:
+    Py_DECREF(w); Py_XDECREF(dropped); Py_XDECREF(counts);
+    return NULL;
+}
+
+/* expert_choice(scores, capacity) -> (gates (E, C) f32, tokens (E, C) i64) */
+static PyObject *py_expert_choice(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *s_o;
+    long long C;
+    if (!PyArg_ParseTuple(args, "OL:expert_choice", &s_o, &C)) return NULL;
+    PyArrayObject *s = check_input(s_o, "scores", NPY_FLOAT32, 2);
+    if (!s) return NULL;
+    const int64_t T = PyArray_DIM(s, 0), E = PyArray_DIM(s, 1);
+    if (T < 1 || E < 1)
+        return PyErr_Format(PyExc_ValueError, "scores must be (T, E) with T, E >= 1, got (%lld, %lld)", (long long)T,
+                            (long long)E);
+    if (C < 1 || C > T)
+        return PyErr_Format(PyExc_ValueError, "capacity must be in [1, T=%lld], got %lld", (long long)T, C);
+    const npy_intp dims[2] = {E, C};
+    PyArrayObject *g = (PyArrayObject *)PyArray_EMPTY(2, dims, NPY_FLOAT32, 0);
+    PyArrayObject *tok = (PyArrayObject *)PyArray_EMPTY(2, dims, NPY_INT64, 0);
+    if (!g || !tok) goto fail;
+    int64_t bad = -1;
+    moe_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = moe_expert_choice(PyArray_DATA(g), PyArray_DATA(tok), &bad, PyArray_DATA(s), T, E, C);
+    Py_END_ALLOW_THREADS
+    if (st != MOE_OK) { set_status_error(st, "scores", bad); goto fail; }
+    return Py_BuildValue("NN", g, tok);
+fail:
+    Py_XDECREF(g); Py_XDECREF(tok);
+    return NULL;
+}
+
+/* expert_load(experts, dropped, scores, num_experts) -> (counts (E,) i64, prob_sum (E,) f64 or None) */
+static PyObject *py_expert_load(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *e_o, *d_o, *s_o;
+    long long E;
+    if (!PyArg_ParseTuple(args, "OOOL:expert_load", &e_o, &d_o, &s_o, &E)) return NULL;
+    PyArrayObject *ex = check_input(e_o, "experts", NPY_INT32, 2);
+    if (!ex) return NULL;
+    const int64_t T = PyArray_DIM(ex, 0), K = PyArray_DIM(ex, 1);
+    if (E < 1) return PyErr_Format(PyExc_ValueError, "num_experts must be >= 1, got %lld", E);
+    if (K < 1) return PyErr_SetString(PyExc_ValueError, "experts must have at least one column"), NULL;
+    PyArrayObject *dropped = NULL, *scores = NULL;
+    if (d_o != Py_None) {
+        dropped = check_input(d_o, "dropped", NPY_BOOL, 2);
+        if (!dropped) return NULL;
+        if (PyArray_DIM(dropped, 0) != T || PyArray_DIM(dropped, 1) != K)
+            return PyErr_Format(PyExc_ValueError, "dropped must have the shape of experts (%lld, %lld)", (long long)T,
+                                (long long)K);
+    }
+    if (s_o != Py_None) {
+        scores = check_input(s_o, "scores", NPY_FLOAT32, 2);
+        if (!scores) return NULL;
+        if (PyArray_DIM(scores, 0) != T || PyArray_DIM(scores, 1) != E)
+            return PyErr_Format(PyExc_ValueError, "scores must have shape (T, E) = (%lld, %lld)", (long long)T, E);
+    }
+    if (check_ids_in_range(ex, "experts", E) < 0) return NULL;
+    const npy_intp edim[1] = {E};
+    PyArrayObject *counts = (PyArrayObject *)PyArray_ZEROS(1, edim, NPY_INT64, 0);
+    PyArrayObject *psum = scores ? (PyArrayObject *)PyArray_ZEROS(1, edim, NPY_FLOAT64, 0) : NULL;
+    if (!counts || (scores && !psum)) goto fail;
+    moe_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = moe_expert_load(PyArray_DATA(counts), psum ? PyArray_DATA(psum) : NULL, PyArray_DATA(ex),
+                         dropped ? PyArray_DATA(dropped) : NULL, scores ? PyArray_DATA(scores) : NULL, T, K, E);
+    Py_END_ALLOW_THREADS
+    if (st != MOE_OK) { set_status_error(st, "experts", -1); goto fail; }
+    if (!psum) { Py_INCREF(Py_None); return Py_BuildValue("NN", counts, Py_None); }
+    return Py_BuildValue("NN", counts, psum);
+fail:
+    Py_XDECREF(counts); Py_XDECREF(psum);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- module */
+
+static PyMethodDef methods[] = {
+    {"build_info", py_build_info, METH_NOARGS, "build_info() -> dict: OpenMP, threads, ISA, CPU features."},
+    {"set_num_threads", py_set_num_threads, METH_VARARGS, "set_num_threads(n): threads used by kernels (0 = default)."},
+    {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int."},
+    {"set_isa", py_set_isa, METH_VARARGS, "set_isa(name): force 'scalar', 'avx2', 'avx512' or 'best'."},
+    {"route", (PyCFunction)(void (*)(void))py_route, METH_VARARGS | METH_KEYWORDS,
+     "route(logits (T,E) f32, bias (E,) f32|None, params) -> (weights (T,K) f32, experts (T,K) i32, scores (T,E) f32)"},
+    {"topk", py_topk, METH_VARARGS, "topk(x (R,M) f32, k) -> (values (R,k) f32, indices (R,k) i64)"},
+    {"apply_capacity", py_apply_capacity, METH_VARARGS,
+     "apply_capacity(weights (T,K) f32 [in place], experts (T,K) i32, E, capacity, priority) -> (dropped, counts)"},
+    {"expert_choice", py_expert_choice, METH_VARARGS,
+     "expert_choice(scores (T,E) f32, capacity) -> (gates (E,C) f32, tokens (E,C) i64)"},
+    {"expert_load", py_expert_load, METH_VARARGS,
+     "expert_load(experts (T,K) i32, dropped (T,K) bool|None, scores (T,E) f32|None, E) -> (counts, prob_sum)"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_C", "moepy's C core (see csrc/moe.h).", -1, methods,
+                                       NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__C(void) {
+    import_array();
+    return PyModule_Create(&moduledef);
+}

@@ -1,0 +1,25 @@
+"""moepy: a CPU-native Mixture-of-Experts toolkit.
+
+C kernels (routing, top-k, dispatch, grouped expert FFNs) under a NumPy API; see README.md.
+"""
+from ._ops import build_info as _build_info, get_num_threads, set_isa, set_num_threads
+from .metrics import BalanceStats, BiasBalancer, balance_stats, load_balancing_loss, router_z_loss, \
+    sequence_aux_loss, tokens_per_expert, update_bias
+from .routing import ExpertChoice, RouterConfig, Routing, apply_capacity, expert_choice, route, topk
+
+__version__ = "0.1.0"
+
+
+def build_info() -> dict:
+    """How this build of moepy runs: OpenMP on or off, threads, the ISA the kernels use
+    ("scalar" / "avx2" / "avx512"), the best ISA the CPU allows, CPU features, compiler."""
+    info = _build_info()
+    info["version"] = __version__
+    return info
+
+
+__all__ = [
+    "BalanceStats", "BiasBalancer", "ExpertChoice", "RouterConfig", "Routing", "apply_capacity", "balance_stats",
+    "build_info", "expert_choice", "get_num_threads", "load_balancing_loss", "route", "router_z_loss",
+    "sequence_aux_loss", "set_isa", "set_num_threads", "tokens_per_expert", "topk", "update_bias",
+]

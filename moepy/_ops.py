@@ -1,0 +1,74 @@
+"""The only module that imports moepy._C: input coercion, output allocation, shapes in docstrings.
+
+Inputs must already have the documented dtype (a different dtype raises TypeError: no silent
+casts); Python sequences are converted, and non-contiguous arrays are copied to contiguous ones.
+Output arrays passed in (`out=`-style) must be C-contiguous, writeable and of the exact dtype.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _C
+
+build_info = _C.build_info
+set_num_threads = _C.set_num_threads
+get_num_threads = _C.get_num_threads
+set_isa = _C.set_isa
+
+PRIORITY_CODES = {"rank": 0, "token": 1}
+
+
+def as_input(x, name: str, dtype, ndim: int) -> np.ndarray:
+    """x as a C-contiguous array of `dtype` and rank `ndim`; TypeError / ValueError naming `name`."""
+    if not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x, dtype=dtype)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be an array of {np.dtype(dtype).name}: {exc}") from None
+    if x.dtype != np.dtype(dtype):
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype).name}, got {x.dtype}")
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {x.shape}")
+    return np.ascontiguousarray(x)
+
+
+def route(logits, params: tuple, bias=None, weights=None, experts=None, scores=None):
+    """logits (T, E) f32, bias (E,) f32 | None -> weights (T, K) f32, experts (T, K) i32, scores (T, E) f32."""
+    logits = as_input(logits, "logits", np.float32, 2)
+    if bias is not None:
+        bias = as_input(bias, "bias", np.float32, 1)
+    return _C.route(logits, bias, params, weights, experts, scores)
+
+
+def topk(x, k: int):
+    """x (R, M) f32 (or (M,)) -> values (R, k) f32, indices (R, k) i64, descending, ties to the lower index."""
+    x = np.asarray(x) if not isinstance(x, np.ndarray) else x
+    one_row = x.ndim == 1
+    x = as_input(x[None, :] if one_row else x, "x", np.float32, 2)
+    values, indices = _C.topk(x, int(k))
+    return (values[0], indices[0]) if one_row else (values, indices)
+
+
+def apply_capacity(weights: np.ndarray, experts, num_experts: int, capacity: int, priority: str = "rank"):
+    """In place on weights (T, K) f32; experts (T, K) i32 -> dropped (T, K) bool, kept counts (E,) i64."""
+    if priority not in PRIORITY_CODES:
+        raise ValueError(f"priority must be one of {tuple(PRIORITY_CODES)}, got {priority!r}")
+    experts = as_input(experts, "experts", np.int32, 2)
+    return _C.apply_capacity(weights, experts, int(num_experts), int(capacity), PRIORITY_CODES[priority])
+
+
+def expert_choice(scores, capacity: int):
+    """scores (T, E) f32 -> gates (E, C) f32, tokens (E, C) i64: each expert's C best tokens."""
+    scores = as_input(scores, "scores", np.float32, 2)
+    return _C.expert_choice(scores, int(capacity))
+
+
+def expert_load(experts, dropped, scores, num_experts: int):
+    """experts (T, K) i32, dropped (T, K) bool | None, scores (T, E) f32 | None
+    -> counts (E,) i64 (kept slots per expert), prob_sum (E,) f64 | None (column sums of scores)."""
+    experts = as_input(experts, "experts", np.int32, 2)
+    if dropped is not None:
+        dropped = as_input(dropped, "dropped", np.bool_, 2)
+    if scores is not None:
+        scores = as_input(scores, "scores", np.float32, 2)
+    return _C.expert_load(experts, dropped, scores, int(num_experts))
