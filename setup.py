@@ -35,7 +35,7 @@ OPENMP_PROBE = "#include <omp.h>\nint main(void){int n=0;\n#pragma omp parallel\
 class BuildExt(build_ext):
     def build_extensions(self):
         compiler = self.compiler
-        base = ["-O3", "-std=c11", "-fno-strict-aliasing", "-Wall", "-Wno-unknown-pragmas"]
+        base = ["-O3", "-std=c11", "-fno-trapping-math", "-fno-math-errno", "-fno-strict-aliasing", "-Wall", "-Wno-unknown-pragmas"]
         link = []
         if os.environ.get("MOEPY_SANITIZE") == "1":
             san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]

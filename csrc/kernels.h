@@ -6,13 +6,21 @@
 #define MOEPY_KERNELS_H
 
 #include <stdint.h>
+#include "moe.h"
 
 typedef struct {
     const char *name;
-    /* out (n) = exp(x - shift); returns the sum of out in a fixed lane order */
-    float (*exp_shift_sum)(float *out, const float *x, int64_t n, float shift);
+    /* out (R, n) = row softmax of x (R, n); every row must have a finite maximum */
+    void (*softmax_rows)(float *out, const float *x, int64_t R, int64_t n);
     /* out (n) = 1 / (1 + exp(-x)) */
     void (*sigmoid)(float *out, const float *x, int64_t n);
+    /* weights, experts, scores: rows [t0, t1) of moe_route(); returns the first NaN row or INT64_MAX */
+    int64_t (*route_rows)(float *weights, int32_t *experts, float *scores, const float *logits, const float *bias,
+                          int64_t t0, int64_t t1, int64_t E, const moe_route_params *p, float *fscratch,
+                          int64_t *iscratch);
+    /* values, indices: rows [r0, r1) of moe_topk(); returns the first NaN row or INT64_MAX */
+    int64_t (*topk_rows)(float *values, int64_t *indices, const float *x, int64_t r0, int64_t r1, int64_t M,
+                         int64_t K);
 } moe_kernel_table;
 
 extern const moe_kernel_table moe_kernels_scalar;

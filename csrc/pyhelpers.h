@@ -52,6 +52,31 @@ static PyArrayObject *check_input(PyObject *obj, const char *name, int typenum, 
     return a;
 }
 
+/* A new reference to a C-contiguous, aligned version of an input array (a copy if needed); the
+ * dtype and rank must match exactly. */
+static PyArrayObject *input_contiguous(PyObject *obj, const char *name, int typenum, int ndim) {
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray of %s, got %s", name, dtype_name(typenum),
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (PyArray_TYPE(a) != typenum) {
+        PyErr_Format(PyExc_TypeError, "%s must have dtype %s, got %R", name, dtype_name(typenum),
+                     (PyObject *)PyArray_DESCR(a));
+        return NULL;
+    }
+    if (PyArray_NDIM(a) != ndim) {
+        PyErr_Format(PyExc_ValueError, "%s must be %d-dimensional, got %d dimensions", name, ndim, PyArray_NDIM(a));
+        return NULL;
+    }
+    if (PyArray_IS_C_CONTIGUOUS(a) && PyArray_ISALIGNED(a)) {
+        Py_INCREF(a);
+        return a;
+    }
+    return (PyArrayObject *)PyArray_NewCopy(a, NPY_CORDER);
+}
+
 static int arrays_overlap(PyArrayObject *a, PyArrayObject *b) {
     if (!a || !b) return 0;
     const char *a0 = PyArray_BYTES(a), *b0 = PyArray_BYTES(b);

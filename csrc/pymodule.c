@@ -62,14 +62,14 @@ static PyObject *py_set_isa(PyObject *self, PyObject *args) {
 
 /* ---------------------------------------------------------------- routing */
 
-static int parse_route_params(PyObject *t, moe_route_params *p) {
-    if (!PyTuple_Check(t))
-        return PyErr_SetString(PyExc_TypeError, "params must be a tuple (see moepy.RouterConfig.c_params)"), -1;
-    if (!PyArg_ParseTuple(t, "LiiifffLLif;params must be (top_k, scoring, topk_before_score, normalize, norm_p, "
-                             "norm_eps, scale, n_group, topk_group, group_score, group_mask_value)",
-                          &p->top_k, &p->scoring, &p->topk_before_score, &p->normalize, &p->norm_p, &p->norm_eps,
-                          &p->scale, &p->n_group, &p->topk_group, &p->group_score, &p->group_mask_value))
+/* params: the bytes of a moe_route_params, packed by moepy.RouterConfig (struct format "@qiiifffqqif") */
+static int parse_route_params(PyObject *obj, moe_route_params *p) {
+    if (!PyBytes_Check(obj) || PyBytes_GET_SIZE(obj) != (Py_ssize_t)sizeof(moe_route_params)) {
+        PyErr_Format(PyExc_TypeError, "params must be %zu bytes packing moe_route_params (RouterConfig.c_params)",
+                     sizeof(moe_route_params));
         return -1;
+    }
+    memcpy(p, PyBytes_AS_STRING(obj), sizeof(*p));
     return 0;
 }
 
@@ -106,28 +106,36 @@ static PyObject *py_route(PyObject *self, PyObject *args, PyObject *kwargs) {
         return NULL;
     moe_route_params p;
     if (parse_route_params(params_o, &p) < 0) return NULL;
-    PyArrayObject *logits = check_input(logits_o, "logits", NPY_FLOAT32, 2);
+    PyArrayObject *logits = input_contiguous(logits_o, "logits", NPY_FLOAT32, 2), *bias = NULL;
+    PyArrayObject *w = NULL, *ex = NULL, *sc = NULL;
     if (!logits) return NULL;
     const int64_t T = PyArray_DIM(logits, 0), E = PyArray_DIM(logits, 1);
-    if (E < 1) return PyErr_Format(PyExc_ValueError, "logits must have at least one expert column, got shape (%lld, %lld)",
-                                   (long long)T, (long long)E);
-    if (moe_route_check(&p, E) != MOE_OK) { route_params_error(&p, E); return NULL; }
-    PyArrayObject *bias = NULL;
+    if (E < 1) {
+        PyErr_Format(PyExc_ValueError, "logits must have at least one expert column, got shape (%lld, %lld)",
+                     (long long)T, (long long)E);
+        goto fail;
+    }
+    if (moe_route_check(&p, E) != MOE_OK) { route_params_error(&p, E); goto fail; }
     if (bias_o != Py_None) {
-        bias = check_input(bias_o, "bias", NPY_FLOAT32, 1);
-        if (!bias) return NULL;
-        if (PyArray_DIM(bias, 0) != E)
-            return PyErr_Format(PyExc_ValueError, "bias must have shape (E,) = (%lld,), got (%lld,)", (long long)E,
-                                (long long)PyArray_DIM(bias, 0));
+        bias = input_contiguous(bias_o, "bias", NPY_FLOAT32, 1);
+        if (!bias) goto fail;
+        if (PyArray_DIM(bias, 0) != E) {
+            PyErr_Format(PyExc_ValueError, "bias must have shape (E,) = (%lld,), got (%lld,)", (long long)E,
+                         (long long)PyArray_DIM(bias, 0));
+            goto fail;
+        }
         const float *b = PyArray_DATA(bias);
         for (int64_t e = 0; e < E; e++)
-            if (isnan(b[e])) return PyErr_Format(PyExc_ValueError, "bias holds NaN at expert %lld", (long long)e);
+            if (isnan(b[e])) {
+                PyErr_Format(PyExc_ValueError, "bias holds NaN at expert %lld", (long long)e);
+                goto fail;
+            }
     }
     const npy_intp wk[2] = {T, p.top_k}, se[2] = {T, E};
     PyArrayObject *inputs[2] = {logits, bias};
-    PyArrayObject *w = get_output(w_o, "weights", NPY_FLOAT32, 2, wk, inputs, 2);
-    PyArrayObject *ex = w ? get_output(e_o, "experts", NPY_INT32, 2, wk, inputs, 2) : NULL;
-    PyArrayObject *sc = ex ? get_output(s_o, "scores", NPY_FLOAT32, 2, se, inputs, 2) : NULL;
+    w = get_output(w_o, "weights", NPY_FLOAT32, 2, wk, inputs, 2);
+    ex = w ? get_output(e_o, "experts", NPY_INT32, 2, wk, inputs, 2) : NULL;
+    sc = ex ? get_output(s_o, "scores", NPY_FLOAT32, 2, se, inputs, 2) : NULL;
     if (!sc || outputs_overlap3(w, ex, sc)) goto fail;
     int64_t bad = -1;
     moe_status st;
@@ -136,8 +144,11 @@ static PyObject *py_route(PyObject *self, PyObject *args, PyObject *kwargs) {
                    bias ? PyArray_DATA(bias) : NULL, T, E, &p);
     Py_END_ALLOW_THREADS
     if (st != MOE_OK) { set_status_error(st, "logits", bad); goto fail; }
+    Py_DECREF(logits);
+    Py_XDECREF(bias);
     return Py_BuildValue("NNN", w, ex, sc);
 fail:
+    Py_XDECREF(logits); Py_XDECREF(bias);
     Py_XDECREF(w); Py_XDECREF(ex); Py_XDECREF(sc);
     return NULL;
 }

@@ -3,6 +3,7 @@
 #ifndef MOEPY_TOPK_H
 #define MOEPY_TOPK_H
 
+#include <math.h>
 #include <stdint.h>
 
 /* 1 if (va, ia) ranks before (vb, ib) */
@@ -23,17 +24,83 @@ static inline void moe_heap_sift_down(float *v, int64_t *ix, int64_t K, int64_t 
     }
 }
 
+/* insert (v, j) into the sorted list vals/idx of K entries, j larger than every held index */
+static inline void moe_topk_insert(float *vals, int64_t *idx, int64_t K, float v, int64_t j) {
+    int64_t pos = K - 1;
+    while (pos > 0 && v > vals[pos - 1]) {
+        vals[pos] = vals[pos - 1];
+        idx[pos] = idx[pos - 1];
+        pos--;
+    }
+    vals[pos] = v;
+    idx[pos] = j;
+}
+
 /* vals (K), idx (K)  <-  x[j * stride] for j < M: the K best, sorted best first. 1 <= K <= M. */
 static inline void moe_topk_row(float *vals, int64_t *idx, const float *x, int64_t stride, int64_t M,
                                 int64_t K) {
-    if (K <= 32) { /* insertion into a sorted list: one compare per element in the common case */
+    if (M <= 32 && stride == 1) { /* rank counting: branch-free, vectorisable for small rows */
+        float lv[33];
+        int64_t li[33]; /* slot 32 absorbs the ranks >= K without a branch */
         for (int64_t j = 0; j < M; j++) {
-            float v = x[j * stride];
-            int64_t pos = j < K ? j : K;
+            const float v = x[j];
+            int32_t rank = 0;
+            for (int32_t i = 0; i < (int32_t)M; i++) rank += (x[i] > v) | ((x[i] == v) & (i < (int32_t)j));
+            const int32_t slot = rank < (int32_t)K ? rank : 32;
+            lv[slot] = v;
+            li[slot] = j;
+        }
+        for (int64_t i = 0; i < K; i++) { vals[i] = lv[i]; idx[i] = li[i]; }
+        return;
+    }
+    if (stride == 1 && K <= 32 && M <= 4096) { /* threshold from set maxima, then few candidates */
+        /* Partition the row into nb >= K disjoint sets {j : j mod nb = b}; the K-th largest set
+         * maximum tau is a lower bound of the K-th largest element, so only x >= tau compete. */
+        const int64_t nb = K <= 16 ? 16 : 32;
+        float smax[32], tv[32];
+        int32_t cand[4096];
+        for (int64_t b = 0; b < nb; b++) smax[b] = x[b];
+        int64_t c = nb;
+        for (; c + nb <= M; c += nb)
+            for (int64_t b = 0; b < nb; b++) smax[b] = x[c + b] > smax[b] ? x[c + b] : smax[b];
+        for (int64_t b = 0; c + b < M; b++) smax[b] = x[c + b] > smax[b] ? x[c + b] : smax[b];
+        for (int64_t b = 0; b < nb; b++) { /* tv: the K largest set maxima, descending */
+            const float v = smax[b];
+            int64_t pos = b < K ? b : K;
             if (pos == K) {
-                if (!(v > vals[K - 1])) continue; /* ties lose to the lower index already held */
+                if (!(v > tv[K - 1])) continue;
                 pos = K - 1;
             }
+            while (pos > 0 && v > tv[pos - 1]) { tv[pos] = tv[pos - 1]; pos--; }
+            tv[pos] = v;
+        }
+        const float tau = tv[K - 1];
+        int64_t nc = 0, j = 0;
+        for (; j + 8 <= M; j += 8) { /* skip chunks of 8 with no candidate */
+            int any = 0;
+            for (int l = 0; l < 8; l++) any |= x[j + l] >= tau;
+            if (!any) continue;
+            for (int l = 0; l < 8; l++) { cand[nc] = (int32_t)(j + l); nc += x[j + l] >= tau; }
+        }
+        for (; j < M; j++) { cand[nc] = (int32_t)j; nc += x[j] >= tau; }
+        /* nc >= K; candidates are in index order, so insertion keeps ties by lower index */
+        for (int64_t i = 0; i < nc; i++) {
+            const float v = x[cand[i]];
+            if (i < K) {
+                int64_t pos = i;
+                while (pos > 0 && v > vals[pos - 1]) { vals[pos] = vals[pos - 1]; idx[pos] = idx[pos - 1]; pos--; }
+                vals[pos] = v;
+                idx[pos] = cand[i];
+            } else if (v > vals[K - 1]) {
+                moe_topk_insert(vals, idx, K, v, cand[i]);
+            }
+        }
+        return;
+    }
+    if (K <= 32) { /* sorted list; blocks of 16 below the current K-th value are skipped at once */
+        for (int64_t j = 0; j < K; j++) {
+            const float v = x[j * stride];
+            int64_t pos = j;
             while (pos > 0 && v > vals[pos - 1]) {
                 vals[pos] = vals[pos - 1];
                 idx[pos] = idx[pos - 1];
@@ -41,6 +108,21 @@ static inline void moe_topk_row(float *vals, int64_t *idx, const float *x, int64
             }
             vals[pos] = v;
             idx[pos] = j;
+        }
+        int64_t j = K;
+        for (; j + 16 <= M; j += 16) {
+            const float kth = vals[K - 1];
+            int any = 0;
+            for (int l = 0; l < 16; l++) any |= x[(j + l) * stride] > kth;
+            if (!any) continue;
+            for (int l = 0; l < 16; l++) {
+                const float v = x[(j + l) * stride];
+                if (v > vals[K - 1]) moe_topk_insert(vals, idx, K, v, j + l);
+            }
+        }
+        for (; j < M; j++) {
+            const float v = x[j * stride];
+            if (v > vals[K - 1]) moe_topk_insert(vals, idx, K, v, j);
         }
         return;
     }

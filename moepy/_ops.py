@@ -40,6 +40,11 @@ def route(logits, params: tuple, bias=None, weights=None, experts=None, scores=N
     return _C.route(logits, bias, params, weights, experts, scores)
 
 
+def route_arrays(logits: np.ndarray, params: bytes, bias=None):
+    """route() for ndarray inputs (the fast path; the C side copies non-contiguous inputs)."""
+    return _C.route(logits, bias, params)
+
+
 def topk(x, k: int):
     """x (R, M) f32 (or (M,)) -> values (R, k) f32, indices (R, k) i64, descending, ties to the lower index."""
     x = np.asarray(x) if not isinstance(x, np.ndarray) else x

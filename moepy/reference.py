@@ -49,8 +49,10 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
         return (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32)
 
 
-def route(logits: np.ndarray, params: tuple, bias=None):
-    """Twin of moepy._ops.route: logits (T, E) -> weights (T, K), experts (T, K) int32, scores (T, E)."""
+def route(logits: np.ndarray, params, bias=None):
+    """Twin of moepy._ops.route: logits (T, E) -> weights (T, K), experts (T, K) int32, scores (T, E).
+    params: RouterConfig.c_params_tuple (or the RouterConfig itself)."""
+    params = getattr(params, "c_params_tuple", params)
     (K, scoring, before, normalize, norm_p, norm_eps, scale, G, topk_group, group_score, mask_value) = params
     x = np.asarray(logits, np.float32)
     T, E = x.shape

@@ -9,6 +9,7 @@ implementation of that family does. The kernels are in C (csrc/route.c, csrc/cap
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -19,6 +20,9 @@ from . import _ops
 SCORINGS = ("softmax", "sigmoid")
 GROUP_SCORES = ("max", "top2_sum")
 PRIORITIES = ("rank", "token")
+# the C struct moe_route_params (csrc/moe.h): top_k, scoring, topk_before_score, normalize, norm_p,
+# norm_eps, scale, n_group, topk_group, group_score, group_mask_value
+C_PARAMS_FORMAT = "@qiiifffqqif"
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,8 @@ class RouterConfig:
     capacity: Optional[int] = None
     capacity_priority: str = "rank"
     family: str = "custom"
-    c_params: tuple = field(init=False, repr=False, compare=False)
+    c_params: bytes = field(init=False, repr=False, compare=False)
+    c_params_tuple: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         def need(ok, msg):
@@ -94,14 +99,17 @@ class RouterConfig:
             need(isinstance(self.capacity, (int, np.integer)) and self.capacity >= 0,
                  f"capacity must be an int >= 0, got {self.capacity!r}")
         need(self.capacity is None or self.capacity_factor is None, "give capacity or capacity_factor, not both")
-        packed = (int(self.top_k), SCORINGS.index(self.scoring), int(self.topk_before_softmax), int(self.normalize),
+        packed = struct.pack(C_PARAMS_FORMAT, int(self.top_k), SCORINGS.index(self.scoring), int(self.topk_before_softmax), int(self.normalize),
                   float(self.norm_p), float(self.norm_eps), float(self.scale), int(self.n_group),
                   int(self.topk_group), GROUP_SCORES.index(self.group_score), float(self.group_mask_value))
+        object.__setattr__(self, "c_params_tuple", struct.unpack(C_PARAMS_FORMAT, packed))
         object.__setattr__(self, "c_params", packed)
+        object.__setattr__(self, "_drops", self.capacity is not None or self.capacity_factor is not None)
 
     @property
     def drops_tokens(self) -> bool:
-        return self.capacity is not None or self.capacity_factor is not None
+        return self._drops
+
 
     def expert_capacity(self, num_tokens: int, num_experts: int) -> Optional[int]:
         """Tokens each expert may take for a batch of num_tokens; None when dropless."""
@@ -197,7 +205,7 @@ class RouterConfig:
                    capacity_factor=capacity_factor, family="gshard")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Routing:
     """The result of routing T tokens.
 
@@ -239,9 +247,13 @@ def route(logits: np.ndarray, config: RouterConfig, bias: Optional[np.ndarray] =
     dropped and returned in `Routing.dropped`.
     Raises ValueError naming the first row with a NaN, or the offending parameter.
     """
-    if config.num_experts is not None and np.ndim(logits) == 2 and np.shape(logits)[1] != config.num_experts:
-        raise ValueError(f"logits has {np.shape(logits)[1]} expert columns but config.num_experts={config.num_experts}")
-    weights, experts, scores = _ops.route(logits, config.c_params, bias)
+    if type(logits) is not np.ndarray:
+        logits = _ops.as_input(logits, "logits", np.float32, 2)
+    if config.num_experts is not None and logits.ndim == 2 and logits.shape[1] != config.num_experts:
+        raise ValueError(f"logits has {logits.shape[1]} expert columns but config.num_experts={config.num_experts}")
+    if bias is not None and type(bias) is not np.ndarray:
+        bias = _ops.as_input(bias, "bias", np.float32, 1)
+    weights, experts, scores = _ops.route_arrays(logits, config.c_params, bias)
     if not config.drops_tokens:
         return Routing(weights, experts, scores)
     cap = config.expert_capacity(experts.shape[0], scores.shape[1])

@@ -1,0 +1,38 @@
+"""Command line: `python -m moepy demo | configs | info`."""
+from __future__ import annotations
+
+import sys
+
+
+USAGE = """usage: python -m moepy <command>
+
+commands:
+  demo      route random tokens through DeepSeek-V3- and Mixtral-style routers (and layers) and compare
+  configs   print the table of model presets (parameters, activation ratio, memory)
+  info      print build information (OpenMP, threads, ISA)
+"""
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "demo":
+        from .demo import main as demo_main
+        return demo_main(rest)
+    if cmd == "configs":
+        from .cli_configs import main as configs_main
+        return configs_main(rest)
+    if cmd == "info":
+        import moepy
+        for k, v in moepy.build_info().items():
+            print(f"{k:>14}: {v}")
+        return 0
+    print(f"unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
