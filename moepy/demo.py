@@ -23,36 +23,42 @@ def _time(fn, repeat: int = 5) -> float:
     return best
 
 
-def _skewed_logits(rng, tokens: int, experts: int, hidden: int = 64) -> np.ndarray:
-    """Router logits x W_r^T of random tokens, with a few 'popular' experts, as trained routers show."""
-    x = rng.standard_normal((tokens, hidden)).astype(np.float32)
-    w = (rng.standard_normal((experts, hidden)) / np.sqrt(hidden)).astype(np.float32)
-    popularity = np.zeros(experts, np.float32)
-    popularity[rng.choice(experts, max(1, experts // 16), replace=False)] = 1.5
-    return (x @ w.T + popularity).astype(np.float32)
+class SkewedRouter:
+    """A random linear router x -> x W^T + popularity, with a few 'popular' experts, as trained routers show."""
+
+    def __init__(self, rng, experts: int, hidden: int = 64):
+        self.rng = rng
+        self.hidden = hidden
+        self.weight = (rng.standard_normal((experts, hidden)) / np.sqrt(hidden)).astype(np.float32)
+        self.popularity = np.zeros(experts, np.float32)
+        self.popularity[rng.choice(experts, max(1, experts // 16), replace=False)] = 1.5
+
+    def logits(self, tokens: int) -> np.ndarray:
+        x = self.rng.standard_normal((tokens, self.hidden)).astype(np.float32)
+        return (x @ self.weight.T + self.popularity).astype(np.float32)
 
 
-def route_comparison(tokens: int, seed: int = 0) -> list[dict]:
+def route_comparison(tokens: int, seed: int = 0, balance_batches: int = 50) -> list[dict]:
     rng = np.random.default_rng(seed)
     rows = []
     for name, cfg in [("mixtral-8x7b router", moepy.RouterConfig.mixtral(8, 2)),
                       ("deepseek-v3 router", moepy.RouterConfig.deepseek_v3())]:
         E = cfg.num_experts
-        logits = _skewed_logits(rng, tokens, E)
+        router = SkewedRouter(rng, E)
+        logits = router.logits(tokens)
         r = moepy.route(logits, cfg)
         s = moepy.balance_stats(r)
         seconds = _time(lambda: moepy.route(logits, cfg))
         row = dict(router=name, experts=E, top_k=cfg.top_k, cv=s.cv, max_over_mean=s.max_over_mean,
                    dead=s.dead_experts, aux_loss=s.aux_loss, tokens_per_s=tokens / seconds)
-        if cfg.family == "deepseek_v3":  # the auxiliary-loss-free bias over a stream of 20 batches
-            bal = moepy.BiasBalancer(E, gamma=0.01)
-            for _ in range(20):
-                bal.route(_skewed_logits(np.random.default_rng(seed), tokens, E), cfg)
-            s2 = moepy.balance_stats(moepy.route(logits, cfg, bias=bal.bias))
-            rows.append(row)
-            row = dict(row, router=name + " + bias (20 batches)", cv=s2.cv, max_over_mean=s2.max_over_mean,
-                       dead=s2.dead_experts, aux_loss=s2.aux_loss)
         rows.append(row)
+        if cfg.family == "deepseek_v3":  # the auxiliary-loss-free bias, learned over a stream of batches
+            balancer = moepy.BiasBalancer(E, gamma=0.01)
+            for _ in range(balance_batches):
+                balancer.route(router.logits(tokens), cfg)
+            s2 = moepy.balance_stats(moepy.route(logits, cfg, bias=balancer.bias))
+            rows.append(dict(row, router=f"{name} + bias ({balance_batches} batches)", cv=s2.cv,
+                             max_over_mean=s2.max_over_mean, dead=s2.dead_experts, aux_loss=s2.aux_loss))
     return rows
 
 

@@ -73,12 +73,15 @@ def load_balancing_loss(routing: Routing, scores: Optional[np.ndarray] = None) -
 
     f_i: the fraction of tokens that selected expert i (summed over the K slots, so sum f = K; drops
     are ignored, as in HF), P_i: the mean router probability of expert i. Pass `scores` to use other
-    probabilities than routing.scores (e.g. the softmax of the logits for a sigmoid router). Minimum
-    K under perfect balance."""
+    probabilities than routing.scores. Sigmoid scores are first normalised per token to sum 1 (as
+    DeepSeek-V3's balance loss does), so the loss compares across routers. Minimum K under perfect
+    balance."""
     T, E = routing.num_tokens, routing.num_experts
     if T == 0:
         return 0.0
     probs = routing.scores if scores is None else _ops.as_input(scores, "scores", np.float32, 2)
+    if scores is None and routing.scoring == "sigmoid":
+        probs = (probs / np.maximum(probs.sum(axis=1, keepdims=True, dtype=np.float64), 1e-30)).astype(np.float32)
     counts, prob_sum = _ops.expert_load(routing.experts, None, probs, E)
     return float(E * np.dot(counts / T, prob_sum / T))
 

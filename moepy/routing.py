@@ -214,6 +214,7 @@ class Routing:
     scores (T, E) float32: the scoring function over all experts (softmax or sigmoid of the logits).
     dropped (T, K) bool or None: slots refused by a capacity limit (None when dropless).
     capacity: the per-expert capacity that was applied, or None.
+    scoring: "softmax" or "sigmoid", how `scores` were made.
     """
 
     weights: np.ndarray
@@ -221,6 +222,7 @@ class Routing:
     scores: np.ndarray
     dropped: Optional[np.ndarray] = None
     capacity: Optional[int] = None
+    scoring: str = "softmax"
 
     @property
     def num_tokens(self) -> int:
@@ -255,10 +257,10 @@ def route(logits: np.ndarray, config: RouterConfig, bias: Optional[np.ndarray] =
         bias = _ops.as_input(bias, "bias", np.float32, 1)
     weights, experts, scores = _ops.route_arrays(logits, config.c_params, bias)
     if not config.drops_tokens:
-        return Routing(weights, experts, scores)
+        return Routing(weights, experts, scores, None, None, config.scoring)
     cap = config.expert_capacity(experts.shape[0], scores.shape[1])
     dropped, _ = _ops.apply_capacity(weights, experts, scores.shape[1], cap, config.capacity_priority)
-    return Routing(weights, experts, scores, dropped, cap)
+    return Routing(weights, experts, scores, dropped, cap, config.scoring)
 
 
 def topk(x: np.ndarray, k: int):
@@ -276,7 +278,7 @@ def apply_capacity(routing: Routing, capacity: int, priority: str = "rank") -> R
     if routing.dropped is not None:
         dropped |= routing.dropped
         weights[routing.dropped] = 0.0
-    return Routing(weights, routing.experts, routing.scores, dropped, int(capacity))
+    return Routing(weights, routing.experts, routing.scores, dropped, int(capacity), routing.scoring)
 
 
 @dataclass(frozen=True)
