@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +47,13 @@ _BUILDER_KNOBS = (
     "shared_intermediate",  # shared-expert width (qwen2_moe; deepseek: multiple of intermediate)
     "switch_stack",  # "encoder" (default) or "decoder"
     "llama4_text_only",  # True: model_type llama4_text, Llama4ForCausalLM names (model.layers...)
+    "experts_implementation",  # "eager" (default: the per-expert index_add_ loop), "grouped_mm", "batched_mm"
 )
+
+# Families whose Experts class is decorated with @use_experts_implementation (dispatch on
+# config._experts_implementation).  NB: from_pretrained() defaults to "grouped_mm" when available (it is on
+# CPU with torch 2.13); a bare module built from a config falls back to the eager loop.
+_DISPATCHING = ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3", "gpt_oss")
 
 # Config fields whose strict dataclass validation rejects ints.
 _FLOAT_FIELDS = {
@@ -255,6 +260,8 @@ def _cfg_olmoe(H, F, E, K, L):
         num_experts_per_tok=K,
         norm_topk_prob=False,  # OLMoE-1B-7B
         clip_qkv=None,
+        pad_token_id=1,
+        eos_token_id=2,  # class default 50279 is outside the tiny vocab
         router_aux_loss_coef=0.01,
         output_router_logits=False,
     )
@@ -277,12 +284,13 @@ def _cfg_deepseek(version, H, F, E, K, L):
         qk_rope_head_dim=8,
         v_head_dim=8,
     )
-    if version == 2:  # DeepSeek-V2 (236B)-like, scaled down
+    if version == 2:  # DeepSeek-V2 (236B)-like, scaled down.  With V2's max-per-group score the group
+        # limit can only change the selection when top_k > topk_group, hence 2 groups / keep 1.
         d.update(
             n_shared_experts=2,
             topk_method="group_limited_greedy",
-            n_group=4,
-            topk_group=2,
+            n_group=2,
+            topk_group=1,
             routed_scaling_factor=16.0,
             norm_topk_prob=False,
             scoring_func="softmax",
@@ -389,6 +397,9 @@ def _cfg_gpt_oss(H, F, E, K, L):
         output_router_logits=False,
         rms_norm_eps=1e-5,
         rope_theta=150000.0,
+        max_position_embeddings=131072,
+        rope_scaling={"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                      "original_max_position_embeddings": 4096, "truncate": False},
     )
     return d
 
@@ -457,10 +468,10 @@ def _coerce(key: str, value):
     return copy.deepcopy(value)
 
 
-def _build_config(cls, d: dict):
+def _build_config(cls, d: dict, experts_implementation: str = "eager"):
     d = {k: v for k, v in d.items() if k not in ("torch_dtype", "architectures", "model_type")}
     cfg = cls(**copy.deepcopy(d))
-    cfg._experts_implementation = "eager"
+    cfg._experts_implementation = experts_implementation
     return cfg
 
 
@@ -477,20 +488,26 @@ def _is_moe_layer(family: str, d: dict, cfg, i: int, switch_stack: str) -> bool:
     return True  # mixtral, olmoe, dbrx, gpt_oss: every layer
 
 
+_ROUTER_PARAMS = (
+    "gate.weight",  # mixtral / qwen / olmoe / deepseek router
+    "router.weight",  # llama4, gpt_oss
+    "router.bias",  # gpt_oss
+    "router.layer.weight",  # dbrx
+    "router.classifier.weight",  # switch
+    "shared_expert_gate.weight",  # qwen2_moe scalar shared gate
+)
+
+
 def _init_block(module: torch.nn.Module, seed: int, router_std: float, expert_std: float, bias_std: float):
+    """Every parameter and buffer <- N(0, std^2), drawn from one generator in sorted-name order."""
     g = torch.Generator().manual_seed(seed)
     named = sorted(list(module.named_parameters()) + list(module.named_buffers()), key=lambda kv: kv[0])
     with torch.no_grad():
         for name, t in named:
-            leaf = name.rsplit(".", 1)
-            is_router = name in ("gate.weight", "router.weight", "router.bias", "router.layer.weight") or name in (
-                "router.classifier.weight",
-                "router.classifier.bias",
-                "shared_expert_gate.weight",
-            )
-            if is_router:
+            leaf = name.rsplit(".", 1)[-1]
+            if name in _ROUTER_PARAMS:
                 std = router_std
-            elif name.endswith("e_score_correction_bias") or leaf[-1].endswith("_bias") or leaf[-1] == "bias":
+            elif leaf == "bias" or leaf.endswith("_bias"):  # e_score_correction_bias, gpt_oss expert biases
                 std = bias_std
             else:
                 std = expert_std
@@ -539,7 +556,6 @@ def make_block(
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
-    logging.getLogger("transformers").setLevel(logging.ERROR)
     knobs = {k: overrides.pop(k) for k in list(overrides) if k in _BUILDER_KNOBS}
     layer_index = int(knobs.get("layer_index", 1))
     n_layers = int(knobs.get("num_hidden_layers", max(2, layer_index + 1)))
@@ -583,28 +599,37 @@ def make_block(
 
     # ---- config-field overrides, routed into nested dicts where needed
     cls = _config_class(family)
-    if family == "dbrx":
-        import transformers as tf
-
-        ffn_keys = _known_keys(tf.models.dbrx.configuration_dbrx.DbrxFFNConfig)
-        attn_keys = _known_keys(tf.models.dbrx.configuration_dbrx.DbrxAttentionConfig)
     top_keys = _known_keys(cls)
+    nested: dict[str, set] = {}
+    if family == "dbrx":
+        from transformers.models.dbrx import configuration_dbrx as cd
+
+        nested = {"ffn_config": _known_keys(cd.DbrxFFNConfig), "attn_config": _known_keys(cd.DbrxAttentionConfig)}
     for k, v in overrides.items():
         v = _coerce(k, v)
-        if family == "dbrx" and k in d["ffn_config"] or (family == "dbrx" and k in ffn_keys and k not in top_keys):
-            d["ffn_config"][k] = v
-        elif family == "dbrx" and k in attn_keys and k not in top_keys:
-            d["attn_config"][k] = v
+        sub = next((n for n, keys in nested.items() if k in d[n] or (k in keys and k not in top_keys)), None)
+        if sub is not None:
+            d[sub][k] = v
         elif k in d or k in top_keys:
             d[k] = v
         else:
             raise ValueError(f"{family}: unknown override {k!r}")
+    if family == "switch" and not any(k.startswith("num_sparse_") for k in overrides):
+        # default: every other layer sparse (switch-base-8 style) if that makes layer_index sparse, else all
+        probe = _build_config(cls, d)
+        if not _is_moe_layer(family, d, probe, layer_index, switch_stack):
+            d["num_sparse_encoder_layers"] = d["num_sparse_decoder_layers"] = n_layers
     if family == "gpt_oss":
         d["experts_per_token"] = d["num_experts_per_tok"]
         if len(d.get("layer_types") or []) != d["num_hidden_layers"]:
             d["layer_types"] = ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(n_layers)]
 
-    cfg = _build_config(cls, d)
+    impl = knobs.get("experts_implementation", "eager")
+    if impl != "eager" and family not in _DISPATCHING:
+        raise ValueError(f"{family}: experts are not dispatched on experts_implementation (eager only)")
+    if impl not in ("eager", "grouped_mm", "batched_mm"):
+        raise ValueError(f"unsupported experts_implementation {impl!r}")
+    cfg = _build_config(cls, d, impl)
     if not _is_moe_layer(family, d, cfg, layer_index, switch_stack):
         raise ValueError(f"{family}: layer {layer_index} is not an MoE layer under this config")
 
