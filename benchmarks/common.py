@@ -1,0 +1,173 @@
+"""Timing and machine-limit helpers shared by the moepy benchmarks (bench_routing.py, bench_moe.py, ...).
+
+- time_interleaved: median seconds per call of several functions, sampled alternately so machine
+  drift (this is a shared VM) hits all of them alike.
+- measure_bandwidth / measure_gemm_rate: the machine's memory read bandwidth and BLAS GEMM rate,
+  from which a lower bound on an MoE layer's time is computed.
+- machine_info, write_json, format_seconds, print_table: reporting.
+"""
+from __future__ import annotations
+
+import datetime
+import gc
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+# ---- timing ----
+def calls_per_sample(fn: Callable[[], object], min_sample_s: float) -> int:
+    """How many back-to-back calls of fn take at least min_sample_s (doubling from 1; also warms fn up)."""
+    calls = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_sample_s:
+            return calls
+        # jump close to the target, at most x16 at a time, so a noisy fast first call cannot overshoot wildly
+        calls *= int(min(16, max(2, 1.2 * min_sample_s / max(elapsed, 1e-9))))
+
+
+def sample_interleaved(fns: Sequence[Callable[[], object]], min_sample_s: float = 0.02,
+                       repeats: int = 15, warmup_s: float = 0.05) -> list[list[float]]:
+    """Per function, `repeats` samples of seconds per call. Each sample times enough calls to last
+    >= min_sample_s; the functions take turns (A B, B A, A B, ...) so drift hits all of them."""
+    for fn in fns:  # warm up: caches, lazy initialisation, thread pools
+        deadline = time.perf_counter() + warmup_s
+        while time.perf_counter() < deadline:
+            fn()
+    calls = [calls_per_sample(fn, min_sample_s) for fn in fns]
+    samples: list[list[float]] = [[] for _ in fns]
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for rep in range(repeats):
+            order = range(len(fns)) if rep % 2 == 0 else reversed(range(len(fns)))
+            for i in order:
+                fn, n = fns[i], calls[i]
+                start = time.perf_counter()
+                for _ in range(n):
+                    fn()
+                samples[i].append((time.perf_counter() - start) / n)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return samples
+
+
+def time_interleaved(fns: Sequence[Callable[[], object]], min_sample_s: float = 0.02,
+                     repeats: int = 15) -> list[float]:
+    """Median seconds per call of each function in fns (see sample_interleaved)."""
+    return [statistics.median(s) for s in sample_interleaved(fns, min_sample_s, repeats)]
+
+
+# ---- machine limits ----
+def measure_bandwidth(megabytes: int = 512, repeats: int = 5) -> dict:
+    """Memory read bandwidth in GB/s (1e9 bytes/s): best of `repeats` passes over a float32 array,
+    reading it with np.sum (one core) and with np.dot(a, a) (BLAS, may use all cores; a is read once).
+    Returns {"gb_per_s": the best of both, "sum_gb_per_s", "dot_gb_per_s", "megabytes"}."""
+    a = np.ones(megabytes * 2**20 // 4, dtype=np.float32)  # np.ones writes every page (np.zeros would not)
+
+    def best_rate(read):
+        read()
+        best = min(_elapsed(read) for _ in range(repeats))
+        return a.nbytes / best / 1e9
+
+    sum_rate = best_rate(lambda: a.sum())
+    dot_rate = best_rate(lambda: np.dot(a, a))
+    return {"gb_per_s": max(sum_rate, dot_rate), "sum_gb_per_s": sum_rate, "dot_gb_per_s": dot_rate,
+            "megabytes": megabytes}
+
+
+def measure_gemm_rate(n: int = 2048, repeats: int = 5) -> dict:
+    """float32 GEMM rate of NumPy's BLAS in GFLOP/s: best of `repeats` n x n x n matmuls (2 n^3 flops).
+    Returns {"gflop_per_s", "n"}."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty((n, n), dtype=np.float32)
+    np.matmul(a, b, out=out)
+    best = min(_elapsed(lambda: np.matmul(a, b, out=out)) for _ in range(repeats))
+    return {"gflop_per_s": 2 * n**3 / best / 1e9, "n": n}
+
+
+def _elapsed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+# ---- reporting ----
+def machine_info() -> dict:
+    """Date, host, CPU, library versions and moepy's build (ISA, OpenMP, threads)."""
+    import moepy
+
+    def version(pkg):
+        try:
+            return importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    cpu_model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu_model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                             cpu_model)
+    except OSError:
+        pass
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": version("torch"),
+        "transformers": version("transformers"),
+        "moepy_build": moepy.build_info(),
+    }
+
+
+def write_json(name: str, payload: dict) -> Path:
+    """Write payload to benchmarks/results/<name>.json (creating the directory); returns the path."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration with a readable unit: '850 ns', '12.3 us', '4.56 ms', '1.23 s'."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            value = seconds / scale
+            return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    return f"{seconds / 1e-9:.0f} ns"
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Print rows under headers, columns right-aligned to their widest cell."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    print("\n".join(lines))
