@@ -91,4 +91,58 @@ moe_status moe_expert_load(int64_t *counts, double *prob_sum, const int32_t *exp
                            const uint8_t *dropped, const float *scores, int64_t T, int64_t K,
                            int64_t E);
 
+/* ---------- dispatch (dispatch.c) ---------- */
+/* The dispatch plan of a routing: slots (t, k) grouped by expert, in slot order within an expert.
+ *   counts (E) i64: kept slots per expert; offsets (E + 1) i64: start of each expert's rows;
+ *   order (N) i64: slot index t * K + k of each dispatched row (N = offsets[E]);
+ *   position (T * K) i64: the row of each slot, or -1 if dropped.
+ * Built with per-chunk histograms in parallel; the result does not depend on the thread count. */
+moe_status moe_dispatch_plan(int64_t *counts, int64_t *offsets, int64_t *order, int64_t *position,
+                             const int32_t *experts, const uint8_t *dropped, int64_t T, int64_t K, int64_t E);
+
+/* ---------- grouped expert FFN (ffn.c, pack.c) ---------- */
+typedef enum {
+    MOE_ACT_SILU = 0,      /* silu(gate) * up (SwiGLU) */
+    MOE_ACT_GELU = 1,      /* gelu(gate) * up, or gelu(x) when not gated; erf form */
+    MOE_ACT_GELU_TANH = 2, /* tanh approximation of gelu */
+    MOE_ACT_RELU = 3,      /* relu (Switch: not gated) */
+    MOE_ACT_GPT_OSS = 4    /* (clamp(up, -l, l) + 1) * g * sigmoid(alpha g), g = clamp(gate, max=l) */
+} moe_activation;
+
+typedef enum { MOE_DT_F32 = 0, MOE_DT_BF16 = 1 } moe_dtype;
+
+#define MOE_PANEL 16 /* output columns per packed weight panel */
+
+/* E experts of one shape, packed for the kernels (pack.c). Ip, Hp: I and H rounded up to MOE_PANEL.
+ *   w_in  (E, Ip/16, H, P * 16): P = 2 (gate panel, up panel) when gated, else 1
+ *   w_out (E, Hp/16, Ip, 16)
+ *   b_in  (E, P, Ip) f32 or NULL;  b_out (E, Hp) f32 or NULL */
+typedef struct {
+    int64_t E, H, inter; /* experts, hidden size, expert width I (named inter: complex.h defines I) */
+    int32_t dtype, gated, activation;
+    float act_alpha, act_limit;
+    const void *w_in, *w_out;
+    const float *b_in, *b_out;
+} moe_experts;
+
+int64_t moe_round_up(int64_t n, int64_t m);
+/* elements (not bytes) of the packed w_in / w_out of `ex` */
+int64_t moe_packed_in_elems(int64_t E, int64_t H, int64_t inter, int32_t gated);
+int64_t moe_packed_out_elems(int64_t E, int64_t H, int64_t inter);
+/* dst <- gate (E, inter, H) and up (E, inter, H) (up NULL when not gated), in the element type `dtype`
+ * (f32: float, bf16: uint16) */
+moe_status moe_pack_in(void *dst, const void *gate, const void *up, int64_t E, int64_t H, int64_t inter, int32_t dtype);
+/* dst <- down (E, H, inter) */
+moe_status moe_pack_out(void *dst, const void *down, int64_t E, int64_t H, int64_t inter, int32_t dtype);
+
+/* One MoE layer after routing:
+ *   out (T, H) = sum over kept slots, in ascending expert order, of w[t,k] * f_e(x[t])
+ *              + shared_gate[t] * f_shared(x[t])          (shared may be NULL, shared_gate NULL = 1)
+ * scale_input = 1 (Llama 4): f_e is applied to w[t,k] * x[t] and the output is not weighted.
+ * Each token's output is computed from its own row only, in a fixed order: it does not change
+ * with the batch or the thread count. */
+moe_status moe_forward(float *out, const float *x, int64_t T, const float *weights, const int32_t *experts,
+                       const uint8_t *dropped, int64_t K, const moe_experts *routed, const moe_experts *shared,
+                       const float *shared_gate, int32_t scale_input);
+
 #endif

@@ -291,6 +291,194 @@ fail:
     return NULL;
 }
 
+/* ---------------------------------------------------------------- expert FFN */
+
+static int dtype_code_of(PyArrayObject *a, int32_t *code) {
+    if (PyArray_TYPE(a) == NPY_FLOAT32) { *code = MOE_DT_F32; return 0; }
+    if (PyArray_TYPE(a) == NPY_UINT16) { *code = MOE_DT_BF16; return 0; }
+    return -1;
+}
+
+/* pack(which, w (E, C, R0) f32|uint16 [, w2 same]) -> packed 1-D array. which: 0 = in (gate[, up]), 1 = out (down) */
+static PyObject *py_pack(PyObject *self, PyObject *args) {
+    (void)self;
+    int which;
+    PyObject *a_o, *b_o = Py_None;
+    if (!PyArg_ParseTuple(args, "iO|O:pack", &which, &a_o, &b_o)) return NULL;
+    const char *name = which == 0 ? "gate" : "down";
+    if (!PyArray_Check(a_o)) return PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray", name);
+    int32_t dt;
+    if (dtype_code_of((PyArrayObject *)a_o, &dt) < 0)
+        return PyErr_Format(PyExc_TypeError, "%s must have dtype float32 or uint16 (raw bfloat16), got %R", name,
+                            (PyObject *)PyArray_DESCR((PyArrayObject *)a_o));
+    const int typenum = dt == MOE_DT_F32 ? NPY_FLOAT32 : NPY_UINT16;
+    PyArrayObject *a = check_input(a_o, name, typenum, 3), *b = NULL;
+    if (!a) return NULL;
+    const int64_t E = PyArray_DIM(a, 0), D1 = PyArray_DIM(a, 1), D2 = PyArray_DIM(a, 2);
+    if (E < 1 || D1 < 1 || D2 < 1) return PyErr_Format(PyExc_ValueError, "%s must have no empty dimension", name);
+    if (b_o != Py_None) {
+        if (which != 0) return PyErr_SetString(PyExc_ValueError, "only the input projection takes two matrices"), NULL;
+        b = check_input(b_o, "up", typenum, 3);
+        if (!b) return NULL;
+        if (PyArray_DIM(b, 0) != E || PyArray_DIM(b, 1) != D1 || PyArray_DIM(b, 2) != D2)
+            return PyErr_SetString(PyExc_ValueError, "up must have the shape of gate"), NULL;
+    }
+    /* in: gate (E, In, H);  out: down (E, H, I) */
+    const int64_t H = which == 0 ? D2 : D1, In = which == 0 ? D1 : D2;
+    const int64_t n = which == 0 ? moe_packed_in_elems(E, H, In, b != NULL) : moe_packed_out_elems(E, H, In);
+    if (n < 0) return PyErr_SetString(PyExc_OverflowError, "packed size overflows int64"), NULL;
+    const npy_intp dims[1] = {n};
+    PyArrayObject *out = (PyArrayObject *)PyArray_EMPTY(1, dims, typenum, 0);
+    if (!out) return NULL;
+    moe_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = which == 0 ? moe_pack_in(PyArray_DATA(out), PyArray_DATA(a), b ? PyArray_DATA(b) : NULL, E, H, In, dt)
+                    : moe_pack_out(PyArray_DATA(out), PyArray_DATA(a), E, H, In, dt);
+    Py_END_ALLOW_THREADS
+    if (st != MOE_OK) { Py_DECREF(out); set_status_error(st, name, -1); return NULL; }
+    return (PyObject *)out;
+}
+
+/* experts tuple: (E, H, In, gated, activation, alpha, limit, w_in, w_out, b_in|None, b_out|None) */
+static int parse_experts(PyObject *t, const char *name, moe_experts *ex) {
+    PyObject *w_in_o, *w_out_o, *b_in_o, *b_out_o;
+    long long E, H, In;
+    int gated, act;
+    float alpha, limit;
+    if (!PyTuple_Check(t)) return PyErr_Format(PyExc_TypeError, "%s must be a tuple", name), -1;
+    if (!PyArg_ParseTuple(t, "LLLiiffOOOO;experts must be (E, H, In, gated, activation, alpha, limit, w_in, w_out, "
+                             "b_in, b_out)", &E, &H, &In, &gated, &act, &alpha, &limit, &w_in_o, &w_out_o, &b_in_o,
+                          &b_out_o))
+        return -1;
+    if (E < 1 || H < 1 || In < 1) return PyErr_Format(PyExc_ValueError, "%s: E, H, In must be >= 1", name), -1;
+    if (act < MOE_ACT_SILU || act > MOE_ACT_GPT_OSS)
+        return PyErr_Format(PyExc_ValueError, "%s: unknown activation code %d", name, act), -1;
+    if (!PyArray_Check(w_in_o) || !PyArray_Check(w_out_o))
+        return PyErr_Format(PyExc_TypeError, "%s: packed weights must be numpy arrays", name), -1;
+    int32_t dt, dt2;
+    if (dtype_code_of((PyArrayObject *)w_in_o, &dt) < 0 || dtype_code_of((PyArrayObject *)w_out_o, &dt2) < 0 || dt != dt2)
+        return PyErr_Format(PyExc_TypeError, "%s: packed weights must both be float32 or both uint16", name), -1;
+    const int typenum = dt == MOE_DT_F32 ? NPY_FLOAT32 : NPY_UINT16;
+    PyArrayObject *w_in = check_input(w_in_o, "w_in", typenum, 1), *w_out = w_in ? check_input(w_out_o, "w_out", typenum, 1) : NULL;
+    if (!w_out) return -1;
+    if (PyArray_DIM(w_in, 0) != moe_packed_in_elems(E, H, In, gated) || PyArray_DIM(w_out, 0) != moe_packed_out_elems(E, H, In))
+        return PyErr_Format(PyExc_ValueError, "%s: packed weights do not match E=%lld, H=%lld, In=%lld", name, E, H, In), -1;
+    const int64_t Ip = moe_round_up(In, MOE_PANEL), Hp = moe_round_up(H, MOE_PANEL);
+    ex->b_in = ex->b_out = NULL;
+    if (b_in_o != Py_None) {
+        PyArrayObject *b = check_input(b_in_o, "b_in", NPY_FLOAT32, 1);
+        if (!b) return -1;
+        if (PyArray_DIM(b, 0) != E * (gated ? 2 : 1) * Ip)
+            return PyErr_Format(PyExc_ValueError, "%s: b_in must hold E * P * Ip = %lld floats", name,
+                                (long long)(E * (gated ? 2 : 1) * Ip)), -1;
+        ex->b_in = PyArray_DATA(b);
+    }
+    if (b_out_o != Py_None) {
+        PyArrayObject *b = check_input(b_out_o, "b_out", NPY_FLOAT32, 1);
+        if (!b) return -1;
+        if (PyArray_DIM(b, 0) != E * Hp)
+            return PyErr_Format(PyExc_ValueError, "%s: b_out must hold E * Hp = %lld floats", name, (long long)(E * Hp)), -1;
+        ex->b_out = PyArray_DATA(b);
+    }
+    ex->E = E; ex->H = H; ex->inter = In; ex->dtype = dt; ex->gated = gated != 0; ex->activation = act;
+    ex->act_alpha = alpha; ex->act_limit = limit;
+    ex->w_in = PyArray_DATA(w_in); ex->w_out = PyArray_DATA(w_out);
+    return 0;
+}
+
+/* moe_forward(x (T,H), weights (T,K), experts (T,K) i32, dropped|None, routed, shared|None, shared_gate|None,
+ *             scale_input, out=None) -> out (T, H) */
+static PyObject *py_moe_forward(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"x", "weights", "experts", "dropped", "routed", "shared", "shared_gate", "scale_input",
+                             "out", NULL};
+    PyObject *x_o, *w_o, *e_o, *d_o, *r_o, *s_o, *g_o, *out_o = Py_None;
+    int scale_input;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOp|O:moe_forward", kwlist, &x_o, &w_o, &e_o, &d_o, &r_o,
+                                     &s_o, &g_o, &scale_input, &out_o))
+        return NULL;
+    moe_experts routed, shared;
+    if (parse_experts(r_o, "routed", &routed) < 0) return NULL;
+    if (s_o != Py_None && parse_experts(s_o, "shared", &shared) < 0) return NULL;
+    if (s_o != Py_None && (shared.E != 1 || shared.H != routed.H))
+        return PyErr_SetString(PyExc_ValueError, "shared must be one expert of the routed hidden size"), NULL;
+    PyArrayObject *x = check_input(x_o, "x", NPY_FLOAT32, 2);
+    PyArrayObject *w = x ? check_input(w_o, "weights", NPY_FLOAT32, 2) : NULL;
+    PyArrayObject *ex = w ? check_input(e_o, "experts", NPY_INT32, 2) : NULL;
+    if (!ex) return NULL;
+    const int64_t T = PyArray_DIM(x, 0), H = PyArray_DIM(x, 1), K = PyArray_DIM(ex, 1);
+    if (H != routed.H) return PyErr_Format(PyExc_ValueError, "x has hidden size %lld, the experts %lld", (long long)H,
+                                           (long long)routed.H);
+    if (PyArray_DIM(ex, 0) != T || PyArray_DIM(w, 0) != T || PyArray_DIM(w, 1) != K || K < 1)
+        return PyErr_SetString(PyExc_ValueError, "weights and experts must both be (T, K) with x (T, H)"), NULL;
+    if (check_ids_in_range(ex, "experts", routed.E) < 0) return NULL;
+    PyArrayObject *dropped = NULL, *gate = NULL;
+    if (d_o != Py_None) {
+        dropped = check_input(d_o, "dropped", NPY_BOOL, 2);
+        if (!dropped) return NULL;
+        if (PyArray_DIM(dropped, 0) != T || PyArray_DIM(dropped, 1) != K)
+            return PyErr_SetString(PyExc_ValueError, "dropped must have the shape of experts"), NULL;
+    }
+    if (g_o != Py_None) {
+        gate = check_input(g_o, "shared_gate", NPY_FLOAT32, 1);
+        if (!gate) return NULL;
+        if (PyArray_DIM(gate, 0) != T) return PyErr_SetString(PyExc_ValueError, "shared_gate must be (T,)"), NULL;
+    }
+    const npy_intp dims[2] = {T, H};
+    PyArrayObject *inputs[5] = {x, w, ex, dropped, gate};
+    PyArrayObject *out = get_output(out_o, "out", NPY_FLOAT32, 2, dims, inputs, 5);
+    if (!out) return NULL;
+    moe_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = moe_forward(PyArray_DATA(out), PyArray_DATA(x), T, PyArray_DATA(w), PyArray_DATA(ex),
+                     dropped ? PyArray_DATA(dropped) : NULL, K, &routed, s_o != Py_None ? &shared : NULL,
+                     gate ? PyArray_DATA(gate) : NULL, scale_input);
+    Py_END_ALLOW_THREADS
+    if (st != MOE_OK) { Py_DECREF(out); set_status_error(st, "moe_forward", -1); return NULL; }
+    return (PyObject *)out;
+}
+
+/* dispatch_plan(experts (T,K) i32, dropped|None, E) -> (counts, offsets, order, position) */
+static PyObject *py_dispatch_plan(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *e_o, *d_o;
+    long long E;
+    if (!PyArg_ParseTuple(args, "OOL:dispatch_plan", &e_o, &d_o, &E)) return NULL;
+    PyArrayObject *ex = check_input(e_o, "experts", NPY_INT32, 2), *dropped = NULL;
+    if (!ex) return NULL;
+    const int64_t T = PyArray_DIM(ex, 0), K = PyArray_DIM(ex, 1);
+    if (E < 1 || K < 1) return PyErr_SetString(PyExc_ValueError, "num_experts and K must be >= 1"), NULL;
+    if (check_ids_in_range(ex, "experts", E) < 0) return NULL;
+    if (d_o != Py_None) {
+        dropped = check_input(d_o, "dropped", NPY_BOOL, 2);
+        if (!dropped) return NULL;
+        if (PyArray_DIM(dropped, 0) != T || PyArray_DIM(dropped, 1) != K)
+            return PyErr_SetString(PyExc_ValueError, "dropped must have the shape of experts"), NULL;
+    }
+    const npy_intp de[1] = {E}, de1[1] = {E + 1}, dn[1] = {T * K};
+    PyArrayObject *counts = (PyArrayObject *)PyArray_EMPTY(1, de, NPY_INT64, 0);
+    PyArrayObject *offsets = (PyArrayObject *)PyArray_EMPTY(1, de1, NPY_INT64, 0);
+    PyArrayObject *order = (PyArrayObject *)PyArray_EMPTY(1, dn, NPY_INT64, 0);
+    PyArrayObject *pos = (PyArrayObject *)PyArray_EMPTY(1, dn, NPY_INT64, 0);
+    if (!counts || !offsets || !order || !pos) goto fail;
+    moe_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = moe_dispatch_plan(PyArray_DATA(counts), PyArray_DATA(offsets), PyArray_DATA(order), PyArray_DATA(pos),
+                           PyArray_DATA(ex), dropped ? PyArray_DATA(dropped) : NULL, T, K, E);
+    Py_END_ALLOW_THREADS
+    if (st != MOE_OK) { set_status_error(st, "experts", -1); goto fail; }
+    {
+        const int64_t n = ((int64_t *)PyArray_DATA(offsets))[E];
+        PyObject *order_n = PySequence_GetSlice((PyObject *)order, 0, n);
+        Py_DECREF(order);
+        if (!order_n) { order = NULL; goto fail; }
+        return Py_BuildValue("NNNN", counts, offsets, order_n, pos);
+    }
+fail:
+    Py_XDECREF(counts); Py_XDECREF(offsets); Py_XDECREF(order); Py_XDECREF(pos);
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- module */
 
 static PyMethodDef methods[] = {
@@ -307,6 +495,11 @@ static PyMethodDef methods[] = {
      "expert_choice(scores (T,E) f32, capacity) -> (gates (E,C) f32, tokens (E,C) i64)"},
     {"expert_load", py_expert_load, METH_VARARGS,
      "expert_load(experts (T,K) i32, dropped (T,K) bool|None, scores (T,E) f32|None, E) -> (counts, prob_sum)"},
+    {"pack", py_pack, METH_VARARGS, "pack(which, w (E,C,R) f32|u16 [, up]) -> packed panels (which: 0 in, 1 out)"},
+    {"moe_forward", (PyCFunction)(void (*)(void))py_moe_forward, METH_VARARGS | METH_KEYWORDS,
+     "moe_forward(x, weights, experts, dropped, routed, shared, shared_gate, scale_input, out=None) -> (T, H)"},
+    {"dispatch_plan", py_dispatch_plan, METH_VARARGS,
+     "dispatch_plan(experts (T,K) i32, dropped|None, E) -> (counts, offsets, order, position)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_C", "moepy's C core (see csrc/moe.h).", -1, methods,

@@ -77,3 +77,25 @@ def expert_load(experts, dropped, scores, num_experts: int):
     if scores is not None:
         scores = as_input(scores, "scores", np.float32, 2)
     return _C.expert_load(experts, dropped, scores, int(num_experts))
+
+
+def pack(which: int, w, w2=None):
+    """Pack expert weights into kernel panels. which 0: gate (E, I, H) [+ up]; 1: down (E, H, I).
+    float32 or uint16 (raw bfloat16) -> 1-D packed array of the same dtype."""
+    return _C.pack(which, np.ascontiguousarray(w), None if w2 is None else np.ascontiguousarray(w2))
+
+
+def moe_forward(x, weights, experts, dropped, routed: tuple, shared, shared_gate, scale_input: bool, out=None):
+    """x (T, H) f32, weights (T, K) f32, experts (T, K) i32, dropped (T, K) bool | None,
+    routed / shared: packed expert tuples (moepy.layer.ExpertWeights.packed), shared_gate (T,) f32 | None
+    -> out (T, H) f32 = the routed experts' weighted sum (+ the gated shared expert)."""
+    return _C.moe_forward(x, weights, experts, dropped, routed, shared, shared_gate, bool(scale_input), out)
+
+
+def dispatch_plan(experts, dropped, num_experts: int):
+    """experts (T, K) i32, dropped (T, K) bool | None -> counts (E,), offsets (E + 1,), order (N,) slot ids
+    grouped by expert, position (T * K,) row of each slot or -1 (all int64)."""
+    experts = as_input(experts, "experts", np.int32, 2)
+    if dropped is not None:
+        dropped = as_input(dropped, "dropped", np.bool_, 2)
+    return _C.dispatch_plan(experts, dropped, int(num_experts))

@@ -1,0 +1,287 @@
+"""MoELayer: router + routed experts + optional shared expert, one call through the C engine.
+
+Weights are held in a canonical form (gate/up (E, I, H), down (E, H, I), nn.Linear orientation)
+and packed once, at construction, into the panel layout the kernels read (csrc/pack.c).
+`MoELayer.from_hf` maps Hugging Face checkpoint tensors of each family to that form
+(moepy/hf_layers.py); `MoELayer.random` builds seeded random layers for experiments.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from . import _ops
+from .metrics import BalanceStats, balance_stats
+from .routing import RouterConfig, Routing, route
+
+ACTIVATIONS = {"silu": 0, "swiglu": 0, "gelu": 1, "gelu_tanh": 2, "gelu_new": 2, "gelu_pytorch_tanh": 2,
+               "relu": 3, "gpt_oss": 4}
+DTYPES = ("float32", "bfloat16")
+PANEL = 16
+
+
+def round_up(n: int, m: int = PANEL) -> int:
+    return (n + m - 1) // m * m
+
+
+def to_bf16_bits(a: np.ndarray) -> np.ndarray:
+    """float32 -> raw bfloat16 bits (uint16), round to nearest even; ml_dtypes.bfloat16 arrays pass through."""
+    if a.dtype == np.uint16:
+        return np.ascontiguousarray(a)
+    if a.dtype.name == "bfloat16":
+        return np.ascontiguousarray(a).view(np.uint16)
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    nan = np.isnan(a)
+    if nan.any():
+        rounded[nan] = 0x7FC0
+    return rounded
+
+
+def from_bf16_bits(b: np.ndarray) -> np.ndarray:
+    return (np.ascontiguousarray(b, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+@dataclass
+class ExpertWeights:
+    """E experts in nn.Linear orientation, float32 (or raw bf16 uint16 / ml_dtypes.bfloat16).
+
+    gate (E, I, H) or None for an ungated FFN (then `up` is the only input matrix: act(x up^T));
+    up (E, I, H); down (E, H, I); optional biases gate_bias/up_bias (E, I), down_bias (E, H).
+    activation: "silu" (SwiGLU), "gelu", "gelu_tanh", "relu", or "gpt_oss" (clamped, alpha, limit)."""
+
+    up: np.ndarray
+    down: np.ndarray
+    gate: Optional[np.ndarray] = None
+    gate_bias: Optional[np.ndarray] = None
+    up_bias: Optional[np.ndarray] = None
+    down_bias: Optional[np.ndarray] = None
+    activation: str = "silu"
+    alpha: float = 1.702
+    limit: float = 7.0
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        E, I, H = self.up.shape
+        if self.down.shape != (E, H, I):
+            raise ValueError(f"down must be (E, H, I) = {(E, H, I)}, got {self.down.shape}")
+        if self.gate is not None and self.gate.shape != (E, I, H):
+            raise ValueError(f"gate must have the shape of up {(E, I, H)}, got {self.gate.shape}")
+        for name, b, shape in [("gate_bias", self.gate_bias, (E, I)), ("up_bias", self.up_bias, (E, I)),
+                               ("down_bias", self.down_bias, (E, H))]:
+            if b is not None and np.shape(b) != shape:
+                raise ValueError(f"{name} must be {shape}, got {np.shape(b)}")
+        for name in ("up", "down", "gate"):
+            w = getattr(self, name)
+            if w is not None and w.dtype in (np.float32, np.float64) and not np.isfinite(w).all():
+                raise ValueError(f"{name} holds NaN or inf")
+
+    @property
+    def shape(self):
+        """(E, H, I)"""
+        E, I, H = self.up.shape
+        return E, H, I
+
+    @property
+    def gated(self) -> bool:
+        return self.gate is not None
+
+    def num_params(self) -> int:
+        n = sum(int(np.prod(w.shape)) for w in (self.gate, self.up, self.down) if w is not None)
+        return n + sum(int(np.prod(b.shape)) for b in (self.gate_bias, self.up_bias, self.down_bias) if b is not None)
+
+    def as_float32(self) -> "ExpertWeights":
+        def f(w):
+            if w is None:
+                return None
+            if w.dtype == np.uint16 or w.dtype.name == "bfloat16":
+                return from_bf16_bits(to_bf16_bits(w))
+            return np.ascontiguousarray(w, dtype=np.float32)
+        return ExpertWeights(f(self.up), f(self.down), f(self.gate), f(self.gate_bias), f(self.up_bias),
+                             f(self.down_bias), self.activation, self.alpha, self.limit)
+
+    def packed(self, dtype: str) -> tuple:
+        """The experts tuple that moepy._C.moe_forward takes (packs the weights; call once)."""
+        E, H, I = self.shape
+        conv = (lambda w: to_bf16_bits(w)) if dtype == "bfloat16" else \
+            (lambda w: np.ascontiguousarray(w, dtype=np.float32))
+        first = self.gate if self.gated else self.up
+        w_in = _ops.pack(0, conv(first), conv(self.up) if self.gated else None)
+        w_out = _ops.pack(1, conv(self.down))
+        Ip, Hp = round_up(I), round_up(H)
+        b_in = b_out = None
+        if self.gate_bias is not None or self.up_bias is not None:
+            P = 2 if self.gated else 1
+            b = np.zeros((E, P, Ip), np.float32)
+            first_bias = self.gate_bias if self.gated else self.up_bias
+            if first_bias is not None:
+                b[:, 0, :I] = first_bias
+            if self.gated and self.up_bias is not None:
+                b[:, 1, :I] = self.up_bias
+            b_in = b.ravel()
+        if self.down_bias is not None:
+            b = np.zeros((E, Hp), np.float32)
+            b[:, :H] = self.down_bias
+            b_out = b.ravel()
+        return (E, H, I, int(self.gated), ACTIVATIONS[self.activation], float(self.alpha), float(self.limit),
+                w_in, w_out, b_in, b_out)
+
+
+class MoELayer:
+    """One MoE block: y = sum_k w_k f_{e_k}(x) [+ g(x) shared(x)], as the family's HF block computes it.
+
+    router: the RouterConfig; router_weight (E, H) [+ router_bias (E,), GPT-OSS];
+    selection_bias (E,): DeepSeek-V3's e_score_correction_bias (selection only);
+    experts: ExpertWeights of the E routed experts; shared: ExpertWeights with E = 1 or None;
+    shared_gate_weight (1, H): Qwen2-MoE's sigmoid gate on the shared expert;
+    scale_input: Llama 4 (the routing weight scales the expert input, not its output);
+    dtype: "float32" or "bfloat16" expert weights (bf16 read directly, accumulated in fp32).
+    """
+
+    def __init__(self, router: RouterConfig, router_weight: np.ndarray, experts: ExpertWeights, *,
+                 shared: Optional[ExpertWeights] = None, shared_gate_weight: Optional[np.ndarray] = None,
+                 router_bias: Optional[np.ndarray] = None, selection_bias: Optional[np.ndarray] = None,
+                 scale_input: bool = False, dtype: str = "float32", family: str = "custom"):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        E, H, I = experts.shape
+        self.router = router
+        self.router_weight = _as_f32(router_weight, "router_weight", (E, H))
+        self.router_bias = None if router_bias is None else _as_f32(router_bias, "router_bias", (E,))
+        self.selection_bias = None if selection_bias is None else _as_f32(selection_bias, "selection_bias", (E,))
+        if router.num_experts is not None and router.num_experts != E:
+            raise ValueError(f"router has num_experts={router.num_experts} but there are {E} experts")
+        if shared is not None and (shared.shape[0] != 1 or shared.shape[1] != H):
+            raise ValueError(f"shared must be one expert of hidden size {H}, got shape {shared.shape}")
+        self.experts = experts
+        self.shared = shared
+        self.shared_gate_weight = None if shared_gate_weight is None else \
+            _as_f32(shared_gate_weight, "shared_gate_weight", (1, H))
+        self.scale_input = bool(scale_input)
+        self.dtype = dtype
+        self.family = family
+        self._routed = experts.packed(dtype)
+        self._shared = shared.packed(dtype) if shared is not None else None
+        self.last_routing: Optional[Routing] = None
+
+    # ---- shape and size
+    @property
+    def num_experts(self) -> int:
+        return self.experts.shape[0]
+
+    @property
+    def hidden_size(self) -> int:
+        return self.experts.shape[1]
+
+    @property
+    def intermediate_size(self) -> int:
+        return self.experts.shape[2]
+
+    def __repr__(self):
+        E, H, I = self.experts.shape
+        sh = f", shared I={self.shared.shape[2]}" if self.shared is not None else ""
+        return (f"MoELayer({self.family}: E={E}, H={H}, I={I}, top_k={self.router.top_k}, "
+                f"{self.experts.activation}{sh}, {self.dtype})")
+
+    # ---- forward
+    def router_logits(self, x2: np.ndarray) -> np.ndarray:
+        logits = x2 @ self.router_weight.T
+        if self.router_bias is not None:
+            logits += self.router_bias
+        return np.ascontiguousarray(logits, dtype=np.float32)
+
+    def route(self, x: np.ndarray) -> Routing:
+        """The routing of the tokens of x ((T, H) or (B, S, H)); capacity is applied per batch row."""
+        x = _as_tokens(x, self.hidden_size)
+        x2 = x.reshape(-1, self.hidden_size)
+        if x.ndim == 3 and self.router.drops_tokens and x.shape[0] > 1:  # Switch: capacity per group (row)
+            parts = [route(self.router_logits(row), self.router, self.selection_bias) for row in x]
+            cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+            return Routing(cat("weights"), cat("experts"), cat("scores"), cat("dropped"), parts[0].capacity,
+                           parts[0].scoring)
+        return route(self.router_logits(x2), self.router, self.selection_bias)
+
+    def __call__(self, x: np.ndarray, return_routing: bool = False, out: Optional[np.ndarray] = None):
+        """y = MoE(x) for x (T, H) or (B, S, H) float32; with return_routing, (y, Routing)."""
+        x = _as_tokens(x, self.hidden_size)
+        x2 = x.reshape(-1, self.hidden_size)
+        routing = self.route(x)
+        gate = None
+        if self.shared_gate_weight is not None:
+            gate = (1.0 / (1.0 + np.exp(-(x2 @ self.shared_gate_weight.T)[:, 0]))).astype(np.float32)
+        y = _ops.moe_forward(x2, routing.weights, routing.experts, routing.dropped, self._routed, self._shared,
+                             gate, self.scale_input, out=None if out is None else out.reshape(x2.shape))
+        self.last_routing = routing
+        y = y.reshape(x.shape)
+        return (y, routing) if return_routing else y
+
+    def stats(self) -> BalanceStats:
+        """Balance measures of the last call's routing."""
+        if self.last_routing is None:
+            raise RuntimeError("stats() needs a forward call first")
+        return balance_stats(self.last_routing)
+
+    # ---- constructors
+    @classmethod
+    def random(cls, router: RouterConfig, hidden_size: int, intermediate_size: int, *, seed: int = 0,
+               num_experts: Optional[int] = None, shared_intermediate_size: int = 0, shared_gate: bool = False,
+               activation: str = "silu", dtype: str = "float32", scale_input: bool = False,
+               selection_bias: bool = False, std: float = 0.02) -> "MoELayer":
+        """A layer with seeded N(0, std) weights (router N(0, 1/sqrt(H)) so routing is not uniform)."""
+        E = num_experts or router.num_experts
+        if E is None:
+            raise ValueError("num_experts is needed when router.num_experts is None")
+        rng = np.random.default_rng(seed)
+        H, I = hidden_size, intermediate_size
+        gated = activation in ("silu", "swiglu", "gpt_oss") or activation.startswith("gelu")
+
+        def experts(n, width):
+            w = lambda *s: (rng.standard_normal(s) * std).astype(np.float32)  # noqa: E731
+            return ExpertWeights(up=w(n, width, H), down=w(n, H, width), gate=w(n, width, H) if gated else None,
+                                 activation=activation)
+        shared = experts(1, shared_intermediate_size) if shared_intermediate_size else None
+        return cls(router, (rng.standard_normal((E, H)) / np.sqrt(H)).astype(np.float32), experts(E, I),
+                   shared=shared,
+                   shared_gate_weight=(rng.standard_normal((1, H)) / np.sqrt(H)).astype(np.float32) if shared_gate else None,
+                   selection_bias=(rng.standard_normal(E) * 0.01).astype(np.float32) if selection_bias else None,
+                   scale_input=scale_input, dtype=dtype, family=router.family)
+
+    @classmethod
+    def from_hf(cls, hf_config, tensors, layer_index: int, dtype: str = "float32") -> "MoELayer":
+        """Layer `layer_index` of a Hugging Face checkpoint: `hf_config` a config.json dict or path,
+        `tensors` a mapping of full checkpoint names to arrays (per-expert Hub names or the fused
+        names of transformers v5). Families: mixtral, qwen2_moe, qwen3_moe, olmoe, dbrx,
+        deepseek_v2, deepseek_v3 / kimi_k2, llama4, gpt_oss. See moepy/hf_layers.py."""
+        from .hf_layers import layer_from_hf
+        return layer_from_hf(cls, hf_config, tensors, layer_index, dtype)
+
+    def to_float32_reference(self):
+        """The NumPy twin of this layer (moepy.reference.moe_layer_forward arguments)."""
+        return dict(experts=self.experts.as_float32() if self.dtype == "float32" else _bf16_round(self.experts),
+                    shared=None if self.shared is None else
+                    (self.shared.as_float32() if self.dtype == "float32" else _bf16_round(self.shared)),
+                    scale_input=self.scale_input)
+
+
+def _bf16_round(ex: ExpertWeights) -> ExpertWeights:
+    f = lambda w: None if w is None else from_bf16_bits(to_bf16_bits(w))  # noqa: E731
+    return ExpertWeights(f(ex.up), f(ex.down), f(ex.gate), ex.gate_bias, ex.up_bias, ex.down_bias, ex.activation,
+                         ex.alpha, ex.limit)
+
+
+def _as_f32(a, name, shape) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if a.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
+    return a
+
+
+def _as_tokens(x, H) -> np.ndarray:
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+        raise TypeError(f"x must be a float32 numpy array, got {getattr(x, 'dtype', type(x))}")
+    if x.ndim not in (2, 3) or x.shape[-1] != H:
+        raise ValueError(f"x must be (T, {H}) or (B, S, {H}), got {x.shape}")
+    return np.ascontiguousarray(x)
