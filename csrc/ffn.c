@@ -87,7 +87,8 @@ static void run_out_items(const work_list *l, const moe_kernel_table *kt, int nt
 static moe_status check_experts(const moe_experts *ex, int64_t H) {
     if (!ex || ex->E < 1 || ex->H != H || ex->inter < 1 || !ex->w_in || !ex->w_out) return MOE_EINVAL;
     if (ex->dtype != MOE_DT_F32 && ex->dtype != MOE_DT_BF16) return MOE_EINVAL;
-    if (ex->activation < MOE_ACT_SILU || ex->activation > MOE_ACT_GPT_OSS) return MOE_EINVAL;
+    if (ex->activation < MOE_ACT_SILU || ex->activation > MOE_ACT_NONE) return MOE_EINVAL;
+    if (ex->activation == MOE_ACT_NONE && ex->gated) return MOE_EINVAL;
     if (moe_packed_in_elems(ex->E, ex->H, ex->inter, ex->gated) < 0 || moe_packed_out_elems(ex->E, ex->H, ex->inter) < 0)
         return MOE_EOVERFLOW;
     return MOE_OK;
@@ -196,4 +197,27 @@ done:
     free(counts); free(offsets); free(order); free(position);
     free(xs); free(h); free(y); free(hs); free(ys);
     return st;
+}
+
+moe_status moe_linear(float *out, const float *x, int64_t T, const moe_experts *w) {
+    if (T < 0 || !w || w->E != 1 || w->gated || w->activation != MOE_ACT_NONE) return MOE_EINVAL;
+    moe_status st = check_experts(w, w->H);
+    if (st != MOE_OK) return st;
+    const int64_t N = w->inter, Np = moe_round_up(N, MOE_PANEL);
+    const int64_t n = moe_mul_checked(T, Np);
+    if (n < 0) return MOE_EOVERFLOW;
+    float *buf = malloc((size_t)(n + 1) * sizeof(float));
+    work_list items = {0};
+    if (!buf) return MOE_ENOMEM;
+    const int nthreads = moe_get_num_threads();
+    if (T && add_items(&items, w, 0, x, w->H, buf, Np, T, Np / MOE_PANEL,
+                       panel_block(T * (Np / MOE_PANEL), nthreads)) < 0) {
+        free(buf);
+        return MOE_ENOMEM;
+    }
+    run_in_items(&items, moe_kernels(), nthreads);
+    for (int64_t t = 0; t < T; t++) memcpy(out + t * N, buf + t * Np, (size_t)N * sizeof(float));
+    free(items.items);
+    free(buf);
+    return MOE_OK;
 }

@@ -106,7 +106,8 @@ typedef enum {
     MOE_ACT_GELU = 1,      /* gelu(gate) * up, or gelu(x) when not gated; erf form */
     MOE_ACT_GELU_TANH = 2, /* tanh approximation of gelu */
     MOE_ACT_RELU = 3,      /* relu (Switch: not gated) */
-    MOE_ACT_GPT_OSS = 4    /* (clamp(up, -l, l) + 1) * g * sigmoid(alpha g), g = clamp(gate, max=l) */
+    MOE_ACT_GPT_OSS = 4,   /* (clamp(up, -l, l) + 1) * g * sigmoid(alpha g), g = clamp(gate, max=l) */
+    MOE_ACT_NONE = 5       /* identity (a plain linear map; ungated only) */
 } moe_activation;
 
 typedef enum { MOE_DT_F32 = 0, MOE_DT_BF16 = 1 } moe_dtype;
@@ -144,5 +145,9 @@ moe_status moe_pack_out(void *dst, const void *down, int64_t E, int64_t H, int64
 moe_status moe_forward(float *out, const float *x, int64_t T, const float *weights, const int32_t *experts,
                        const uint8_t *dropped, int64_t K, const moe_experts *routed, const moe_experts *shared,
                        const float *shared_gate, int32_t scale_input);
+
+/* out (T, N) = x (T, K) @ W^T for W packed as the ungated input matrix of one "expert" (E = 1,
+ * H = K, inter = N, activation MOE_ACT_NONE): the router linear, batch-invariant unlike BLAS. */
+moe_status moe_linear(float *out, const float *x, int64_t T, const moe_experts *w);
 
 #endif

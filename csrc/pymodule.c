@@ -351,7 +351,7 @@ static int parse_experts(PyObject *t, const char *name, moe_experts *ex) {
                           &b_out_o))
         return -1;
     if (E < 1 || H < 1 || In < 1) return PyErr_Format(PyExc_ValueError, "%s: E, H, In must be >= 1", name), -1;
-    if (act < MOE_ACT_SILU || act > MOE_ACT_GPT_OSS)
+    if (act < MOE_ACT_SILU || act > MOE_ACT_NONE || (act == MOE_ACT_NONE && gated))
         return PyErr_Format(PyExc_ValueError, "%s: unknown activation code %d", name, act), -1;
     if (!PyArray_Check(w_in_o) || !PyArray_Check(w_out_o))
         return PyErr_Format(PyExc_TypeError, "%s: packed weights must be numpy arrays", name), -1;
@@ -438,6 +438,31 @@ static PyObject *py_moe_forward(PyObject *self, PyObject *args, PyObject *kwargs
     return (PyObject *)out;
 }
 
+/* linear(x (T, H) f32, w packed experts tuple with E = 1, ungated, activation none) -> (T, N) */
+static PyObject *py_linear(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *x_o, *w_o;
+    if (!PyArg_ParseTuple(args, "OO:linear", &x_o, &w_o)) return NULL;
+    moe_experts w;
+    if (parse_experts(w_o, "weight", &w) < 0) return NULL;
+    if (w.E != 1 || w.gated || w.activation != MOE_ACT_NONE)
+        return PyErr_SetString(PyExc_ValueError, "weight must be one ungated expert with activation 'none'"), NULL;
+    PyArrayObject *x = check_input(x_o, "x", NPY_FLOAT32, 2);
+    if (!x) return NULL;
+    if (PyArray_DIM(x, 1) != w.H)
+        return PyErr_Format(PyExc_ValueError, "x has %lld columns, the weight expects %lld",
+                            (long long)PyArray_DIM(x, 1), (long long)w.H);
+    const npy_intp dims[2] = {PyArray_DIM(x, 0), w.inter};
+    PyArrayObject *out = (PyArrayObject *)PyArray_EMPTY(2, dims, NPY_FLOAT32, 0);
+    if (!out) return NULL;
+    moe_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = moe_linear(PyArray_DATA(out), PyArray_DATA(x), dims[0], &w);
+    Py_END_ALLOW_THREADS
+    if (st != MOE_OK) { Py_DECREF(out); set_status_error(st, "linear", -1); return NULL; }
+    return (PyObject *)out;
+}
+
 /* dispatch_plan(experts (T,K) i32, dropped|None, E) -> (counts, offsets, order, position) */
 static PyObject *py_dispatch_plan(PyObject *self, PyObject *args) {
     (void)self;
@@ -498,6 +523,7 @@ static PyMethodDef methods[] = {
     {"pack", py_pack, METH_VARARGS, "pack(which, w (E,C,R) f32|u16 [, up]) -> packed panels (which: 0 in, 1 out)"},
     {"moe_forward", (PyCFunction)(void (*)(void))py_moe_forward, METH_VARARGS | METH_KEYWORDS,
      "moe_forward(x, weights, experts, dropped, routed, shared, shared_gate, scale_input, out=None) -> (T, H)"},
+    {"linear", py_linear, METH_VARARGS, "linear(x (T,H) f32, packed weight) -> (T, N): batch-invariant x W^T"},
     {"dispatch_plan", py_dispatch_plan, METH_VARARGS,
      "dispatch_plan(experts (T,K) i32, dropped|None, E) -> (counts, offsets, order, position)"},
     {NULL, NULL, 0, NULL}};

@@ -99,3 +99,15 @@ def dispatch_plan(experts, dropped, num_experts: int):
     if dropped is not None:
         dropped = as_input(dropped, "dropped", np.bool_, 2)
     return _C.dispatch_plan(experts, dropped, int(num_experts))
+
+
+def linear(x, packed_weight: tuple):
+    """x (T, H) f32 @ W^T with W packed by moepy.layer.pack_linear -> (T, N) f32. Each row's result is
+    independent of the other rows (unlike BLAS, whose kernel choice depends on T)."""
+    return _C.linear(as_input(x, "x", np.float32, 2), packed_weight)
+
+
+def packed_out_elems(E: int, H: int, I: int) -> int:
+    """Elements of a packed output projection (csrc/pack.c): E * round16(H) * round16(I)."""
+    r = lambda n: (n + 15) // 16 * 16  # noqa: E731
+    return E * r(H) * r(I)

@@ -18,6 +18,7 @@ from .routing import RouterConfig, Routing, route
 
 ACTIVATIONS = {"silu": 0, "swiglu": 0, "gelu": 1, "gelu_tanh": 2, "gelu_new": 2, "gelu_pytorch_tanh": 2,
                "relu": 3, "gpt_oss": 4}
+ACT_NONE = 5
 DTYPES = ("float32", "bfloat16")
 PANEL = 16
 
@@ -130,6 +131,14 @@ class ExpertWeights:
                 w_in, w_out, b_in, b_out)
 
 
+def pack_linear(weight: np.ndarray) -> tuple:
+    """weight (N, H) float32 -> the packed tuple moepy._ops.linear takes."""
+    N, H = weight.shape
+    w_in = _ops.pack(0, np.ascontiguousarray(weight, dtype=np.float32)[None])
+    w_out = np.zeros(_ops.packed_out_elems(1, H, N), np.float32)  # unused by linear()
+    return (1, H, N, 0, ACT_NONE, 0.0, 0.0, w_in, w_out, None, None)
+
+
 class MoELayer:
     """One MoE block: y = sum_k w_k f_{e_k}(x) [+ g(x) shared(x)], as the family's HF block computes it.
 
@@ -163,6 +172,8 @@ class MoELayer:
         self.scale_input = bool(scale_input)
         self.dtype = dtype
         self.family = family
+        gate_rows = [] if self.shared_gate_weight is None else [self.shared_gate_weight]
+        self._router_packed = pack_linear(np.concatenate([self.router_weight] + gate_rows))
         self._routed = experts.packed(dtype)
         self._shared = shared.packed(dtype) if shared is not None else None
         self.last_routing: Optional[Routing] = None
@@ -188,30 +199,37 @@ class MoELayer:
 
     # ---- forward
     def router_logits(self, x2: np.ndarray) -> np.ndarray:
-        logits = x2 @ self.router_weight.T
+        """x (T, H) -> logits (T, E) in float32 (plus, past column E, the shared-gate logit)."""
+        logits = _ops.linear(x2, self._router_packed)
         if self.router_bias is not None:
-            logits += self.router_bias
-        return np.ascontiguousarray(logits, dtype=np.float32)
+            logits[:, :self.num_experts] += self.router_bias
+        return logits
 
     def route(self, x: np.ndarray) -> Routing:
         """The routing of the tokens of x ((T, H) or (B, S, H)); capacity is applied per batch row."""
         x = _as_tokens(x, self.hidden_size)
-        x2 = x.reshape(-1, self.hidden_size)
+        return self._route(x, self.router_logits(x.reshape(-1, self.hidden_size)))
+
+    def _route(self, x: np.ndarray, logits: np.ndarray) -> Routing:
+        E = self.num_experts
+        logits = np.ascontiguousarray(logits[:, :E])
         if x.ndim == 3 and self.router.drops_tokens and x.shape[0] > 1:  # Switch: capacity per group (row)
-            parts = [route(self.router_logits(row), self.router, self.selection_bias) for row in x]
+            S = x.shape[1]
+            parts = [route(logits[b * S:(b + 1) * S], self.router, self.selection_bias) for b in range(x.shape[0])]
             cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
             return Routing(cat("weights"), cat("experts"), cat("scores"), cat("dropped"), parts[0].capacity,
                            parts[0].scoring)
-        return route(self.router_logits(x2), self.router, self.selection_bias)
+        return route(logits, self.router, self.selection_bias)
 
     def __call__(self, x: np.ndarray, return_routing: bool = False, out: Optional[np.ndarray] = None):
         """y = MoE(x) for x (T, H) or (B, S, H) float32; with return_routing, (y, Routing)."""
         x = _as_tokens(x, self.hidden_size)
         x2 = x.reshape(-1, self.hidden_size)
-        routing = self.route(x)
+        logits = self.router_logits(x2)
+        routing = self._route(x, logits)
         gate = None
         if self.shared_gate_weight is not None:
-            gate = (1.0 / (1.0 + np.exp(-(x2 @ self.shared_gate_weight.T)[:, 0]))).astype(np.float32)
+            gate = (1.0 / (1.0 + np.exp(-logits[:, self.num_experts]))).astype(np.float32)
         y = _ops.moe_forward(x2, routing.weights, routing.experts, routing.dropped, self._routed, self._shared,
                              gate, self.scale_input, out=None if out is None else out.reshape(x2.shape))
         self.last_routing = routing
