@@ -6,6 +6,9 @@ from ._ops import build_info as _build_info, get_num_threads, set_isa, set_num_t
 from .metrics import BalanceStats, BiasBalancer, balance_stats, load_balancing_loss, router_z_loss, \
     sequence_aux_loss, tokens_per_expert, update_bias
 from .routing import ExpertChoice, RouterConfig, Routing, apply_capacity, expert_choice, route, topk
+from .layer import ExpertWeights, MoELayer
+from . import configs
+from .configs import ModelConfig
 
 __version__ = "0.1.0"
 
@@ -19,7 +22,7 @@ def build_info() -> dict:
 
 
 __all__ = [
-    "BalanceStats", "BiasBalancer", "ExpertChoice", "RouterConfig", "Routing", "apply_capacity", "balance_stats",
+    "BalanceStats", "BiasBalancer", "ExpertWeights", "MoELayer", "ModelConfig", "configs", "ExpertChoice", "RouterConfig", "Routing", "apply_capacity", "balance_stats",
     "build_info", "expert_choice", "get_num_threads", "load_balancing_loss", "route", "router_z_loss",
     "sequence_aux_loss", "set_isa", "set_num_threads", "tokens_per_expert", "topk", "update_bias",
 ]

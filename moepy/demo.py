@@ -62,6 +62,25 @@ def route_comparison(tokens: int, seed: int = 0, balance_batches: int = 50) -> l
     return rows
 
 
+def layer_comparison(tokens: int, seed: int = 0) -> list[dict]:
+    """Throughput of a Mixtral-style and a DeepSeek-V3-style layer at a laptop-friendly width."""
+    rows = []
+    specs = [("mixtral-style layer", moepy.RouterConfig.mixtral(8, 2), 1024, 3584, {}),
+             ("deepseek-v3-style layer", moepy.RouterConfig.deepseek_v3(64, 6, n_group=8, topk_group=4), 1024, 512,
+              dict(shared_intermediate_size=512, selection_bias=True))]
+    x = np.random.default_rng(seed).standard_normal((tokens, 1024)).astype(np.float32)
+    for name, cfg, H, I, extra in specs:
+        for dtype in ("float32", "bfloat16"):
+            layer = moepy.MoELayer.random(cfg, H, I, seed=seed, dtype=dtype, **extra)
+            layer(x)
+            seconds = _time(lambda: layer(x), repeat=3)
+            shared = extra.get("shared_intermediate_size", 0)
+            flops = 2 * 3 * H * (I * cfg.top_k + shared) * tokens
+            rows.append(dict(layer=f"{name} {dtype}", shape=f"H{H} I{I} E{cfg.num_experts} k{cfg.top_k}",
+                             tokens_per_s=tokens / seconds, gflops=flops / seconds / 1e9))
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m moepy demo", description=__doc__)
     ap.add_argument("--tokens", type=int, default=8192, help="tokens to route (default 8192)")
@@ -77,4 +96,11 @@ def main(argv=None) -> int:
         print(f"{r['router']:<38}{r['experts']:>5}{r['top_k']:>3}{r['cv']:>8.3f}{r['max_over_mean']:>10.2f}"
               f"{r['dead']:>6}{r['aux_loss']:>10.3f}{r['tokens_per_s'] / 1e6:>9.2f}")
     print("\nCV: coefficient of variation of tokens per expert; aux loss: E * sum f_i P_i (k under perfect balance).")
+    tokens = min(args.tokens, 512)
+    print(f"\nMoE layers (router + experts + shared expert), {tokens} tokens\n")
+    header = f"{'layer':<34}{'shape':<24}{'tokens/s':>12}{'GFLOP/s':>10}"
+    print(header)
+    print("-" * len(header))
+    for r in layer_comparison(tokens, args.seed):
+        print(f"{r['layer']:<34}{r['shape']:<24}{r['tokens_per_s']:>12.0f}{r['gflops']:>10.1f}")
     return 0
