@@ -212,7 +212,7 @@ def _swiglu_experts(T: _Tensors, E: int, dtype: str, per_expert_names: tuple, ac
     """Routed experts from the fused v5 names (experts.gate_up_proj + experts.down_proj) or the per-expert names.
     fused_layout "linear": gate_up (E, 2I, H) with gate = first I rows, down (E, H, I);
     "matmul" (Llama 4): gate_up (E, H, 2I) with gate = first I columns, down (E, I, H)."""
-    if T.has("experts.gate_up_proj"):
+    if T.has("experts.gate_up_proj") or T.has("experts.down_proj"):
         gu = _expert(T.get("experts.gate_up_proj"), dtype)
         down = _expert(T.get("experts.down_proj"), dtype)
         if gu.ndim != 3 or gu.shape[0] != E:
@@ -231,6 +231,9 @@ def _swiglu_experts(T: _Tensors, E: int, dtype: str, per_expert_names: tuple, ac
             alt = ("gate_proj", "up_proj", "down_proj") if names[0] == "w1" else ("w1", "w3", "w2")
             if T.has(f"experts.0.{alt[0]}.weight"):
                 names = alt
+            elif not any(T.has(f"experts.0.{n}.weight") for n in names + alt):
+                raise KeyError(f"checkpoint tensor {T.prefix}experts.0.{names[0]}.weight (Hub names) or "
+                               f"{T.prefix}experts.gate_up_proj (fused names) not found")
         gate, up, down = _stack_experts(T, E, names, dtype)
     return ExpertWeights(up=up, down=down, gate=gate, activation=activation)
 
@@ -355,7 +358,7 @@ def layer_from_hf(cls, hf_config, tensors: Mapping, layer_index, dtype: Optional
         E = int(_get(c, "num_local_experts", "num_experts"))
         K = int(_get(c, "num_experts_per_tok", "experts_per_token", default=4))
         T = _Tensors(tensors, _find_prefix(tensors, [f"layers.{i}.mlp."], "router.weight"))
-        if T.has("experts.gate_up_proj"):
+        if T.has("experts.gate_up_proj") or T.has("experts.down_proj"):
             gu = _expert(T.get("experts.gate_up_proj"), dtype)  # (E, H, 2I), x @ W
             down = _expert(T.get("experts.down_proj"), dtype)  # (E, I, H)
         elif T.has("experts.gate_up_proj_blocks"):
