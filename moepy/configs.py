@@ -314,10 +314,11 @@ class ModelConfig:
     tower, as HF vision_config keys (hidden_size, num_hidden_layers, num_attention_heads, num_channels,
     intermediate_size, vision_output_dim, image_size, patch_size, projector_input_dim, projector_output_dim;
     missing ones take transformers' defaults, other keys are dropped), counted into total parameters.
-    hf_extra: config.json fields moepy does not model, kept so to_hf() returns them (not compared).
+    hf_extra: config.json fields moepy does not model, kept so to_hf() returns them.
+    Equality compares the architecture: `name` and `hf_extra` are not compared.
     """
 
-    name: str = "custom"
+    name: str = field(default="custom", compare=False)
     family: str = "custom"
     vocab_size: int
     hidden_size: int
@@ -589,7 +590,8 @@ class ModelConfig:
         routed = parts["routed_experts"]
         return ParamCount(
             embedding=parts["embedding"], lm_head=parts["lm_head"], attention=parts["attention"], norms=parts["norms"],
-            dense_mlp=parts["dense_mlp"], routed_experts=routed, routed_experts_active=routed * self.top_k // self.num_experts,
+            dense_mlp=parts["dense_mlp"], routed_experts=routed,
+            routed_experts_active=routed * self.top_k // self.num_experts,
             shared_experts=parts["shared_experts"], router=parts["router"], vision=parts["vision"], mtp=parts["mtp"],
             num_experts=self.num_experts, top_k=self.top_k, moe_layers=len(self.moe_layers),
             dense_layers=len(self.dense_layers), tied_embeddings=self.tie_embeddings)
@@ -1010,7 +1012,8 @@ def _read_dbrx(d, mt):
     fa, ff = _Fields(attn, f"{mt} attn_config"), _Fields(ffn, f"{mt} ffn_config")
     H, nh = int(f.req("d_model")), int(f.req("n_heads"))
     E, k = int(ff.req("moe_num_experts")), int(ff.req("moe_top_k"))
-    p = ff.opt("moe_normalize_expert_weights", 1.0)
+    ff.used.add("moe_normalize_expert_weights")  # null means "do not normalise", absent means 1.0
+    p = ffn["moe_normalize_expert_weights"] if "moe_normalize_expert_weights" in ffn else 1.0
     ff.used.add("hidden_size")
     act = ff.opt("ffn_act_fn", {"name": "silu"})
     kw = dict(family="dbrx", vocab_size=int(f.req("vocab_size")), hidden_size=H, num_layers=int(f.req("n_layers")),
@@ -1617,7 +1620,7 @@ def _fmt_count(n: float) -> str:
     for unit, div in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(n) >= div:
             v = n / div
-            return f"{v:.3g}{unit}" if v < 100 else f"{v:.0f}{unit}"
+            return f"{v:#.3g}{unit}" if v < 100 else f"{v:.0f}{unit}"
     return f"{n:.0f}"
 
 
