@@ -72,6 +72,33 @@ def time_interleaved(fns: Sequence[Callable[[], object]], min_sample_s: float = 
     return [statistics.median(s) for s in sample_interleaved(fns, min_sample_s, repeats)]
 
 
+def sample_budgeted(fns: Sequence[Callable[[], object]], budget_s: float, min_repeats: int = 3,
+                    max_repeats: int = 15, min_sample_s: float = 0.02) -> list[list[float]]:
+    """Like sample_interleaved, for functions that may be slow (seconds per call): each function is called
+    once to warm up and to time it (no doubling search), a sample is ceil(min_sample_s / that time) calls,
+    and the number of repeats is what fits in budget_s, clamped to [min_repeats, max_repeats]."""
+    first = [_elapsed(fn) for fn in fns]
+    calls = [max(1, int(np.ceil(min_sample_s / max(t, 1e-9)))) for t in first]
+    per_round = sum(max(t, 1e-9) * n for t, n in zip(first, calls))
+    repeats = int(min(max_repeats, max(min_repeats, budget_s // per_round)))
+    samples: list[list[float]] = [[] for _ in fns]
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for rep in range(repeats):
+            order = range(len(fns)) if rep % 2 == 0 else reversed(range(len(fns)))
+            for i in order:
+                fn, n = fns[i], calls[i]
+                start = time.perf_counter()
+                for _ in range(n):
+                    fn()
+                samples[i].append((time.perf_counter() - start) / n)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return samples
+
+
 # ---- machine limits ----
 def measure_bandwidth(megabytes: int = 512, repeats: int = 5) -> dict:
     """Memory read bandwidth in GB/s (1e9 bytes/s): best of `repeats` passes over a float32 array,
