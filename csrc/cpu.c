@@ -32,9 +32,11 @@ int moe_cpu_has(const char *feature) {
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
     if (!strcmp(feature, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!strcmp(feature, "f16c")) return __builtin_cpu_supports("f16c");
     if (!strcmp(feature, "fma")) return __builtin_cpu_supports("fma");
     if (!strcmp(feature, "avx512f")) return __builtin_cpu_supports("avx512f");
     if (!strcmp(feature, "avx512bw")) return __builtin_cpu_supports("avx512bw");
+    if (!strcmp(feature, "avx512dq")) return __builtin_cpu_supports("avx512dq");
     if (!strcmp(feature, "avx512vl")) return __builtin_cpu_supports("avx512vl");
     if (!strcmp(feature, "avx512vnni")) return __builtin_cpu_supports("avx512vnni");
     if (!strcmp(feature, "avx512bf16")) return __builtin_cpu_supports("avx512bf16");
@@ -47,9 +49,11 @@ int moe_cpu_has(const char *feature) {
 
 moe_isa moe_detected_isa(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (moe_cpu_has("avx512f") && moe_cpu_has("avx512bw") && moe_cpu_has("avx512vl") && moe_cpu_has("avx2"))
+    /* the AVX-512 level includes VNNI (Ice Lake, Zen 4 and later); AVX-512 CPUs without it use AVX2 */
+    if (moe_cpu_has("avx512f") && moe_cpu_has("avx512bw") && moe_cpu_has("avx512vl") && moe_cpu_has("avx512dq") &&
+        moe_cpu_has("avx512vnni") && moe_cpu_has("avx2") && moe_cpu_has("f16c"))
         return MOE_ISA_AVX512;
-    if (moe_cpu_has("avx2")) return MOE_ISA_AVX2;
+    if (moe_cpu_has("avx2") && moe_cpu_has("f16c")) return MOE_ISA_AVX2;
 #endif
     return MOE_ISA_SCALAR;
 }

@@ -2,24 +2,38 @@
  *
  * Work is split into items (expert, block of rows, block of output panels) that the threads take
  * dynamically; every output element is computed by exactly one item with a fixed arithmetic order,
- * so any schedule gives bitwise the same result. */
+ * so any schedule gives bitwise the same result. INT8/INT4 experts take activations quantised once
+ * per token (or per expert row for the down projection) instead of float rows. */
 #include "moe.h"
 #include "kernels.h"
 #include "parallel.h"
+#include "quant.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define FFN_ROW_BLOCK 64 /* rows per work item */
 
+typedef struct { /* rows of activations: float (f, ld) or quantised (q, s, sum; ld, ng) */
+    const float *f;
+    const int8_t *q;
+    const float *s;
+    const int32_t *sum;
+    int64_t ld, ng;
+} rows_in;
+
+static rows_in rows_offset(rows_in r, int64_t n) {
+    if (r.f) r.f += n * r.ld;
+    else { r.q += n * r.ld; r.s += n * r.ng; r.sum += n * r.ng; }
+    return r;
+}
+
 typedef struct {
     const moe_experts *ex;
-    int64_t e;          /* expert index within ex */
-    const float *in;    /* first input row */
-    int64_t ld_in;
-    float *out;         /* first output row */
-    int64_t ld_out;
-    int64_t rows, p0, p1;
+    int64_t e; /* expert index within ex */
+    rows_in in;
+    float *out;
+    int64_t ld_out, rows, p0, p1;
 } work_item;
 
 typedef struct {
@@ -40,12 +54,13 @@ static int push(work_list *l, work_item it) {
 }
 
 /* items covering `rows` rows x `panels` panels of one expert, panel blocks of pb */
-static int add_items(work_list *l, const moe_experts *ex, int64_t e, const float *in, int64_t ld_in, float *out,
-                     int64_t ld_out, int64_t rows, int64_t panels, int64_t pb) {
+static int add_items(work_list *l, const moe_experts *ex, int64_t e, rows_in in, float *out, int64_t ld_out,
+                     int64_t rows, int64_t panels, int64_t pb) {
     for (int64_t r0 = 0; r0 < rows; r0 += FFN_ROW_BLOCK)
         for (int64_t p0 = 0; p0 < panels; p0 += pb) {
-            work_item it = {ex, e, in + r0 * ld_in, ld_in, out + r0 * ld_out, ld_out,
-                            rows - r0 < FFN_ROW_BLOCK ? rows - r0 : FFN_ROW_BLOCK, p0, p0 + pb < panels ? p0 + pb : panels};
+            work_item it = {ex, e, rows_offset(in, r0), out + r0 * ld_out, ld_out,
+                            rows - r0 < FFN_ROW_BLOCK ? rows - r0 : FFN_ROW_BLOCK, p0,
+                            p0 + pb < panels ? p0 + pb : panels};
             if (push(l, it) < 0) return -1;
         }
     return 0;
@@ -57,41 +72,91 @@ static int64_t panel_block(int64_t total_row_panels, int nthreads) {
     return pb < 1 ? 1 : (pb > 8 ? 8 : pb);
 }
 
-static size_t esize(const moe_experts *ex) { return ex->dtype == MOE_DT_BF16 ? 2 : 4; }
-
-static void run_in_items(const work_list *l, const moe_kernel_table *kt, int nthreads) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (l->n > 1)
-    for (int64_t i = 0; i < l->n; i++) {
-        const work_item *it = &l->items[i];
-        const moe_experts *ex = it->ex;
-        const int64_t Ip = moe_round_up(ex->inter, MOE_PANEL), P = ex->gated ? 2 : 1;
-        const char *w = (const char *)ex->w_in + (size_t)(it->e * Ip * ex->H * P) * esize(ex);
-        const float *b = ex->b_in ? ex->b_in + it->e * P * Ip : NULL;
-        kt->ffn_in_block(it->out, it->ld_out, it->in, it->ld_in, it->rows, w, ex->H, Ip, it->p0, it->p1, ex->dtype,
-                         ex->gated, b, ex->activation, ex->act_alpha, ex->act_limit);
-    }
+/* bytes of one expert's packed input / output projection */
+static int64_t expert_in_bytes(const moe_experts *ex) {
+    const int64_t Ip = moe_round_up(ex->inter, MOE_PANEL), P = ex->gated ? 2 : 1;
+    if (MOE_DT_IS_QUANT(ex->dtype)) return P * moe_qpacked_bytes(1, ex->inter, ex->H, MOE_DT_QFORMAT(ex->dtype), ex->group);
+    return Ip * ex->H * P * (ex->dtype == MOE_DT_BF16 ? 2 : 4);
 }
 
-static void run_out_items(const work_list *l, const moe_kernel_table *kt, int nthreads) {
+static int64_t expert_out_bytes(const moe_experts *ex) {
+    const int64_t Ip = moe_round_up(ex->inter, MOE_PANEL), Hp = moe_round_up(ex->H, MOE_PANEL);
+    if (MOE_DT_IS_QUANT(ex->dtype)) return moe_qpacked_bytes(1, ex->H, ex->inter, MOE_DT_QFORMAT(ex->dtype), ex->group);
+    return Hp * Ip * (ex->dtype == MOE_DT_BF16 ? 2 : 4);
+}
+
+static void run_items(const work_list *l, int phase_out, const moe_kernel_table *kt, int nthreads) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (l->n > 1)
     for (int64_t i = 0; i < l->n; i++) {
         const work_item *it = &l->items[i];
         const moe_experts *ex = it->ex;
         const int64_t Ip = moe_round_up(ex->inter, MOE_PANEL), Hp = moe_round_up(ex->H, MOE_PANEL);
-        const char *w = (const char *)ex->w_out + (size_t)(it->e * Hp * Ip) * esize(ex);
-        const float *b = ex->b_out ? ex->b_out + it->e * Hp : NULL;
-        kt->ffn_out_block(it->out, it->ld_out, it->in, it->ld_in, it->rows, w, Ip, it->p0, it->p1, ex->dtype, b);
+        const int P = ex->gated ? 2 : 1;
+        const rows_in *in = &it->in;
+        if (!phase_out) {
+            const void *w = (const char *)ex->w_in + it->e * expert_in_bytes(ex);
+            const float *b = ex->b_in ? ex->b_in + it->e * P * Ip : NULL;
+            if (MOE_DT_IS_QUANT(ex->dtype))
+                kt->qffn_in_block(it->out, it->ld_out, in->q, in->s, in->sum, in->ld, it->rows, w, ex->H, Ip, it->p0,
+                                  it->p1, MOE_DT_QFORMAT(ex->dtype), ex->group, ex->gated, b, ex->activation,
+                                  ex->act_alpha, ex->act_limit);
+            else
+                kt->ffn_in_block(it->out, it->ld_out, in->f, in->ld, it->rows, w, ex->H, Ip, it->p0, it->p1,
+                                 ex->dtype, ex->gated, b, ex->activation, ex->act_alpha, ex->act_limit);
+        } else {
+            const void *w = (const char *)ex->w_out + it->e * expert_out_bytes(ex);
+            const float *b = ex->b_out ? ex->b_out + it->e * Hp : NULL;
+            if (MOE_DT_IS_QUANT(ex->dtype))
+                kt->qffn_out_block(it->out, it->ld_out, in->q, in->s, in->sum, in->ld, it->rows, w, ex->inter, it->p0,
+                                   it->p1, MOE_DT_QFORMAT(ex->dtype), ex->group, b);
+            else
+                kt->ffn_out_block(it->out, it->ld_out, in->f, in->ld, it->rows, w, Ip, it->p0, it->p1, ex->dtype, b);
+        }
     }
 }
 
 static moe_status check_experts(const moe_experts *ex, int64_t H) {
     if (!ex || ex->E < 1 || ex->H != H || ex->inter < 1 || !ex->w_in || !ex->w_out) return MOE_EINVAL;
-    if (ex->dtype != MOE_DT_F32 && ex->dtype != MOE_DT_BF16) return MOE_EINVAL;
+    if (ex->dtype < MOE_DT_F32 || ex->dtype > MOE_DT_INT4_ASYM) return MOE_EINVAL;
     if (ex->activation < MOE_ACT_SILU || ex->activation > MOE_ACT_NONE) return MOE_EINVAL;
     if (ex->activation == MOE_ACT_NONE && ex->gated) return MOE_EINVAL;
+    if (MOE_DT_IS_QUANT(ex->dtype) && (!moe_qgroup_ok(ex->group) || ex->H % ex->group || ex->inter % ex->group))
+        return MOE_EINVAL;
     if (moe_packed_in_elems(ex->E, ex->H, ex->inter, ex->gated) < 0 || moe_packed_out_elems(ex->E, ex->H, ex->inter) < 0)
         return MOE_EOVERFLOW;
     return MOE_OK;
+}
+
+/* ---- quantised activations: a (rows, K) int8 buffer with per-group scales and sums */
+typedef struct {
+    int8_t *q;
+    float *s;
+    int32_t *sum;
+    int64_t K, ng;
+} qbuf;
+
+static int qbuf_alloc(qbuf *b, int64_t rows, int64_t K, int64_t G) {
+    b->K = K;
+    b->ng = K / G;
+    b->q = malloc((size_t)(rows * K + 1));
+    b->s = malloc((size_t)(rows * b->ng + 1) * sizeof(float));
+    b->sum = malloc((size_t)(rows * b->ng + 1) * sizeof(int32_t));
+    return b->q && b->s && b->sum ? 0 : -1;
+}
+
+static void qbuf_free(qbuf *b) { free(b->q); free(b->s); free(b->sum); }
+
+static rows_in qbuf_rows(const qbuf *b) { return (rows_in){NULL, b->q, b->s, b->sum, b->K, b->ng}; }
+
+/* b <- quantised rows of x (rows, K, stride ldx), in parallel over row blocks */
+static void quantize_parallel(qbuf *b, const float *x, int64_t ldx, int64_t rows, int64_t G,
+                              const moe_kernel_table *kt, int nthreads) {
+    const int64_t K = b->K, ng = b->ng;
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (rows * K >= MOE_PARALLEL_MIN_WORK)
+    for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+        const int64_t n = rows - r0 < 16 ? rows - r0 : 16;
+        kt->quantize_rows(b->q + r0 * K, b->s + r0 * ng, b->sum + r0 * ng, x + r0 * ldx, ldx, n, K, G);
+    }
 }
 
 moe_status moe_forward(float *out, const float *x, int64_t T, const float *weights, const int32_t *experts,
@@ -107,6 +172,7 @@ moe_status moe_forward(float *out, const float *x, int64_t T, const float *weigh
     if (N < 0 || moe_mul_checked(T, H) < 0) return MOE_EOVERFLOW;
     const int64_t Hp = moe_round_up(H, MOE_PANEL), Ip = moe_round_up(routed->inter, MOE_PANEL);
     const int64_t Ips = shared ? moe_round_up(shared->inter, MOE_PANEL) : 0;
+    const int rq = MOE_DT_IS_QUANT(routed->dtype), sq = shared && MOE_DT_IS_QUANT(shared->dtype);
     const int nthreads = moe_get_num_threads();
     const moe_kernel_table *kt = moe_kernels();
 
@@ -123,48 +189,87 @@ moe_status moe_forward(float *out, const float *x, int64_t T, const float *weigh
     float *xs = malloc((size_t)(n_xs + 1) * sizeof(float)), *h = malloc((size_t)(n_h + 1) * sizeof(float));
     float *y = malloc((size_t)(n_y + 1) * sizeof(float)), *hs = malloc((size_t)(n_hs + 1) * sizeof(float));
     float *ys = malloc((size_t)(n_ys + 1) * sizeof(float));
+    qbuf xq_tok = {0}, xq_rows = {0}, hq = {0}, xq_sh = {0}, hq_sh = {0};
     work_list in_items = {0}, out_items = {0};
     if (!counts || !offsets || !order || !position || !xs || !h || !y || !hs || !ys) { st = MOE_ENOMEM; goto done; }
     if ((st = moe_dispatch_plan(counts, offsets, order, position, experts, dropped, T, K, E)) != MOE_OK) goto done;
     const int64_t rows = offsets[E];
 
-    /* gather: xs[row] = x[token] (times the routing weight when it scales the input, Llama 4) */
+    /* routed inputs: float rows gathered by expert (scaled by the weight for Llama 4), or INT8
+     * rows: tokens quantised once and gathered, or (scaled inputs) the gathered rows quantised */
+    const int quant_tokens_once = rq && !scale_input;
+    if (quant_tokens_once) {
+        if (qbuf_alloc(&xq_tok, T, H, routed->group) < 0 || qbuf_alloc(&xq_rows, rows, H, routed->group) < 0) {
+            st = MOE_ENOMEM;
+            goto done;
+        }
+        quantize_parallel(&xq_tok, x, H, T, routed->group, kt, nthreads);
+    }
+    const int64_t ngx = rq ? H / routed->group : 0;
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (rows * H >= MOE_PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {
-        const int64_t slot = order[r];
-        const float *src = x + (slot / K) * H;
-        float *dst = xs + r * H;
-        if (scale_input) {
+        const int64_t slot = order[r], t = slot / K;
+        if (quant_tokens_once) {
+            memcpy(xq_rows.q + r * H, xq_tok.q + t * H, (size_t)H);
+            memcpy(xq_rows.s + r * ngx, xq_tok.s + t * ngx, (size_t)ngx * sizeof(float));
+            memcpy(xq_rows.sum + r * ngx, xq_tok.sum + t * ngx, (size_t)ngx * sizeof(int32_t));
+        } else if (scale_input) {
             const float w = weights[slot];
-            for (int64_t j = 0; j < H; j++) dst[j] = w * src[j];
+            for (int64_t j = 0; j < H; j++) xs[r * H + j] = w * x[t * H + j];
         } else {
-            memcpy(dst, src, (size_t)H * sizeof(float));
+            memcpy(xs + r * H, x + t * H, (size_t)H * sizeof(float));
+        }
+    }
+    if (rq && scale_input) {
+        if (qbuf_alloc(&xq_rows, rows, H, routed->group) < 0) { st = MOE_ENOMEM; goto done; }
+        quantize_parallel(&xq_rows, xs, H, rows, routed->group, kt, nthreads);
+    }
+    rows_in routed_in = rq ? qbuf_rows(&xq_rows) : (rows_in){xs, NULL, NULL, NULL, H, 0};
+    rows_in shared_in = {x, NULL, NULL, NULL, H, 0};
+    if (sq) {
+        if (quant_tokens_once && shared->group == routed->group) {
+            shared_in = qbuf_rows(&xq_tok);
+        } else {
+            if (qbuf_alloc(&xq_sh, T, H, shared->group) < 0) { st = MOE_ENOMEM; goto done; }
+            quantize_parallel(&xq_sh, x, H, T, shared->group, kt, nthreads);
+            shared_in = qbuf_rows(&xq_sh);
         }
     }
 
     /* up + activation: routed experts and the shared expert in one work list */
-    int64_t row_panels = rows * (Ip / MOE_PANEL) + T * (Ips / MOE_PANEL);
-    int64_t pb = panel_block(row_panels, nthreads);
+    int64_t pb = panel_block(rows * (Ip / MOE_PANEL) + T * (Ips / MOE_PANEL), nthreads);
     for (int64_t e = 0; e < E && st == MOE_OK; e++)
-        if (counts[e] && add_items(&in_items, routed, e, xs + offsets[e] * H, H, h + offsets[e] * Ip, Ip, counts[e],
-                                   Ip / MOE_PANEL, pb) < 0)
+        if (counts[e] && add_items(&in_items, routed, e, rows_offset(routed_in, offsets[e]), h + offsets[e] * Ip, Ip,
+                                   counts[e], Ip / MOE_PANEL, pb) < 0)
             st = MOE_ENOMEM;
-    if (shared && T && st == MOE_OK && add_items(&in_items, shared, 0, x, H, hs, Ips, T, Ips / MOE_PANEL, pb) < 0)
+    if (shared && T && st == MOE_OK && add_items(&in_items, shared, 0, shared_in, hs, Ips, T, Ips / MOE_PANEL, pb) < 0)
         st = MOE_ENOMEM;
     if (st != MOE_OK) goto done;
-    run_in_items(&in_items, kt, nthreads);
+    run_items(&in_items, 0, kt, nthreads);
+
+    /* quantise the intermediate rows once for INT experts */
+    rows_in h_in = {h, NULL, NULL, NULL, Ip, 0}, hs_in = {hs, NULL, NULL, NULL, Ips, 0};
+    if (rq) {
+        if (qbuf_alloc(&hq, rows, routed->inter, routed->group) < 0) { st = MOE_ENOMEM; goto done; }
+        quantize_parallel(&hq, h, Ip, rows, routed->group, kt, nthreads);
+        h_in = qbuf_rows(&hq);
+    }
+    if (sq) {
+        if (qbuf_alloc(&hq_sh, T, shared->inter, shared->group) < 0) { st = MOE_ENOMEM; goto done; }
+        quantize_parallel(&hq_sh, hs, Ips, T, shared->group, kt, nthreads);
+        hs_in = qbuf_rows(&hq_sh);
+    }
 
     /* down projection */
-    row_panels = (rows + (shared ? T : 0)) * (Hp / MOE_PANEL);
-    pb = panel_block(row_panels, nthreads);
+    pb = panel_block((rows + (shared ? T : 0)) * (Hp / MOE_PANEL), nthreads);
     for (int64_t e = 0; e < E && st == MOE_OK; e++)
-        if (counts[e] && add_items(&out_items, routed, e, h + offsets[e] * Ip, Ip, y + offsets[e] * Hp, Hp, counts[e],
-                                   Hp / MOE_PANEL, pb) < 0)
+        if (counts[e] && add_items(&out_items, routed, e, rows_offset(h_in, offsets[e]), y + offsets[e] * Hp, Hp,
+                                   counts[e], Hp / MOE_PANEL, pb) < 0)
             st = MOE_ENOMEM;
-    if (shared && T && st == MOE_OK && add_items(&out_items, shared, 0, hs, Ips, ys, Hp, T, Hp / MOE_PANEL, pb) < 0)
+    if (shared && T && st == MOE_OK && add_items(&out_items, shared, 0, hs_in, ys, Hp, T, Hp / MOE_PANEL, pb) < 0)
         st = MOE_ENOMEM;
     if (st != MOE_OK) goto done;
-    run_out_items(&out_items, kt, nthreads);
+    run_items(&out_items, 1, kt, nthreads);
 
     /* combine per token: routed contributions in ascending expert order, then the shared expert */
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (T * H * K >= MOE_PARALLEL_MIN_WORK)
@@ -194,13 +299,15 @@ moe_status moe_forward(float *out, const float *x, int64_t T, const float *weigh
     }
 done:
     free(in_items.items); free(out_items.items);
+    qbuf_free(&xq_tok); qbuf_free(&xq_rows); qbuf_free(&hq); qbuf_free(&xq_sh); qbuf_free(&hq_sh);
     free(counts); free(offsets); free(order); free(position);
     free(xs); free(h); free(y); free(hs); free(ys);
     return st;
 }
 
 moe_status moe_linear(float *out, const float *x, int64_t T, const moe_experts *w) {
-    if (T < 0 || !w || w->E != 1 || w->gated || w->activation != MOE_ACT_NONE) return MOE_EINVAL;
+    if (T < 0 || !w || w->E != 1 || w->gated || w->activation != MOE_ACT_NONE || MOE_DT_IS_QUANT(w->dtype))
+        return MOE_EINVAL;
     moe_status st = check_experts(w, w->H);
     if (st != MOE_OK) return st;
     const int64_t N = w->inter, Np = moe_round_up(N, MOE_PANEL);
@@ -210,12 +317,12 @@ moe_status moe_linear(float *out, const float *x, int64_t T, const moe_experts *
     work_list items = {0};
     if (!buf) return MOE_ENOMEM;
     const int nthreads = moe_get_num_threads();
-    if (T && add_items(&items, w, 0, x, w->H, buf, Np, T, Np / MOE_PANEL,
+    if (T && add_items(&items, w, 0, (rows_in){x, NULL, NULL, NULL, w->H, 0}, buf, Np, T, Np / MOE_PANEL,
                        panel_block(T * (Np / MOE_PANEL), nthreads)) < 0) {
         free(buf);
         return MOE_ENOMEM;
     }
-    run_in_items(&items, moe_kernels(), nthreads);
+    run_items(&items, 0, moe_kernels(), nthreads);
     for (int64_t t = 0; t < T; t++) memcpy(out + t * N, buf + t * Np, (size_t)N * sizeof(float));
     free(items.items);
     free(buf);

@@ -27,6 +27,16 @@ typedef struct {
                          const float *b_in, int32_t act, float alpha, float limit);
     void (*ffn_out_block)(float *y, int64_t ldy, const float *h, int64_t ldh, int64_t rows, const void *w_out,
                           int64_t Ip, int64_t p0, int64_t p1, int32_t dtype, const float *b_out);
+    /* quantised path (qkernels.inc) */
+    void (*quantize_rows)(int8_t *xq, float *sx, int32_t *sums, const float *x, int64_t ldx, int64_t rows,
+                          int64_t K, int64_t G);
+    void (*qffn_in_block)(float *h, int64_t ldh, const int8_t *xq, const float *sx, const int32_t *sums,
+                          int64_t ldq, int64_t rows, const uint8_t *w_in, int64_t H, int64_t Ip, int64_t p0,
+                          int64_t p1, int32_t fmt, int64_t G, int32_t gated, const float *b_in, int32_t act,
+                          float alpha, float limit);
+    void (*qffn_out_block)(float *y, int64_t ldy, const int8_t *hq, const float *sx, const int32_t *sums,
+                           int64_t ldq, int64_t rows, const uint8_t *w_out, int64_t inter, int64_t p0, int64_t p1,
+                           int32_t fmt, int64_t G, const float *b_out);
 } moe_kernel_table;
 
 extern const moe_kernel_table moe_kernels_scalar;

@@ -110,16 +110,21 @@ typedef enum {
     MOE_ACT_NONE = 5       /* identity (a plain linear map; ungated only) */
 } moe_activation;
 
-typedef enum { MOE_DT_F32 = 0, MOE_DT_BF16 = 1 } moe_dtype;
+/* expert weight element types; the INT formats are the blocks of quant.h */
+typedef enum { MOE_DT_F32 = 0, MOE_DT_BF16 = 1, MOE_DT_INT8 = 2, MOE_DT_INT4 = 3, MOE_DT_INT4_ASYM = 4 } moe_dtype;
+#define MOE_DT_IS_QUANT(dt) ((dt) >= MOE_DT_INT8)
+#define MOE_DT_QFORMAT(dt) ((dt) - MOE_DT_INT8) /* moe_qformat of quant.h */
 
 #define MOE_PANEL 16 /* output columns per packed weight panel */
 
 /* E experts of one shape, packed for the kernels (pack.c). Ip, Hp: I and H rounded up to MOE_PANEL.
- *   w_in  (E, Ip/16, H, P * 16): P = 2 (gate panel, up panel) when gated, else 1
- *   w_out (E, Hp/16, Ip, 16)
+ * float / bf16:  w_in  (E, Ip/16, H, P * 16): P = 2 (gate panel, up panel) when gated, else 1
+ *                w_out (E, Hp/16, Ip, 16)
+ * INT8 / INT4:   w_in  blocks [e][Ip/16][H/G][P], w_out blocks [e][Hp/16][I/G] (quant.h, quant.c)
  *   b_in  (E, P, Ip) f32 or NULL;  b_out (E, Hp) f32 or NULL */
 typedef struct {
     int64_t E, H, inter; /* experts, hidden size, expert width I (named inter: complex.h defines I) */
+    int64_t group;       /* G of the INT formats (32, 64, 128), else 0 */
     int32_t dtype, gated, activation;
     float act_alpha, act_limit;
     const void *w_in, *w_out;
@@ -135,6 +140,17 @@ int64_t moe_packed_out_elems(int64_t E, int64_t H, int64_t inter);
 moe_status moe_pack_in(void *dst, const void *gate, const void *up, int64_t E, int64_t H, int64_t inter, int32_t dtype);
 /* dst <- down (E, H, inter) */
 moe_status moe_pack_out(void *dst, const void *down, int64_t E, int64_t H, int64_t inter, int32_t dtype);
+
+/* ---------- quantized weights (quant.c; formats in quant.h) ---------- */
+/* bytes of E matrices (N outputs, K inputs) in format fmt (moe_qformat) with groups of G; -1 if invalid */
+int64_t moe_qpacked_bytes(int64_t E, int64_t N, int64_t K, int32_t fmt, int64_t G);
+/* dst <- w (E, N, K) f32; blocks [e][N/16][K/G] at stride P starting at slot p (P = 2 interleaves the
+ * gate and up blocks of one panel and group). MOE_ENAN with *bad_index if w holds NaN or inf. */
+moe_status moe_quantize(uint8_t *dst, int64_t *bad_index, const float *w, int64_t E, int64_t N, int64_t K,
+                        int32_t fmt, int64_t G, int32_t P, int32_t p);
+/* w (E, N, K) f32 <- blocks (stride P, slot p) */
+moe_status moe_dequantize(float *w, const uint8_t *src, int64_t E, int64_t N, int64_t K, int32_t fmt, int64_t G,
+                          int32_t P, int32_t p);
 
 /* One MoE layer after routing:
  *   out (T, H) = sum over kept slots, in ascending expert order, of w[t,k] * f_e(x[t])

@@ -8,6 +8,9 @@
 
 #include "moe.h"
 #include "pyhelpers.h"
+#include "kernels.h"
+#include "parallel.h"
+#include "quant.h"
 
 /* ---------------------------------------------------------------- info and threads */
 
@@ -339,30 +342,52 @@ static PyObject *py_pack(PyObject *self, PyObject *args) {
     return (PyObject *)out;
 }
 
-/* experts tuple: (E, H, In, gated, activation, alpha, limit, w_in, w_out, b_in|None, b_out|None) */
+/* experts tuple: (E, H, I, gated, activation, alpha, limit, w_in, w_out, b_in|None, b_out|None
+ *                 [, dtype code, group]) — float32 / uint16 (bf16) panels, or uint8 INT blocks with the
+ * dtype code (2 INT8, 3 INT4, 4 INT4 asym) and group size */
 static int parse_experts(PyObject *t, const char *name, moe_experts *ex) {
     PyObject *w_in_o, *w_out_o, *b_in_o, *b_out_o;
-    long long E, H, In;
-    int gated, act;
+    long long E, H, In, group = 0;
+    int gated, act, dt = -1;
     float alpha, limit;
     if (!PyTuple_Check(t)) return PyErr_Format(PyExc_TypeError, "%s must be a tuple", name), -1;
-    if (!PyArg_ParseTuple(t, "LLLiiffOOOO;experts must be (E, H, In, gated, activation, alpha, limit, w_in, w_out, "
-                             "b_in, b_out)", &E, &H, &In, &gated, &act, &alpha, &limit, &w_in_o, &w_out_o, &b_in_o,
-                          &b_out_o))
+    if (!PyArg_ParseTuple(t, "LLLiiffOOOO|iL;experts must be (E, H, I, gated, activation, alpha, limit, w_in, "
+                             "w_out, b_in, b_out[, dtype, group])", &E, &H, &In, &gated, &act, &alpha, &limit,
+                          &w_in_o, &w_out_o, &b_in_o, &b_out_o, &dt, &group))
         return -1;
-    if (E < 1 || H < 1 || In < 1) return PyErr_Format(PyExc_ValueError, "%s: E, H, In must be >= 1", name), -1;
+    if (E < 1 || H < 1 || In < 1) return PyErr_Format(PyExc_ValueError, "%s: E, H, I must be >= 1", name), -1;
     if (act < MOE_ACT_SILU || act > MOE_ACT_NONE || (act == MOE_ACT_NONE && gated))
         return PyErr_Format(PyExc_ValueError, "%s: unknown activation code %d", name, act), -1;
     if (!PyArray_Check(w_in_o) || !PyArray_Check(w_out_o))
         return PyErr_Format(PyExc_TypeError, "%s: packed weights must be numpy arrays", name), -1;
-    int32_t dt, dt2;
-    if (dtype_code_of((PyArrayObject *)w_in_o, &dt) < 0 || dtype_code_of((PyArrayObject *)w_out_o, &dt2) < 0 || dt != dt2)
-        return PyErr_Format(PyExc_TypeError, "%s: packed weights must both be float32 or both uint16", name), -1;
-    const int typenum = dt == MOE_DT_F32 ? NPY_FLOAT32 : NPY_UINT16;
-    PyArrayObject *w_in = check_input(w_in_o, "w_in", typenum, 1), *w_out = w_in ? check_input(w_out_o, "w_out", typenum, 1) : NULL;
+    const int in_type = PyArray_TYPE((PyArrayObject *)w_in_o);
+    if (in_type == NPY_UINT8) {
+        if (dt < MOE_DT_INT8 || dt > MOE_DT_INT4_ASYM)
+            return PyErr_Format(PyExc_ValueError, "%s: uint8 weights need a dtype code 2, 3 or 4, got %d", name, dt), -1;
+        if (group != 32 && group != 64 && group != 128)
+            return PyErr_Format(PyExc_ValueError, "%s: group must be 32, 64 or 128, got %lld", name, group), -1;
+        if (H % group || In % group)
+            return PyErr_Format(PyExc_ValueError, "%s: group %lld must divide H=%lld and I=%lld", name, group, H, In), -1;
+    } else {
+        if (in_type == NPY_FLOAT32) dt = MOE_DT_F32;
+        else if (in_type == NPY_UINT16) dt = MOE_DT_BF16;
+        else return PyErr_Format(PyExc_TypeError, "%s: packed weights must be float32, uint16 or uint8", name), -1;
+        group = 0;
+    }
+    PyArrayObject *w_in = check_input(w_in_o, "w_in", in_type, 1);
+    PyArrayObject *w_out = w_in ? check_input(w_out_o, "w_out", in_type, 1) : NULL;
     if (!w_out) return -1;
-    if (PyArray_DIM(w_in, 0) != moe_packed_in_elems(E, H, In, gated) || PyArray_DIM(w_out, 0) != moe_packed_out_elems(E, H, In))
-        return PyErr_Format(PyExc_ValueError, "%s: packed weights do not match E=%lld, H=%lld, In=%lld", name, E, H, In), -1;
+    int64_t want_in, want_out;
+    if (MOE_DT_IS_QUANT(dt)) {
+        const int64_t one = moe_qpacked_bytes(E, In, H, MOE_DT_QFORMAT(dt), group);
+        want_in = one < 0 ? -1 : one * (gated ? 2 : 1);
+        want_out = moe_qpacked_bytes(E, H, In, MOE_DT_QFORMAT(dt), group);
+    } else {
+        want_in = moe_packed_in_elems(E, H, In, gated);
+        want_out = moe_packed_out_elems(E, H, In);
+    }
+    if (PyArray_DIM(w_in, 0) != want_in || PyArray_DIM(w_out, 0) != want_out)
+        return PyErr_Format(PyExc_ValueError, "%s: packed weights do not match E=%lld, H=%lld, I=%lld", name, E, H, In), -1;
     const int64_t Ip = moe_round_up(In, MOE_PANEL), Hp = moe_round_up(H, MOE_PANEL);
     ex->b_in = ex->b_out = NULL;
     if (b_in_o != Py_None) {
@@ -380,10 +405,104 @@ static int parse_experts(PyObject *t, const char *name, moe_experts *ex) {
             return PyErr_Format(PyExc_ValueError, "%s: b_out must hold E * Hp = %lld floats", name, (long long)(E * Hp)), -1;
         ex->b_out = PyArray_DATA(b);
     }
-    ex->E = E; ex->H = H; ex->inter = In; ex->dtype = dt; ex->gated = gated != 0; ex->activation = act;
-    ex->act_alpha = alpha; ex->act_limit = limit;
+    ex->E = E; ex->H = H; ex->inter = In; ex->group = group; ex->dtype = dt; ex->gated = gated != 0;
+    ex->activation = act; ex->act_alpha = alpha; ex->act_limit = limit;
     ex->w_in = PyArray_DATA(w_in); ex->w_out = PyArray_DATA(w_out);
     return 0;
+}
+
+static int check_qformat(int fmt, long long G) {
+    if (fmt < MOE_Q_INT8 || fmt > MOE_Q_INT4_ASYM)
+        return PyErr_Format(PyExc_ValueError, "format code must be 0 (int8), 1 (int4) or 2 (int4_asym), got %d", fmt), -1;
+    if (G != 32 && G != 64 && G != 128)
+        return PyErr_Format(PyExc_ValueError, "group_size must be 32, 64 or 128, got %lld", G), -1;
+    return 0;
+}
+
+/* quantize(w (E, N, K) f32, fmt, G, P=1, p=0, out=None) -> uint8 blocks (P * blocks bytes) */
+static PyObject *py_quantize(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *w_o, *out_o = Py_None;
+    int fmt, P = 1, p = 0;
+    long long G;
+    if (!PyArg_ParseTuple(args, "OiL|iiO:quantize", &w_o, &fmt, &G, &P, &p, &out_o)) return NULL;
+    if (check_qformat(fmt, G) < 0) return NULL;
+    PyArrayObject *w = check_input(w_o, "weights", NPY_FLOAT32, 3);
+    if (!w) return NULL;
+    const int64_t E = PyArray_DIM(w, 0), N = PyArray_DIM(w, 1), K = PyArray_DIM(w, 2);
+    if (E < 1 || N < 1 || K < 1) return PyErr_SetString(PyExc_ValueError, "weights must have no empty dimension"), NULL;
+    if (K % G)
+        return PyErr_Format(PyExc_ValueError, "group_size %lld must divide the input dimension %lld", G, (long long)K);
+    if (P < 1 || P > 2 || p < 0 || p >= P) return PyErr_SetString(PyExc_ValueError, "need 1 <= P <= 2, 0 <= p < P"), NULL;
+    const int64_t bytes = moe_qpacked_bytes(E, N, K, fmt, G);
+    if (bytes < 0 || moe_mul_checked(bytes, P) < 0) return PyErr_SetString(PyExc_OverflowError, "size overflows"), NULL;
+    const npy_intp dims[1] = {bytes * P};
+    PyArrayObject *inputs[1] = {w};
+    PyArrayObject *out = out_o == Py_None ? (PyArrayObject *)PyArray_ZEROS(1, dims, NPY_UINT8, 0)
+                                          : get_output(out_o, "out", NPY_UINT8, 1, dims, inputs, 1);
+    if (!out) return NULL;
+    int64_t bad = -1;
+    moe_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = moe_quantize(PyArray_DATA(out), &bad, PyArray_DATA(w), E, N, K, fmt, G, P, p);
+    Py_END_ALLOW_THREADS
+    if (st == MOE_ENAN) {
+        Py_DECREF(out);
+        const int64_t k = bad % K, n = (bad / K) % N, e = bad / (K * N);
+        return PyErr_Format(PyExc_ValueError, "weights hold NaN or inf at [%lld, %lld, %lld]", (long long)e,
+                            (long long)n, (long long)k);
+    }
+    if (st != MOE_OK) { Py_DECREF(out); set_status_error(st, "weights", -1); return NULL; }
+    return (PyObject *)out;
+}
+
+/* dequantize(blocks uint8, E, N, K, fmt, G, P=1, p=0) -> (E, N, K) f32 */
+static PyObject *py_dequantize(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *b_o;
+    long long E, N, K, G;
+    int fmt, P = 1, p = 0;
+    if (!PyArg_ParseTuple(args, "OLLLiL|ii:dequantize", &b_o, &E, &N, &K, &fmt, &G, &P, &p)) return NULL;
+    if (check_qformat(fmt, G) < 0) return NULL;
+    PyArrayObject *b = check_input(b_o, "blocks", NPY_UINT8, 1);
+    if (!b) return NULL;
+    if (E < 1 || N < 1 || K < 1 || K % G || P < 1 || P > 2 || p < 0 || p >= P)
+        return PyErr_SetString(PyExc_ValueError, "invalid shape, group or interleave"), NULL;
+    const int64_t bytes = moe_qpacked_bytes(E, N, K, fmt, G);
+    if (bytes < 0 || PyArray_DIM(b, 0) != bytes * P)
+        return PyErr_Format(PyExc_ValueError, "blocks must hold %lld bytes for this shape", (long long)(bytes * P));
+    const npy_intp dims[3] = {E, N, K};
+    PyArrayObject *out = (PyArrayObject *)PyArray_EMPTY(3, dims, NPY_FLOAT32, 0);
+    if (!out) return NULL;
+    moe_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = moe_dequantize(PyArray_DATA(out), PyArray_DATA(b), E, N, K, fmt, G, P, p);
+    Py_END_ALLOW_THREADS
+    if (st != MOE_OK) { Py_DECREF(out); set_status_error(st, "blocks", -1); return NULL; }
+    return (PyObject *)out;
+}
+
+/* quantize_rows(x (R, K) f32, G) -> (xq (R, K) i8, scales (R, K/G) f32, sums (R, K/G) i32): the activation
+ * quantisation of the INT kernels, exposed for tests */
+static PyObject *py_quantize_rows(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *x_o;
+    long long G;
+    if (!PyArg_ParseTuple(args, "OL:quantize_rows", &x_o, &G)) return NULL;
+    if (check_qformat(0, G) < 0) return NULL;
+    PyArrayObject *x = check_input(x_o, "x", NPY_FLOAT32, 2);
+    if (!x) return NULL;
+    const int64_t R = PyArray_DIM(x, 0), K = PyArray_DIM(x, 1);
+    if (K % G) return PyErr_Format(PyExc_ValueError, "G=%lld must divide K=%lld", G, (long long)K);
+    const npy_intp dq[2] = {R, K}, dg[2] = {R, K / G};
+    PyArrayObject *q = (PyArrayObject *)PyArray_EMPTY(2, dq, NPY_INT8, 0);
+    PyArrayObject *sc = (PyArrayObject *)PyArray_EMPTY(2, dg, NPY_FLOAT32, 0);
+    PyArrayObject *sm = (PyArrayObject *)PyArray_EMPTY(2, dg, NPY_INT32, 0);
+    if (!q || !sc || !sm) { Py_XDECREF(q); Py_XDECREF(sc); Py_XDECREF(sm); return NULL; }
+    Py_BEGIN_ALLOW_THREADS
+    moe_kernels()->quantize_rows(PyArray_DATA(q), PyArray_DATA(sc), PyArray_DATA(sm), PyArray_DATA(x), K, R, K, G);
+    Py_END_ALLOW_THREADS
+    return Py_BuildValue("NNN", q, sc, sm);
 }
 
 /* moe_forward(x (T,H), weights (T,K), experts (T,K) i32, dropped|None, routed, shared|None, shared_gate|None,
@@ -523,6 +642,10 @@ static PyMethodDef methods[] = {
     {"pack", py_pack, METH_VARARGS, "pack(which, w (E,C,R) f32|u16 [, up]) -> packed panels (which: 0 in, 1 out)"},
     {"moe_forward", (PyCFunction)(void (*)(void))py_moe_forward, METH_VARARGS | METH_KEYWORDS,
      "moe_forward(x, weights, experts, dropped, routed, shared, shared_gate, scale_input, out=None) -> (T, H)"},
+    {"quantize", py_quantize, METH_VARARGS,
+     "quantize(w (E,N,K) f32, fmt, G, P=1, p=0, out=None) -> uint8 blocks (fmt 0 int8, 1 int4, 2 int4_asym)"},
+    {"dequantize", py_dequantize, METH_VARARGS, "dequantize(blocks, E, N, K, fmt, G, P=1, p=0) -> (E,N,K) f32"},
+    {"quantize_rows", py_quantize_rows, METH_VARARGS, "quantize_rows(x (R,K) f32, G) -> (xq i8, scales, sums)"},
     {"linear", py_linear, METH_VARARGS, "linear(x (T,H) f32, packed weight) -> (T, N): batch-invariant x W^T"},
     {"dispatch_plan", py_dispatch_plan, METH_VARARGS,
      "dispatch_plan(experts (T,K) i32, dropped|None, E) -> (counts, offsets, order, position)"},

@@ -111,3 +111,20 @@ def packed_out_elems(E: int, H: int, I: int) -> int:
     """Elements of a packed output projection (csrc/pack.c): E * round16(H) * round16(I)."""
     r = lambda n: (n + 15) // 16 * 16  # noqa: E731
     return E * r(H) * r(I)
+
+
+def quantize(w, fmt: int, group: int, interleave: int = 1, slot: int = 0, out=None):
+    """w (E, N, K) f32 -> uint8 blocks (csrc/quant.h); interleave=2 puts this matrix's blocks in
+    slot 0 or 1 of gate/up pairs (write both into one `out`)."""
+    return _C.quantize(as_input(w, "weights", np.float32, 3), int(fmt), int(group), int(interleave), int(slot), out)
+
+
+def dequantize(blocks, E: int, N: int, K: int, fmt: int, group: int, interleave: int = 1, slot: int = 0):
+    """uint8 blocks -> (E, N, K) f32."""
+    return _C.dequantize(as_input(blocks, "blocks", np.uint8, 1), int(E), int(N), int(K), int(fmt), int(group),
+                         int(interleave), int(slot))
+
+
+def quantize_rows(x, group: int):
+    """The kernels' activation quantisation: x (R, K) f32 -> xq (R, K) i8, scales (R, K/G) f32, sums (R, K/G) i32."""
+    return _C.quantize_rows(as_input(x, "x", np.float32, 2), int(group))

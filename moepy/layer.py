@@ -12,14 +12,14 @@ from typing import Optional
 
 import numpy as np
 
-from . import _ops
+from . import _ops, quant
 from .metrics import BalanceStats, balance_stats
 from .routing import RouterConfig, Routing, route
 
 ACTIVATIONS = {"silu": 0, "swiglu": 0, "gelu": 1, "gelu_tanh": 2, "gelu_new": 2, "gelu_pytorch_tanh": 2,
                "relu": 3, "gpt_oss": 4}
 ACT_NONE = 5
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("float32", "bfloat16", "int8", "int4", "int4_asym")
 PANEL = 16
 
 
@@ -104,14 +104,28 @@ class ExpertWeights:
         return ExpertWeights(f(self.up), f(self.down), f(self.gate), f(self.gate_bias), f(self.up_bias),
                              f(self.down_bias), self.activation, self.alpha, self.limit)
 
-    def packed(self, dtype: str) -> tuple:
-        """The experts tuple that moepy._C.moe_forward takes (packs the weights; call once)."""
+    def packed(self, dtype: str, group_size: int = 32) -> tuple:
+        """The experts tuple that moepy._C.moe_forward takes (packs the weights; call once).
+        dtype: "float32", "bfloat16", or an INT format of moepy.quant ("int8", "int4", "int4_asym")."""
         E, H, I = self.shape
+        if dtype in quant.FORMATS:
+            f32 = self.as_float32()
+            w_in, w_out = quant.pack_experts(f32.gate, f32.up, f32.down, dtype, group_size)
+            b_in, b_out = self._packed_biases()
+            return (E, H, I, int(self.gated), ACTIVATIONS[self.activation], float(self.alpha), float(self.limit),
+                    w_in, w_out, b_in, b_out, quant.DTYPE_CODES[dtype], int(group_size))
         conv = (lambda w: to_bf16_bits(w)) if dtype == "bfloat16" else \
             (lambda w: np.ascontiguousarray(w, dtype=np.float32))
         first = self.gate if self.gated else self.up
         w_in = _ops.pack(0, conv(first), conv(self.up) if self.gated else None)
         w_out = _ops.pack(1, conv(self.down))
+        b_in, b_out = self._packed_biases()
+        return (E, H, I, int(self.gated), ACTIVATIONS[self.activation], float(self.alpha), float(self.limit),
+                w_in, w_out, b_in, b_out)
+
+    def _packed_biases(self):
+        """Biases padded to the panel widths: b_in (E * P * Ip,), b_out (E * Hp,) or None."""
+        E, H, I = self.shape
         Ip, Hp = round_up(I), round_up(H)
         b_in = b_out = None
         if self.gate_bias is not None or self.up_bias is not None:
@@ -127,8 +141,7 @@ class ExpertWeights:
             b = np.zeros((E, Hp), np.float32)
             b[:, :H] = self.down_bias
             b_out = b.ravel()
-        return (E, H, I, int(self.gated), ACTIVATIONS[self.activation], float(self.alpha), float(self.limit),
-                w_in, w_out, b_in, b_out)
+        return b_in, b_out
 
 
 def pack_linear(weight: np.ndarray) -> tuple:
@@ -147,15 +160,24 @@ class MoELayer:
     experts: ExpertWeights of the E routed experts; shared: ExpertWeights with E = 1 or None;
     shared_gate_weight (1, H): Qwen2-MoE's sigmoid gate on the shared expert;
     scale_input: Llama 4 (the routing weight scales the expert input, not its output);
-    dtype: "float32" or "bfloat16" expert weights (bf16 read directly, accumulated in fp32).
+    dtype: "float32" or "bfloat16" expert weights (bf16 read directly, accumulated in fp32), or
+        "int8" / "int4" / "int4_asym" (moepy.quant; `group_size` 32, 64 or 128) for the routed
+        experts; the router stays float32; the shared expert takes `shared_dtype` (default: dtype for
+        float32 / bfloat16, float32 when the routed experts are INT).
     """
 
     def __init__(self, router: RouterConfig, router_weight: np.ndarray, experts: ExpertWeights, *,
                  shared: Optional[ExpertWeights] = None, shared_gate_weight: Optional[np.ndarray] = None,
                  router_bias: Optional[np.ndarray] = None, selection_bias: Optional[np.ndarray] = None,
-                 scale_input: bool = False, dtype: str = "float32", family: str = "custom"):
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+                 scale_input: bool = False, dtype: str = "float32", family: str = "custom",
+                 group_size: int = 32, shared_dtype: Optional[str] = None):
+        if shared_dtype is None:  # the shared expert follows float32 / bf16, and stays float32 under INT
+            shared_dtype = "float32" if dtype in quant.FORMATS else dtype
+        for name, d in (("dtype", dtype), ("shared_dtype", shared_dtype)):
+            if d not in DTYPES:
+                raise ValueError(f"{name} must be one of {DTYPES}, got {d!r}")
+        if dtype in quant.FORMATS or shared_dtype in quant.FORMATS:
+            quant.check_format(dtype if dtype in quant.FORMATS else shared_dtype, group_size)
         E, H, I = experts.shape
         self.router = router
         self.router_weight = _as_f32(router_weight, "router_weight", (E, H))
@@ -171,11 +193,13 @@ class MoELayer:
             _as_f32(shared_gate_weight, "shared_gate_weight", (1, H))
         self.scale_input = bool(scale_input)
         self.dtype = dtype
+        self.shared_dtype = shared_dtype
+        self.group_size = group_size
         self.family = family
         gate_rows = [] if self.shared_gate_weight is None else [self.shared_gate_weight]
         self._router_packed = pack_linear(np.concatenate([self.router_weight] + gate_rows))
-        self._routed = experts.packed(dtype)
-        self._shared = shared.packed(dtype) if shared is not None else None
+        self._routed = experts.packed(dtype, group_size)
+        self._shared = shared.packed(shared_dtype, group_size) if shared is not None else None
         self.last_routing: Optional[Routing] = None
 
     # ---- shape and size
@@ -236,6 +260,23 @@ class MoELayer:
         y = y.reshape(x.shape)
         return (y, routing) if return_routing else y
 
+    def quantize(self, format: str = "int8", group_size: int = 32, shared: bool = False) -> "MoELayer":
+        """A copy of this layer whose routed experts are quantized (moepy.quant formats "int8",
+        "int4", "int4_asym", groups of `group_size` inputs); the router and (unless `shared`) the
+        shared expert keep full precision."""
+        return MoELayer(self.router, self.router_weight, self.experts, shared=self.shared,
+                        shared_gate_weight=self.shared_gate_weight, router_bias=self.router_bias,
+                        selection_bias=self.selection_bias, scale_input=self.scale_input, dtype=format,
+                        family=self.family, group_size=group_size,
+                        shared_dtype=format if shared else self.shared_dtype)
+
+    def nbytes(self) -> dict:
+        """Bytes of the packed weights the kernels read: routed experts, shared expert, router."""
+        routed = self._routed[7].nbytes + self._routed[8].nbytes
+        shared = 0 if self._shared is None else self._shared[7].nbytes + self._shared[8].nbytes
+        return {"routed": routed, "shared": shared, "router": self.router_weight.nbytes,
+                "per_expert": routed // self.num_experts}
+
     def stats(self) -> BalanceStats:
         """Balance measures of the last call's routing."""
         if self.last_routing is None:
@@ -268,19 +309,22 @@ class MoELayer:
                    scale_input=scale_input, dtype=dtype, family=router.family)
 
     @classmethod
-    def from_hf(cls, hf_config, tensors, layer_index: int, dtype: str = "float32") -> "MoELayer":
+    def from_hf(cls, hf_config, tensors, layer_index: int, dtype: str = "float32",
+                quantize: Optional[str] = None, group_size: int = 32) -> "MoELayer":
         """Layer `layer_index` of a Hugging Face checkpoint: `hf_config` a config.json dict or path,
         `tensors` a mapping of full checkpoint names to arrays (per-expert Hub names or the fused
         names of transformers v5). Families: mixtral, qwen2_moe, qwen3_moe, olmoe, dbrx,
-        deepseek_v2, deepseek_v3 / kimi_k2, llama4, gpt_oss. See moepy/hf_layers.py."""
+        deepseek_v2, deepseek_v3 / kimi_k2, llama4, gpt_oss, switch. See moepy/hf_layers.py.
+        quantize: "int8", "int4" or "int4_asym" quantizes the routed experts (moepy.quant)."""
         from .hf_layers import layer_from_hf
-        return layer_from_hf(cls, hf_config, tensors, layer_index, dtype)
+        layer = layer_from_hf(cls, hf_config, tensors, layer_index, dtype)
+        return layer.quantize(quantize, group_size) if quantize else layer
 
     def to_float32_reference(self):
         """The NumPy twin of this layer (moepy.reference.moe_layer_forward arguments)."""
         return dict(experts=self.experts.as_float32() if self.dtype == "float32" else _bf16_round(self.experts),
                     shared=None if self.shared is None else
-                    (self.shared.as_float32() if self.dtype == "float32" else _bf16_round(self.shared)),
+                    (self.shared.as_float32() if self.shared_dtype == "float32" else _bf16_round(self.shared)),
                     scale_input=self.scale_input)
 
 

@@ -1,0 +1,147 @@
+/* quant.c: quantize expert weights into the panel blocks of quant.h, and back. */
+#include "moe.h"
+#include "parallel.h"
+#include "quant.h"
+
+#include <math.h>
+#include <string.h>
+
+int64_t moe_qpacked_bytes(int64_t E, int64_t N, int64_t K, int32_t fmt, int64_t G) {
+    if (!moe_qgroup_ok(G) || K % G || fmt < MOE_Q_INT8 || fmt > MOE_Q_INT4_ASYM) return -1;
+    const int64_t blocks = moe_mul_checked(moe_mul_checked(E, moe_round_up(N, 16) / 16), K / G);
+    return moe_mul_checked(blocks, moe_qblock_bytes(fmt, G));
+}
+
+#define INT4_CANDIDATES 9 /* divisors 8, 8.25, ..., 10 tried for symmetric INT4 scales */
+
+/* codes u (16 x G) and the header of one block from w (16 rows of G values, rows >= n zero) */
+static void quantize_block(uint8_t *blk, const float *w, int64_t ldw, int n, int32_t fmt, int64_t G) {
+    uint16_t *scale = (uint16_t *)blk, *bias = scale + 16;
+    uint8_t *q = blk + (fmt == MOE_Q_INT4_ASYM ? 64 : 32);
+    uint8_t u[16][128];
+    for (int c = 0; c < 16; c++) {
+        const float *r = w + c * ldw;
+        if (c >= n) { /* padding columns dequantise to 0 */
+            scale[c] = 0;
+            if (fmt == MOE_Q_INT4_ASYM) bias[c] = 0;
+            memset(u[c], fmt == MOE_Q_INT8 ? 128 : (fmt == MOE_Q_INT4 ? 8 : 0), (size_t)G);
+            continue;
+        }
+        if (fmt == MOE_Q_INT8) { /* s = max|w| / 127, u = rint(w / s) + 128 */
+            float amax = 0.0f;
+            for (int64_t k = 0; k < G; k++) amax = fmaxf(amax, fabsf(r[k]));
+            scale[c] = moe_f32_to_f16(amax / 127.0f);
+            const float s = moe_f16_to_f32(scale[c]);
+            for (int64_t k = 0; k < G; k++) {
+                float v = s > 0.0f ? rintf(r[k] / s) : 0.0f;
+                v = v < -127.0f ? -127.0f : (v > 127.0f ? 127.0f : v);
+                u[c][k] = (uint8_t)((int)v + 128);
+            }
+        } else if (fmt == MOE_Q_INT4) {
+            /* s = (signed max) / -(8 + d): the candidate d in INT4_DIVISOR_STEPS with the least squared
+             * error (d = 0 maps the extreme exactly; larger d trade clipping it for finer steps) */
+            float mx = 0.0f;
+            for (int64_t k = 0; k < G; k++) mx = fabsf(r[k]) > fabsf(mx) ? r[k] : mx;
+            double best_err = INFINITY;
+            for (int i = 0; i < INT4_CANDIDATES; i++) {
+                const uint16_t h = moe_f32_to_f16(mx / -(8.0f + 0.25f * (float)i));
+                const float s = moe_f16_to_f32(h);
+                double err = 0.0;
+                for (int64_t k = 0; k < G; k++) {
+                    float v = s != 0.0f ? rintf(r[k] / s) : 0.0f;
+                    v = v < -8.0f ? -8.0f : (v > 7.0f ? 7.0f : v);
+                    const double d = (double)r[k] - (double)(s * v);
+                    err += d * d;
+                }
+                if (err < best_err) {
+                    best_err = err;
+                    scale[c] = h;
+                }
+            }
+            const float s = moe_f16_to_f32(scale[c]);
+            for (int64_t k = 0; k < G; k++) {
+                float v = s != 0.0f ? rintf(r[k] / s) + 8.0f : 8.0f;
+                v = v < 0.0f ? 0.0f : (v > 15.0f ? 15.0f : v);
+                u[c][k] = (uint8_t)v;
+            }
+        } else { /* asymmetric: m = min, s = (max - min) / 15, u = rint((w - m) / s) */
+            float lo = r[0], hi = r[0];
+            for (int64_t k = 1; k < G; k++) { lo = fminf(lo, r[k]); hi = fmaxf(hi, r[k]); }
+            scale[c] = moe_f32_to_f16((hi - lo) / 15.0f);
+            bias[c] = moe_f32_to_f16(lo);
+            const float s = moe_f16_to_f32(scale[c]), m = moe_f16_to_f32(bias[c]);
+            for (int64_t k = 0; k < G; k++) {
+                float v = s > 0.0f ? rintf((r[k] - m) / s) : 0.0f;
+                v = v < 0.0f ? 0.0f : (v > 15.0f ? 15.0f : v);
+                u[c][k] = (uint8_t)v;
+            }
+        }
+    }
+    if (fmt == MOE_Q_INT8) {
+        for (int64_t j = 0; j < G / 4; j++)
+            for (int c = 0; c < 16; c++)
+                for (int i = 0; i < 4; i++) q[j * 64 + c * 4 + i] = u[c][4 * j + i];
+    } else {
+        for (int64_t p = 0; p < G / 8; p++)
+            for (int c = 0; c < 16; c++)
+                for (int i = 0; i < 4; i++)
+                    q[p * 64 + c * 4 + i] = (uint8_t)(u[c][8 * p + i] | (u[c][8 * p + 4 + i] << 4));
+    }
+}
+
+/* w (16 x G, rows >= n skipped) <- one block */
+static void dequantize_block(float *w, int64_t ldw, int n, const uint8_t *blk, int32_t fmt, int64_t G) {
+    const uint16_t *scale = (const uint16_t *)blk, *bias = scale + 16;
+    const uint8_t *q = blk + (fmt == MOE_Q_INT4_ASYM ? 64 : 32);
+    for (int c = 0; c < n; c++) {
+        const float s = moe_f16_to_f32(scale[c]), m = fmt == MOE_Q_INT4_ASYM ? moe_f16_to_f32(bias[c]) : 0.0f;
+        for (int64_t k = 0; k < G; k++) {
+            int u;
+            if (fmt == MOE_Q_INT8) u = q[(k / 4) * 64 + c * 4 + k % 4];
+            else u = (q[(k / 8) * 64 + c * 4 + k % 4] >> (k % 8 >= 4 ? 4 : 0)) & 0xF;
+            w[c * ldw + k] = fmt == MOE_Q_INT8 ? s * (float)(u - 128)
+                             : fmt == MOE_Q_INT4 ? s * (float)(u - 8) : s * (float)u + m;
+        }
+    }
+}
+
+moe_status moe_quantize(uint8_t *dst, int64_t *bad_index, const float *w, int64_t E, int64_t N, int64_t K,
+                        int32_t fmt, int64_t G, int32_t P, int32_t p) {
+    if (E < 1 || N < 1 || K < 1 || P < 1 || p < 0 || p >= P) return MOE_EINVAL;
+    if (moe_qpacked_bytes(E, N, K, fmt, G) < 0) return MOE_EINVAL;
+    const int64_t total = moe_mul_checked(moe_mul_checked(E, N), K);
+    if (total < 0) return MOE_EOVERFLOW;
+    for (int64_t i = 0; i < total; i++)
+        if (!isfinite(w[i])) { *bad_index = i; return MOE_ENAN; }
+    const int64_t np_ = moe_round_up(N, 16) / 16, ng = K / G, bb = moe_qblock_bytes(fmt, G);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(moe_get_num_threads())
+    for (int64_t e = 0; e < E; e++)
+        for (int64_t pb = 0; pb < np_; pb++) {
+            const int n = (int)(N - pb * 16 < 16 ? N - pb * 16 : 16);
+            for (int64_t g = 0; g < ng; g++) {
+                uint8_t *blk = dst + ((((e * np_ + pb) * ng + g) * P) + p) * bb;
+                const float *src = w + (e * N + pb * 16) * K + g * G;
+                float tmp[16 * 128];
+                for (int c = 0; c < 16; c++)
+                    for (int64_t k = 0; k < G; k++) tmp[c * G + k] = c < n ? src[c * K + k] : 0.0f;
+                quantize_block(blk, tmp, G, n, fmt, G);
+            }
+        }
+    return MOE_OK;
+}
+
+moe_status moe_dequantize(float *w, const uint8_t *src, int64_t E, int64_t N, int64_t K, int32_t fmt, int64_t G,
+                          int32_t P, int32_t p) {
+    if (E < 1 || N < 1 || K < 1 || P < 1 || p < 0 || p >= P || moe_qpacked_bytes(E, N, K, fmt, G) < 0)
+        return MOE_EINVAL;
+    const int64_t np_ = moe_round_up(N, 16) / 16, ng = K / G, bb = moe_qblock_bytes(fmt, G);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(moe_get_num_threads())
+    for (int64_t e = 0; e < E; e++)
+        for (int64_t pb = 0; pb < np_; pb++) {
+            const int n = (int)(N - pb * 16 < 16 ? N - pb * 16 : 16);
+            for (int64_t g = 0; g < ng; g++)
+                dequantize_block(w + (e * N + pb * 16) * K + g * G, K, n,
+                                 src + ((((e * np_ + pb) * ng + g) * P) + p) * bb, fmt, G);
+        }
+    return MOE_OK;
+}

@@ -1,0 +1,106 @@
+"""Quantized expert weights: INT8 and INT4 (symmetric and asymmetric) with a scale per group.
+
+A matrix W (N outputs, K inputs) is stored as blocks of 16 output columns x G inputs (G = 32, 64 or
+128 dividing K), each with fp16 scales (and, for "int4_asym", fp16 offsets): see csrc/quant.h for
+the byte layout and the dequantisation rules:
+    int8       w = s (u - 128),  s = max|w| / 127                   8.5 bits per weight at G = 32
+    int4       w = s (u - 8),    s = (signed max) / -8              4.5 bits per weight at G = 32
+    int4_asym  w = s u + m,      m = min, s = (max - min) / 15     5.0 bits per weight at G = 32
+The kernels quantise activations to INT8 once per token and group and compute the dots in
+integers (AVX-512 VNNI, AVX2, or scalar); `MoELayer.quantize("int4", group_size=32)` gives a layer
+whose routed experts use them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _ops
+
+FORMATS = {"int8": 0, "int4": 1, "int4_asym": 2}
+DTYPE_CODES = {"int8": 2, "int4": 3, "int4_asym": 4}  # moe_dtype in csrc/moe.h
+GROUP_SIZES = (32, 64, 128)
+
+
+def block_bytes(fmt: str, group_size: int) -> int:
+    """Bytes of one block of 16 columns x group_size inputs."""
+    header = 64 if fmt == "int4_asym" else 32
+    return header + (16 if fmt == "int8" else 8) * group_size
+
+
+def bits_per_weight(fmt: str, group_size: int = 32) -> float:
+    """Storage bits per weight, scales (and offsets) included."""
+    check_format(fmt, group_size)
+    return block_bytes(fmt, group_size) * 8 / (16 * group_size)
+
+
+def check_format(fmt: str, group_size: int):
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {tuple(FORMATS)}, got {fmt!r}")
+    if group_size not in GROUP_SIZES:
+        raise ValueError(f"group_size must be one of {GROUP_SIZES}, got {group_size!r}")
+
+
+@dataclass(frozen=True)
+class QuantizedTensor:
+    """E matrices (N, K) quantized into blocks (uint8, the layout of csrc/quant.h)."""
+
+    blocks: np.ndarray
+    shape: tuple  # (E, N, K)
+    format: str
+    group_size: int
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.blocks.nbytes)
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Bits per stored weight, scales included (padding columns of a partial panel counted)."""
+        return self.nbytes * 8 / float(np.prod(self.shape))
+
+    def dequantize(self) -> np.ndarray:
+        E, N, K = self.shape
+        return _ops.dequantize(self.blocks, E, N, K, FORMATS[self.format], self.group_size)
+
+
+def quantize(weights: np.ndarray, format: str = "int8", group_size: int = 32) -> QuantizedTensor:
+    """Quantize float32 weights (N, K) or (E, N, K), groups of `group_size` along K (the input
+    dimension). Raises ValueError for NaN/inf weights (naming the index), a group size that does not
+    divide K, or an unknown format; TypeError for a dtype other than float32."""
+    check_format(format, group_size)
+    w = np.asarray(weights)
+    if w.dtype != np.float32:
+        raise TypeError(f"weights must be float32, got {w.dtype}")
+    if w.ndim == 2:
+        w = w[None]
+    if w.ndim != 3:
+        raise ValueError(f"weights must be (N, K) or (E, N, K), got shape {np.shape(weights)}")
+    if w.shape[2] % group_size:
+        raise ValueError(f"group_size {group_size} must divide the input dimension {w.shape[2]}")
+    blocks = _ops.quantize(np.ascontiguousarray(w), FORMATS[format], group_size)
+    return QuantizedTensor(blocks, tuple(w.shape), format, group_size)
+
+
+def dequantize(q: QuantizedTensor) -> np.ndarray:
+    """float32 (E, N, K) weights of a QuantizedTensor."""
+    return q.dequantize()
+
+
+def pack_experts(gate, up, down, fmt: str, group_size: int):
+    """Quantized w_in (gate and up blocks interleaved per panel and group, or up alone when gate is
+    None) and w_out blocks for the C engine. gate/up (E, I, H), down (E, H, I) float32."""
+    check_format(fmt, group_size)
+    E, I, H = up.shape
+    for name, k in (("hidden size H", H), ("expert width I", I)):
+        if k % group_size:
+            raise ValueError(f"group_size {group_size} must divide the {name} = {k}")
+    code = FORMATS[fmt]
+    if gate is not None:
+        w_in = _ops.quantize(np.ascontiguousarray(gate, dtype=np.float32), code, group_size, 2, 0)
+        _ops.quantize(np.ascontiguousarray(up, dtype=np.float32), code, group_size, 2, 1, out=w_in)
+    else:
+        w_in = _ops.quantize(np.ascontiguousarray(up, dtype=np.float32), code, group_size)
+    w_out = _ops.quantize(np.ascontiguousarray(down, dtype=np.float32), code, group_size)
+    return w_in, w_out
