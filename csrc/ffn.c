@@ -39,7 +39,10 @@ typedef struct {
 typedef struct {
     work_item *items;
     int64_t n, cap;
+    int64_t macs; /* multiply-adds of all items: small lists run on the calling thread */
 } work_list;
+
+#define FFN_PARALLEL_MIN_MACS (1 << 20)
 
 static int push(work_list *l, work_item it) {
     if (l->n == l->cap) {
@@ -62,6 +65,7 @@ static int add_items(work_list *l, const moe_experts *ex, int64_t e, rows_in in,
                             rows - r0 < FFN_ROW_BLOCK ? rows - r0 : FFN_ROW_BLOCK, p0,
                             p0 + pb < panels ? p0 + pb : panels};
             if (push(l, it) < 0) return -1;
+            l->macs += it.rows * (it.p1 - it.p0) * MOE_PANEL * (in.ld > 0 ? in.ld : 1);
         }
     return 0;
 }
@@ -86,7 +90,7 @@ static int64_t expert_out_bytes(const moe_experts *ex) {
 }
 
 static void run_items(const work_list *l, int phase_out, const moe_kernel_table *kt, int nthreads) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (l->n > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (l->n > 1 && l->macs >= FFN_PARALLEL_MIN_MACS)
     for (int64_t i = 0; i < l->n; i++) {
         const work_item *it = &l->items[i];
         const moe_experts *ex = it->ex;
