@@ -97,3 +97,112 @@ def test_expert_load_never_crashes(experts, E, with_scores, with_dropped):
         return
     rc, _ = ref.expert_load(experts, dropped, scores, E)
     np.testing.assert_array_equal(counts, rc)
+
+
+# ------------------------------------------------------------------ engine and quantization entry points
+small_floats = st.floats(-4, 4, width=32)
+
+
+@SETTINGS
+@given(which=st.integers(-1, 2), w=any_array | hnp.arrays(st.sampled_from([np.float32, np.uint16]),
+                                                           hnp.array_shapes(min_dims=3, max_dims=3, max_side=20),
+                                                           elements=st.integers(0, 5)),
+       with_up=st.booleans())
+def test_pack_never_crashes(which, w, with_up):
+    try:
+        _C.pack(which, w, w.copy() if with_up else None)
+    except ALLOWED:
+        pass
+
+
+@SETTINGS
+@given(w=hnp.arrays(np.float32, st.tuples(st.integers(1, 3), st.integers(1, 20), st.sampled_from([32, 64, 96, 128, 7])),
+                    elements=small_floats | st.sampled_from([np.inf, np.nan, 0.0])),
+       fmt=st.integers(-1, 3), G=st.sampled_from([0, 16, 32, 64, 128]), P=st.integers(0, 3), p=st.integers(-1, 2))
+def test_quantize_never_crashes_and_matches(w, fmt, G, P, p):
+    try:
+        blocks = _C.quantize(w, fmt, G, P, p)
+    except ALLOWED:
+        return
+    name = ["int8", "int4", "int4_asym"][fmt]
+    if P == 1:
+        u, s, m = ref.quantize_weights(w, name, G)
+        np.testing.assert_array_equal(blocks, ref.pack_blocks(u, s, m, name, G))
+    E, N, K = w.shape
+    back = _C.dequantize(blocks, E, N, K, fmt, G, P, p)
+    assert back.shape == w.shape
+
+
+@SETTINGS
+@given(blocks=hnp.arrays(np.uint8, st.integers(0, 2000)), E=st.integers(-1, 3), N=st.integers(-1, 20),
+       K=st.sampled_from([-1, 0, 32, 64, 33]), fmt=st.integers(-1, 3), G=st.sampled_from([0, 32, 64]),
+       P=st.integers(0, 3), p=st.integers(-1, 2))
+def test_dequantize_never_crashes(blocks, E, N, K, fmt, G, P, p):
+    try:
+        _C.dequantize(blocks, E, N, K, fmt, G, P, p)
+    except ALLOWED:
+        pass
+
+
+@SETTINGS
+@given(x=logits_arrays | any_array, G=st.sampled_from([0, 8, 32, 64]))
+def test_quantize_rows_never_crashes(x, G):
+    try:
+        q, s, S = _C.quantize_rows(x, G)
+    except ALLOWED:
+        return
+    rq, rs, rS = ref.quantize_activations(x, G)
+    np.testing.assert_array_equal(q, rq)
+
+
+def _experts_tuple(E, H, I, gated, act, dtype):
+    from moepy.layer import ExpertWeights
+    rng = np.random.default_rng(0)
+    w = lambda *s: (rng.standard_normal(s) * 0.1).astype(np.float32)  # noqa: E731
+    ex = ExpertWeights(up=w(E, I, H), down=w(E, H, I), gate=w(E, I, H) if gated else None,
+                       activation=["silu", "gelu", "gelu_tanh", "relu", "gpt_oss"][act])
+    return ex.packed(dtype, 32)
+
+
+@SETTINGS
+@given(T=st.integers(0, 12), K=st.integers(1, 4), E=st.integers(1, 6), gated=st.booleans(), act=st.integers(0, 4),
+       dtype=st.sampled_from(["float32", "bfloat16", "int8", "int4", "int4_asym"]),
+       ids=st.lists(st.integers(-2, 8), min_size=0, max_size=60), bad=st.integers(0, 6), scale_input=st.booleans())
+def test_moe_forward_never_crashes(T, K, E, gated, act, dtype, ids, bad, scale_input):
+    H, I = 32, 64
+    routed = _experts_tuple(E, H, I, gated, act, dtype)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((T, H)).astype(np.float32)
+    experts = np.resize(np.array(ids or [0], np.int32), (T, K)).astype(np.int32)
+    weights = rng.random((T, K)).astype(np.float32)
+    args = [x, weights, experts, None, routed, None, None, scale_input]
+    if bad == 1:
+        args[0] = x.astype(np.float64)
+    elif bad == 2:
+        args[1] = weights[:, :-1] if K > 1 else weights[:0]
+    elif bad == 3:
+        args[4] = routed[:7] + (routed[7][:-1],) + routed[8:]
+    elif bad == 4:
+        args[4] = routed[:2] + (routed[2] + 16,) + routed[3:]
+    elif bad == 5:
+        args[5] = _experts_tuple(2, H, I, gated, act, dtype)
+    elif bad == 6:
+        args[6] = np.ones(T + 1, np.float32)
+    try:
+        y = _C.moe_forward(*args)
+    except ALLOWED:
+        return
+    assert y.shape == (T, H) and np.isfinite(y).all()
+    assert ((experts >= 0) & (experts < E)).all()
+
+
+@SETTINGS
+@given(experts=any_array, E=st.integers(-1, 9), with_dropped=st.booleans())
+def test_dispatch_plan_never_crashes(experts, E, with_dropped):
+    dropped = np.zeros(experts.shape, bool) if with_dropped and experts.ndim == 2 else None
+    try:
+        plan = _C.dispatch_plan(experts, dropped, E)
+    except ALLOWED:
+        return
+    for got, want in zip(plan, ref.dispatch_plan(experts, dropped, E)):
+        np.testing.assert_array_equal(got, want)
