@@ -119,6 +119,22 @@ static void run_items(const work_list *l, int phase_out, const moe_kernel_table 
     }
 }
 
+/* the items of one phase: every routed expert's rows (out: (rows, ld_out)), then the shared
+ * expert's T rows (shared_out: (T, ld_shared)); ld_* are padded column counts */
+static int add_phase(work_list *l, const moe_experts *routed, const int64_t *counts, const int64_t *offsets,
+                     rows_in routed_in, float *out, int64_t ld_out, const moe_experts *shared, rows_in shared_in,
+                     float *shared_out, int64_t ld_shared, int64_t T, int nthreads) {
+    const int64_t E = routed->E, rows = offsets[E];
+    const int64_t pb = panel_block(rows * (ld_out / MOE_PANEL) + (shared ? T * (ld_shared / MOE_PANEL) : 0), nthreads);
+    for (int64_t e = 0; e < E; e++)
+        if (counts[e] && add_items(l, routed, e, rows_offset(routed_in, offsets[e]), out + offsets[e] * ld_out, ld_out,
+                                   counts[e], ld_out / MOE_PANEL, pb) < 0)
+            return -1;
+    if (shared && T && add_items(l, shared, 0, shared_in, shared_out, ld_shared, T, ld_shared / MOE_PANEL, pb) < 0)
+        return -1;
+    return 0;
+}
+
 static moe_status check_experts(const moe_experts *ex, int64_t H) {
     if (!ex || ex->E < 1 || ex->H != H || ex->inter < 1 || !ex->w_in || !ex->w_out) return MOE_EINVAL;
     if (ex->dtype < MOE_DT_F32 || ex->dtype > MOE_DT_INT4_ASYM) return MOE_EINVAL;
@@ -241,14 +257,10 @@ moe_status moe_forward(float *out, const float *x, int64_t T, const float *weigh
     }
 
     /* up + activation: routed experts and the shared expert in one work list */
-    int64_t pb = panel_block(rows * (Ip / MOE_PANEL) + T * (Ips / MOE_PANEL), nthreads);
-    for (int64_t e = 0; e < E && st == MOE_OK; e++)
-        if (counts[e] && add_items(&in_items, routed, e, rows_offset(routed_in, offsets[e]), h + offsets[e] * Ip, Ip,
-                                   counts[e], Ip / MOE_PANEL, pb) < 0)
-            st = MOE_ENOMEM;
-    if (shared && T && st == MOE_OK && add_items(&in_items, shared, 0, shared_in, hs, Ips, T, Ips / MOE_PANEL, pb) < 0)
+    if (add_phase(&in_items, routed, counts, offsets, routed_in, h, Ip, shared, shared_in, hs, Ips, T, nthreads) < 0) {
         st = MOE_ENOMEM;
-    if (st != MOE_OK) goto done;
+        goto done;
+    }
     run_items(&in_items, 0, kt, nthreads);
 
     /* quantise the intermediate rows once for INT experts */
@@ -265,14 +277,10 @@ moe_status moe_forward(float *out, const float *x, int64_t T, const float *weigh
     }
 
     /* down projection */
-    pb = panel_block((rows + (shared ? T : 0)) * (Hp / MOE_PANEL), nthreads);
-    for (int64_t e = 0; e < E && st == MOE_OK; e++)
-        if (counts[e] && add_items(&out_items, routed, e, rows_offset(h_in, offsets[e]), y + offsets[e] * Hp, Hp,
-                                   counts[e], Hp / MOE_PANEL, pb) < 0)
-            st = MOE_ENOMEM;
-    if (shared && T && st == MOE_OK && add_items(&out_items, shared, 0, hs_in, ys, Hp, T, Hp / MOE_PANEL, pb) < 0)
+    if (add_phase(&out_items, routed, counts, offsets, h_in, y, Hp, shared, hs_in, ys, Hp, T, nthreads) < 0) {
         st = MOE_ENOMEM;
-    if (st != MOE_OK) goto done;
+        goto done;
+    }
     run_items(&out_items, 1, kt, nthreads);
 
     /* combine per token: routed contributions in ascending expert order, then the shared expert */

@@ -28,8 +28,8 @@ static const char *dtype_name(int typenum) {
     }
 }
 
-/* A borrowed, checked view of an input array: exact dtype, rank, C-contiguous and aligned. */
-static PyArrayObject *check_input(PyObject *obj, const char *name, int typenum, int ndim) {
+/* obj is an ndarray of exactly this dtype and rank, else a Python exception naming `name` */
+static PyArrayObject *check_kind(PyObject *obj, const char *name, int typenum, int ndim) {
     if (!PyArray_Check(obj)) {
         PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray of %s, got %s", name, dtype_name(typenum),
                      Py_TYPE(obj)->tp_name);
@@ -45,7 +45,13 @@ static PyArrayObject *check_input(PyObject *obj, const char *name, int typenum, 
         PyErr_Format(PyExc_ValueError, "%s must be %d-dimensional, got %d dimensions", name, ndim, PyArray_NDIM(a));
         return NULL;
     }
-    if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
+    return a;
+}
+
+/* A borrowed, checked view of an input array: exact dtype, rank, C-contiguous and aligned. */
+static PyArrayObject *check_input(PyObject *obj, const char *name, int typenum, int ndim) {
+    PyArrayObject *a = check_kind(obj, name, typenum, ndim);
+    if (a && (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a))) {
         PyErr_Format(PyExc_ValueError, "%s must be C-contiguous and aligned (use numpy.ascontiguousarray)", name);
         return NULL;
     }
@@ -55,21 +61,8 @@ static PyArrayObject *check_input(PyObject *obj, const char *name, int typenum, 
 /* A new reference to a C-contiguous, aligned version of an input array (a copy if needed); the
  * dtype and rank must match exactly. */
 static PyArrayObject *input_contiguous(PyObject *obj, const char *name, int typenum, int ndim) {
-    if (!PyArray_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray of %s, got %s", name, dtype_name(typenum),
-                     Py_TYPE(obj)->tp_name);
-        return NULL;
-    }
-    PyArrayObject *a = (PyArrayObject *)obj;
-    if (PyArray_TYPE(a) != typenum) {
-        PyErr_Format(PyExc_TypeError, "%s must have dtype %s, got %R", name, dtype_name(typenum),
-                     (PyObject *)PyArray_DESCR(a));
-        return NULL;
-    }
-    if (PyArray_NDIM(a) != ndim) {
-        PyErr_Format(PyExc_ValueError, "%s must be %d-dimensional, got %d dimensions", name, ndim, PyArray_NDIM(a));
-        return NULL;
-    }
+    PyArrayObject *a = check_kind(obj, name, typenum, ndim);
+    if (!a) return NULL;
     if (PyArray_IS_C_CONTIGUOUS(a) && PyArray_ISALIGNED(a)) {
         Py_INCREF(a);
         return a;
