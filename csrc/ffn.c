@@ -155,16 +155,64 @@ typedef struct {
     int64_t K, ng;
 } qbuf;
 
-static int qbuf_alloc(qbuf *b, int64_t rows, int64_t K, int64_t G) {
-    b->K = K;
-    b->ng = K / G;
-    b->q = malloc((size_t)(rows * K + 1));
-    b->s = malloc((size_t)(rows * b->ng + 1) * sizeof(float));
-    b->sum = malloc((size_t)(rows * b->ng + 1) * sizeof(int32_t));
-    return b->q && b->s && b->sum ? 0 : -1;
+/* ---- scratch: one work buffer carved into 64-byte aligned pieces; a dry run (base NULL) sizes it */
+typedef struct {
+    char *base;
+    int64_t cap, used;
+    int overflow;
+} arena;
+
+static void *take(arena *a, int64_t count, int64_t size) {
+    const int64_t bytes = moe_mul_checked(count > 0 ? count : 1, size);
+    const int64_t start = (a->used + 63) / 64 * 64;
+    if (bytes < 0 || start > INT64_MAX - bytes) { a->overflow = 1; return NULL; }
+    a->used = start + bytes;
+    if (!a->base || a->used > a->cap) return NULL;
+    return a->base + start;
 }
 
-static void qbuf_free(qbuf *b) { free(b->q); free(b->s); free(b->sum); }
+static void qbuf_take(qbuf *b, arena *a, int64_t rows, int64_t K, int64_t G) {
+    b->K = K;
+    b->ng = K / G;
+    b->q = take(a, moe_mul_checked(rows, K), 1);
+    b->s = take(a, moe_mul_checked(rows, b->ng), sizeof(float));
+    b->sum = take(a, moe_mul_checked(rows, b->ng), sizeof(int32_t));
+}
+
+/* every buffer moe_forward uses, for at most N = T K dispatched rows */
+typedef struct {
+    int64_t *counts, *offsets, *order, *position;
+    float *xs, *h, *y, *hs, *ys;
+    qbuf xq_tok, xq_rows, hq, xq_sh, hq_sh;
+} buffers;
+
+static void carve(buffers *b, arena *a, int64_t T, int64_t K, const moe_experts *routed, const moe_experts *shared,
+                  int32_t scale_input) {
+    const int64_t H = routed->H, E = routed->E, N = moe_mul_checked(T, K);
+    const int64_t Hp = moe_round_up(H, MOE_PANEL), Ip = moe_round_up(routed->inter, MOE_PANEL);
+    const int rq = MOE_DT_IS_QUANT(routed->dtype), sq = shared && MOE_DT_IS_QUANT(shared->dtype);
+    memset(b, 0, sizeof(*b));
+    b->counts = take(a, E, sizeof(int64_t));
+    b->offsets = take(a, E + 1, sizeof(int64_t));
+    b->order = take(a, N, sizeof(int64_t));
+    b->position = take(a, N, sizeof(int64_t));
+    if (!rq || scale_input) b->xs = take(a, moe_mul_checked(N, H), sizeof(float));
+    b->h = take(a, moe_mul_checked(N, Ip), sizeof(float));
+    b->y = take(a, moe_mul_checked(N, Hp), sizeof(float));
+    if (shared) {
+        b->hs = take(a, moe_mul_checked(T, moe_round_up(shared->inter, MOE_PANEL)), sizeof(float));
+        b->ys = take(a, moe_mul_checked(T, Hp), sizeof(float));
+    }
+    if (rq) {
+        if (!scale_input) qbuf_take(&b->xq_tok, a, T, H, routed->group);
+        qbuf_take(&b->xq_rows, a, N, H, routed->group);
+        qbuf_take(&b->hq, a, N, routed->inter, routed->group);
+    }
+    if (sq) {
+        if (!(rq && !scale_input && shared->group == routed->group)) qbuf_take(&b->xq_sh, a, T, H, shared->group);
+        qbuf_take(&b->hq_sh, a, T, shared->inter, shared->group);
+    }
+}
 
 static rows_in qbuf_rows(const qbuf *b) { return (rows_in){NULL, b->q, b->s, b->sum, b->K, b->ng}; }
 
@@ -179,52 +227,61 @@ static void quantize_parallel(qbuf *b, const float *x, int64_t ldx, int64_t rows
     }
 }
 
-moe_status moe_forward(float *out, const float *x, int64_t T, const float *weights, const int32_t *experts,
-                       const uint8_t *dropped, int64_t K, const moe_experts *routed, const moe_experts *shared,
-                       const float *shared_gate, int32_t scale_input) {
+static moe_status check_forward(int64_t T, int64_t K, const moe_experts *routed, const moe_experts *shared) {
     if (T < 0 || K < 1 || !routed) return MOE_EINVAL;
-    const int64_t H = routed->H, E = routed->E;
-    moe_status st = check_experts(routed, H);
+    moe_status st = check_experts(routed, routed->H);
     if (st != MOE_OK) return st;
-    if (shared && (st = check_experts(shared, H)) != MOE_OK) return st;
+    if (shared && (st = check_experts(shared, routed->H)) != MOE_OK) return st;
     if (shared && shared->E != 1) return MOE_EINVAL;
     const int64_t N = moe_mul_checked(T, K);
-    if (N < 0 || moe_mul_checked(T, H) < 0) return MOE_EOVERFLOW;
+    if (N < 0 || moe_mul_checked(T, routed->H) < 0) return MOE_EOVERFLOW;
+    return MOE_OK;
+}
+
+int64_t moe_forward_workspace(int64_t T, int64_t K, const moe_experts *routed, const moe_experts *shared,
+                              int32_t scale_input) {
+    if (check_forward(T, K, routed, shared) != MOE_OK) return -1;
+    arena a = {NULL, 0, 0, 0};
+    buffers b;
+    carve(&b, &a, T, K, routed, shared, scale_input);
+    return a.overflow ? -1 : a.used + 64;
+}
+
+moe_status moe_forward(float *out, const float *x, int64_t T, const float *weights, const int32_t *experts,
+                       const uint8_t *dropped, int64_t K, const moe_experts *routed, const moe_experts *shared,
+                       const float *shared_gate, int32_t scale_input, void *work, int64_t work_bytes) {
+    moe_status st = check_forward(T, K, routed, shared);
+    if (st != MOE_OK) return st;
+    const int64_t need = moe_forward_workspace(T, K, routed, shared, scale_input);
+    if (need < 0) return MOE_EOVERFLOW;
+    void *owned = NULL;
+    if (!work) {
+        work = owned = malloc((size_t)need);
+        work_bytes = need;
+        if (!work) return MOE_ENOMEM;
+    } else if (work_bytes < need) {
+        return MOE_EINVAL;
+    }
+    arena a = {(char *)(((uintptr_t)work + 63) / 64 * 64), work_bytes - 64, 0, 0};
+    buffers B;
+    carve(&B, &a, T, K, routed, shared, scale_input);
+    const int64_t H = routed->H, E = routed->E;
     const int64_t Hp = moe_round_up(H, MOE_PANEL), Ip = moe_round_up(routed->inter, MOE_PANEL);
     const int64_t Ips = shared ? moe_round_up(shared->inter, MOE_PANEL) : 0;
     const int rq = MOE_DT_IS_QUANT(routed->dtype), sq = shared && MOE_DT_IS_QUANT(shared->dtype);
     const int nthreads = moe_get_num_threads();
     const moe_kernel_table *kt = moe_kernels();
-
-    /* plan and scratch: xs (N, H), h (N, Ip), y (N, Hp), hs (T, Ips), ys (T, Hp) */
-    int64_t *counts = malloc((size_t)E * sizeof(int64_t)), *offsets = malloc((size_t)(E + 1) * sizeof(int64_t));
-    int64_t *order = malloc((size_t)(N > 0 ? N : 1) * sizeof(int64_t));
-    int64_t *position = malloc((size_t)(N > 0 ? N : 1) * sizeof(int64_t));
-    const int64_t n_xs = moe_mul_checked(N, H), n_h = moe_mul_checked(N, Ip), n_y = moe_mul_checked(N, Hp);
-    const int64_t n_hs = moe_mul_checked(T, Ips), n_ys = shared ? moe_mul_checked(T, Hp) : 0;
-    if (n_xs < 0 || n_h < 0 || n_y < 0 || n_hs < 0 || n_ys < 0) {
-        free(counts); free(offsets); free(order); free(position);
-        return MOE_EOVERFLOW;
-    }
-    float *xs = malloc((size_t)(n_xs + 1) * sizeof(float)), *h = malloc((size_t)(n_h + 1) * sizeof(float));
-    float *y = malloc((size_t)(n_y + 1) * sizeof(float)), *hs = malloc((size_t)(n_hs + 1) * sizeof(float));
-    float *ys = malloc((size_t)(n_ys + 1) * sizeof(float));
-    qbuf xq_tok = {0}, xq_rows = {0}, hq = {0}, xq_sh = {0}, hq_sh = {0};
+    int64_t *counts = B.counts, *offsets = B.offsets, *order = B.order, *position = B.position;
+    float *xs = B.xs, *h = B.h, *y = B.y, *hs = B.hs, *ys = B.ys;
+    qbuf xq_tok = B.xq_tok, xq_rows = B.xq_rows, hq = B.hq, xq_sh = B.xq_sh, hq_sh = B.hq_sh;
     work_list in_items = {0}, out_items = {0};
-    if (!counts || !offsets || !order || !position || !xs || !h || !y || !hs || !ys) { st = MOE_ENOMEM; goto done; }
     if ((st = moe_dispatch_plan(counts, offsets, order, position, experts, dropped, T, K, E)) != MOE_OK) goto done;
     const int64_t rows = offsets[E];
 
     /* routed inputs: float rows gathered by expert (scaled by the weight for Llama 4), or INT8
      * rows: tokens quantised once and gathered, or (scaled inputs) the gathered rows quantised */
     const int quant_tokens_once = rq && !scale_input;
-    if (quant_tokens_once) {
-        if (qbuf_alloc(&xq_tok, T, H, routed->group) < 0 || qbuf_alloc(&xq_rows, rows, H, routed->group) < 0) {
-            st = MOE_ENOMEM;
-            goto done;
-        }
-        quantize_parallel(&xq_tok, x, H, T, routed->group, kt, nthreads);
-    }
+    if (quant_tokens_once) quantize_parallel(&xq_tok, x, H, T, routed->group, kt, nthreads);
     const int64_t ngx = rq ? H / routed->group : 0;
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (rows * H >= MOE_PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {
@@ -240,17 +297,13 @@ moe_status moe_forward(float *out, const float *x, int64_t T, const float *weigh
             memcpy(xs + r * H, x + t * H, (size_t)H * sizeof(float));
         }
     }
-    if (rq && scale_input) {
-        if (qbuf_alloc(&xq_rows, rows, H, routed->group) < 0) { st = MOE_ENOMEM; goto done; }
-        quantize_parallel(&xq_rows, xs, H, rows, routed->group, kt, nthreads);
-    }
+    if (rq && scale_input) quantize_parallel(&xq_rows, xs, H, rows, routed->group, kt, nthreads);
     rows_in routed_in = rq ? qbuf_rows(&xq_rows) : (rows_in){xs, NULL, NULL, NULL, H, 0};
     rows_in shared_in = {x, NULL, NULL, NULL, H, 0};
     if (sq) {
         if (quant_tokens_once && shared->group == routed->group) {
             shared_in = qbuf_rows(&xq_tok);
         } else {
-            if (qbuf_alloc(&xq_sh, T, H, shared->group) < 0) { st = MOE_ENOMEM; goto done; }
             quantize_parallel(&xq_sh, x, H, T, shared->group, kt, nthreads);
             shared_in = qbuf_rows(&xq_sh);
         }
@@ -266,12 +319,10 @@ moe_status moe_forward(float *out, const float *x, int64_t T, const float *weigh
     /* quantise the intermediate rows once for INT experts */
     rows_in h_in = {h, NULL, NULL, NULL, Ip, 0}, hs_in = {hs, NULL, NULL, NULL, Ips, 0};
     if (rq) {
-        if (qbuf_alloc(&hq, rows, routed->inter, routed->group) < 0) { st = MOE_ENOMEM; goto done; }
         quantize_parallel(&hq, h, Ip, rows, routed->group, kt, nthreads);
         h_in = qbuf_rows(&hq);
     }
     if (sq) {
-        if (qbuf_alloc(&hq_sh, T, shared->inter, shared->group) < 0) { st = MOE_ENOMEM; goto done; }
         quantize_parallel(&hq_sh, hs, Ips, T, shared->group, kt, nthreads);
         hs_in = qbuf_rows(&hq_sh);
     }
@@ -310,10 +361,9 @@ moe_status moe_forward(float *out, const float *x, int64_t T, const float *weigh
         }
     }
 done:
-    free(in_items.items); free(out_items.items);
-    qbuf_free(&xq_tok); qbuf_free(&xq_rows); qbuf_free(&hq); qbuf_free(&xq_sh); qbuf_free(&hq_sh);
-    free(counts); free(offsets); free(order); free(position);
-    free(xs); free(h); free(y); free(hs); free(ys);
+    free(in_items.items);
+    free(out_items.items);
+    free(owned);
     return st;
 }
 

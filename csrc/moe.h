@@ -160,7 +160,11 @@ moe_status moe_dequantize(float *w, const uint8_t *src, int64_t E, int64_t N, in
  * with the batch or the thread count. */
 moe_status moe_forward(float *out, const float *x, int64_t T, const float *weights, const int32_t *experts,
                        const uint8_t *dropped, int64_t K, const moe_experts *routed, const moe_experts *shared,
-                       const float *shared_gate, int32_t scale_input);
+                       const float *shared_gate, int32_t scale_input, void *work, int64_t work_bytes);
+/* bytes of the work buffer moe_forward needs for these shapes (-1 if invalid); work = NULL makes
+ * moe_forward allocate it itself (ggml's work-buffer pattern: callers that repeat reuse theirs) */
+int64_t moe_forward_workspace(int64_t T, int64_t K, const moe_experts *routed, const moe_experts *shared,
+                              int32_t scale_input);
 
 /* out (T, N) = x (T, K) @ W^T for W packed as the ungated input matrix of one "expert" (E = 1,
  * H = K, inter = N, activation MOE_ACT_NONE): the router linear, batch-invariant unlike BLAS. */

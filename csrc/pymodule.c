@@ -510,11 +510,11 @@ static PyObject *py_quantize_rows(PyObject *self, PyObject *args) {
 static PyObject *py_moe_forward(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
     static char *kwlist[] = {"x", "weights", "experts", "dropped", "routed", "shared", "shared_gate", "scale_input",
-                             "out", NULL};
-    PyObject *x_o, *w_o, *e_o, *d_o, *r_o, *s_o, *g_o, *out_o = Py_None;
+                             "out", "work", NULL};
+    PyObject *x_o, *w_o, *e_o, *d_o, *r_o, *s_o, *g_o, *out_o = Py_None, *work_o = Py_None;
     int scale_input;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOp|O:moe_forward", kwlist, &x_o, &w_o, &e_o, &d_o, &r_o,
-                                     &s_o, &g_o, &scale_input, &out_o))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOp|OO:moe_forward", kwlist, &x_o, &w_o, &e_o, &d_o, &r_o,
+                                     &s_o, &g_o, &scale_input, &out_o, &work_o))
         return NULL;
     moe_experts routed, shared;
     if (parse_experts(r_o, "routed", &routed) < 0) return NULL;
@@ -545,16 +545,46 @@ static PyObject *py_moe_forward(PyObject *self, PyObject *args, PyObject *kwargs
     }
     const npy_intp dims[2] = {T, H};
     PyArrayObject *inputs[5] = {x, w, ex, dropped, gate};
+    PyArrayObject *work = NULL;
+    if (work_o != Py_None) {
+        const int64_t need = moe_forward_workspace(T, K, &routed, s_o != Py_None ? &shared : NULL, scale_input);
+        const npy_intp wd[1] = {PyArray_Check(work_o) ? PyArray_SIZE((PyArrayObject *)work_o) : 0};
+        if (need < 0) return PyErr_SetString(PyExc_OverflowError, "workspace size overflows"), NULL;
+        if (wd[0] < need) return PyErr_Format(PyExc_ValueError, "work must hold at least %lld bytes", (long long)need);
+        work = get_output(work_o, "work", NPY_UINT8, 1, wd, inputs, 5);
+        if (!work) return NULL;
+    }
     PyArrayObject *out = get_output(out_o, "out", NPY_FLOAT32, 2, dims, inputs, 5);
-    if (!out) return NULL;
+    if (!out) { Py_XDECREF(work); return NULL; }
+    if (work && arrays_overlap(work, out)) {
+        Py_DECREF(work); Py_DECREF(out);
+        return PyErr_SetString(PyExc_ValueError, "work overlaps out"), NULL;
+    }
     moe_status st;
     Py_BEGIN_ALLOW_THREADS
     st = moe_forward(PyArray_DATA(out), PyArray_DATA(x), T, PyArray_DATA(w), PyArray_DATA(ex),
                      dropped ? PyArray_DATA(dropped) : NULL, K, &routed, s_o != Py_None ? &shared : NULL,
-                     gate ? PyArray_DATA(gate) : NULL, scale_input);
+                     gate ? PyArray_DATA(gate) : NULL, scale_input, work ? PyArray_DATA(work) : NULL,
+                     work ? (int64_t)PyArray_SIZE(work) : 0);
     Py_END_ALLOW_THREADS
+    Py_XDECREF(work);
     if (st != MOE_OK) { Py_DECREF(out); set_status_error(st, "moe_forward", -1); return NULL; }
     return (PyObject *)out;
+}
+
+/* forward_workspace(T, K, routed, shared|None, scale_input) -> bytes moe_forward needs */
+static PyObject *py_forward_workspace(PyObject *self, PyObject *args) {
+    (void)self;
+    long long T, K;
+    PyObject *r_o, *s_o;
+    int scale_input;
+    if (!PyArg_ParseTuple(args, "LLOOp:forward_workspace", &T, &K, &r_o, &s_o, &scale_input)) return NULL;
+    moe_experts routed, shared;
+    if (parse_experts(r_o, "routed", &routed) < 0) return NULL;
+    if (s_o != Py_None && parse_experts(s_o, "shared", &shared) < 0) return NULL;
+    const int64_t n = moe_forward_workspace(T, K, &routed, s_o != Py_None ? &shared : NULL, scale_input);
+    if (n < 0) return PyErr_SetString(PyExc_ValueError, "invalid shapes for a workspace"), NULL;
+    return PyLong_FromLongLong(n);
 }
 
 /* linear(x (T, H) f32, w packed experts tuple with E = 1, ungated, activation none) -> (T, N) */
@@ -646,6 +676,8 @@ static PyMethodDef methods[] = {
      "quantize(w (E,N,K) f32, fmt, G, P=1, p=0, out=None) -> uint8 blocks (fmt 0 int8, 1 int4, 2 int4_asym)"},
     {"dequantize", py_dequantize, METH_VARARGS, "dequantize(blocks, E, N, K, fmt, G, P=1, p=0) -> (E,N,K) f32"},
     {"quantize_rows", py_quantize_rows, METH_VARARGS, "quantize_rows(x (R,K) f32, G) -> (xq i8, scales, sums)"},
+    {"forward_workspace", py_forward_workspace, METH_VARARGS,
+     "forward_workspace(T, K, routed, shared, scale_input) -> bytes of moe_forward's work buffer"},
     {"linear", py_linear, METH_VARARGS, "linear(x (T,H) f32, packed weight) -> (T, N): batch-invariant x W^T"},
     {"dispatch_plan", py_dispatch_plan, METH_VARARGS,
      "dispatch_plan(experts (T,K) i32, dropped|None, E) -> (counts, offsets, order, position)"},

@@ -85,11 +85,18 @@ def pack(which: int, w, w2=None):
     return _C.pack(which, np.ascontiguousarray(w), None if w2 is None else np.ascontiguousarray(w2))
 
 
-def moe_forward(x, weights, experts, dropped, routed: tuple, shared, shared_gate, scale_input: bool, out=None):
+def moe_forward(x, weights, experts, dropped, routed: tuple, shared, shared_gate, scale_input: bool, out=None,
+                work=None):
     """x (T, H) f32, weights (T, K) f32, experts (T, K) i32, dropped (T, K) bool | None,
     routed / shared: packed expert tuples (moepy.layer.ExpertWeights.packed), shared_gate (T,) f32 | None
-    -> out (T, H) f32 = the routed experts' weighted sum (+ the gated shared expert)."""
-    return _C.moe_forward(x, weights, experts, dropped, routed, shared, shared_gate, bool(scale_input), out)
+    -> out (T, H) f32 = the routed experts' weighted sum (+ the gated shared expert).
+    work: a uint8 scratch buffer of at least forward_workspace(...) bytes, reused across calls."""
+    return _C.moe_forward(x, weights, experts, dropped, routed, shared, shared_gate, bool(scale_input), out, work)
+
+
+def forward_workspace(T: int, K: int, routed: tuple, shared, scale_input: bool) -> int:
+    """Bytes of the scratch moe_forward needs for T tokens with K experts each."""
+    return _C.forward_workspace(int(T), int(K), routed, shared, bool(scale_input))
 
 
 def dispatch_plan(experts, dropped, num_experts: int):

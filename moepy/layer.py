@@ -7,6 +7,7 @@ and packed once, at construction, into the panel layout the kernels read (csrc/p
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Optional
 
@@ -201,6 +202,8 @@ class MoELayer:
         self._routed = experts.packed(dtype, group_size)
         self._shared = shared.packed(shared_dtype, group_size) if shared is not None else None
         self.last_routing: Optional[Routing] = None
+        self._work = np.empty(0, np.uint8)  # scratch reused across calls (no page faults per call)
+        self._work_lock = threading.Lock()
 
     # ---- shape and size
     @property
@@ -254,8 +257,20 @@ class MoELayer:
         gate = None
         if self.shared_gate_weight is not None:
             gate = (1.0 / (1.0 + np.exp(-logits[:, self.num_experts]))).astype(np.float32)
-        y = _ops.moe_forward(x2, routing.weights, routing.experts, routing.dropped, self._routed, self._shared,
-                             gate, self.scale_input, out=None if out is None else out.reshape(x2.shape))
+        out2 = None if out is None else out.reshape(x2.shape)
+        args = (x2, routing.weights, routing.experts, routing.dropped, self._routed, self._shared, gate,
+                self.scale_input)
+        if self._work_lock.acquire(blocking=False):  # concurrent callers get their own scratch
+            try:
+                need = _ops.forward_workspace(x2.shape[0], routing.top_k, self._routed, self._shared,
+                                              self.scale_input)
+                if self._work.size < need:
+                    self._work = np.empty(need, np.uint8)
+                y = _ops.moe_forward(*args, out=out2, work=self._work)
+            finally:
+                self._work_lock.release()
+        else:
+            y = _ops.moe_forward(*args, out=out2)
         self.last_routing = routing
         y = y.reshape(x.shape)
         return (y, routing) if return_routing else y
