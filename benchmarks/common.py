@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -100,10 +101,11 @@ def sample_budgeted(fns: Sequence[Callable[[], object]], budget_s: float, min_re
 
 
 # ---- machine limits ----
-def measure_bandwidth(megabytes: int = 512, repeats: int = 5) -> dict:
+def measure_bandwidth(megabytes: int = 1024, repeats: int = 5) -> dict:
     """Memory read bandwidth in GB/s (1e9 bytes/s): best of `repeats` passes over a float32 array,
-    reading it with np.sum (one core) and with np.dot(a, a) (BLAS, may use all cores; a is read once).
-    Returns {"gb_per_s": the best of both, "sum_gb_per_s", "dot_gb_per_s", "megabytes"}."""
+    read with np.sum (one core), np.dot(a, a) (BLAS), np.dot on each half in two threads, and
+    torch.sum on torch's threads: the best reader keeps both cores' load units busy, as moepy does.
+    Returns {"gb_per_s": the best, "sum_gb_per_s", "dot_gb_per_s", "torch_gb_per_s", "megabytes"}."""
     a = np.ones(megabytes * 2**20 // 4, dtype=np.float32)  # np.ones writes every page (np.zeros would not)
 
     def best_rate(read):
@@ -113,7 +115,24 @@ def measure_bandwidth(megabytes: int = 512, repeats: int = 5) -> dict:
 
     sum_rate = best_rate(lambda: a.sum())
     dot_rate = best_rate(lambda: np.dot(a, a))
-    return {"gb_per_s": max(sum_rate, dot_rate), "sum_gb_per_s": sum_rate, "dot_gb_per_s": dot_rate,
+    def threaded_dot():  # one np.dot per core on its own half: both cores' load units busy
+        halves = [a[: a.size // 2], a[a.size // 2:]]
+        workers = [threading.Thread(target=np.dot, args=(h, h)) for h in halves]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
+    threads_rate = best_rate(threaded_dot)
+    torch_rate = 0.0
+    try:
+        import torch
+        t = torch.from_numpy(a)
+        torch_rate = best_rate(lambda: t.sum())
+    except ImportError:
+        pass
+    return {"gb_per_s": max(sum_rate, dot_rate, threads_rate, torch_rate), "sum_gb_per_s": sum_rate,
+            "dot_gb_per_s": dot_rate, "threaded_dot_gb_per_s": threads_rate, "torch_gb_per_s": torch_rate,
             "megabytes": megabytes}
 
 
@@ -198,3 +217,12 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
     lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     print("\n".join(lines))
+
+
+def format_bytes(n: float) -> str:
+    """A byte count with a decimal unit: '812 B', '4.72 MB', '5.64 GB'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    return f"{n:.0f} B"

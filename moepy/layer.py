@@ -34,6 +34,11 @@ def to_bf16_bits(a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a)
     if a.dtype.name == "bfloat16":
         return np.ascontiguousarray(a).view(np.uint16)
+    try:  # ml_dtypes (the bf16 extra) converts ~50x faster, with the same rounding
+        import ml_dtypes
+        return np.ascontiguousarray(a, dtype=np.float32).astype(ml_dtypes.bfloat16).view(np.uint16)
+    except ImportError:
+        pass
     u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
     rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
     nan = np.isnan(a)
