@@ -25,6 +25,7 @@ moe_status moe_route_check(const moe_route_params *p, int64_t E) {
 static int64_t route_scratch_floats(int64_t E, int64_t G, int64_t K) { return E + 2 * G + K; }
 
 #define ROUTE_BLOCK_ROWS 32 /* rows scored together: keeps small-E softmax vectorised */
+#define ROUTE_PARALLEL_MIN_WORK 4096
 
 moe_status moe_route(float *weights, int32_t *experts, float *scores, int64_t *bad_row,
                      const float *logits, const float *bias, int64_t T, int64_t E,
@@ -37,7 +38,8 @@ moe_status moe_route(float *weights, int32_t *experts, float *scores, int64_t *b
     const int64_t nblocks = (T + ROUTE_BLOCK_ROWS - 1) / ROUTE_BLOCK_ROWS;
     int64_t bad = INT64_MAX;
 
-    if (T * E < MOE_PARALLEL_MIN_WORK || moe_get_num_threads() == 1) { /* small: no thread team */
+    /* a thread team costs ~1 us, which pays from about 4096 scored entries and two row blocks */
+    if (T * E < ROUTE_PARALLEL_MIN_WORK || nblocks < 2 || moe_get_num_threads() == 1) { /* small: one thread */
         float fstack[2048];
         int64_t istack[256];
         const int on_stack = nf <= 2048 && ni <= 256;

@@ -249,12 +249,12 @@ def pack_blocks(u, s16, m16, fmt: str, G: int, P: int = 1, p: int = 0, out=None)
     # (e, panel, group, column, k) -> codes of each block, columns inner
     cu = pad_u.reshape(E, Np // 16, 16, K // G, G).transpose(0, 1, 3, 2, 4).reshape(nblocks, 16, G)
     cs = pad_s.reshape(E, Np // 16, 16, K // G).transpose(0, 1, 3, 2).reshape(nblocks, 16)
-    blocks[:, p, :32] = cs.view(np.uint8).reshape(nblocks, 32)
+    blocks[:, p, :32] = np.ascontiguousarray(cs).view(np.uint8).reshape(nblocks, 32)
     if fmt == "int4_asym":
         pad_m = np.zeros((E, Np, K // G), np.float16)
         pad_m[:, :N] = m16
         cm = pad_m.reshape(E, Np // 16, 16, K // G).transpose(0, 1, 3, 2).reshape(nblocks, 16)
-        blocks[:, p, 32:64] = cm.view(np.uint8).reshape(nblocks, 32)
+        blocks[:, p, 32:64] = np.ascontiguousarray(cm).view(np.uint8).reshape(nblocks, 32)
     if fmt == "int8":  # quads: [quad j][column c][4 inputs]
         q = cu.reshape(nblocks, 16, G // 4, 4).transpose(0, 2, 1, 3).reshape(nblocks, 16 * G)
     else:  # pairs of quads: low nibble quad 2j, high nibble quad 2j+1
