@@ -1,6 +1,7 @@
 """Command line: `python -m moepy demo | configs | info`."""
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -35,4 +36,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. `python -m moepy configs | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
