@@ -57,16 +57,23 @@ moe_status moe_route(float *weights, int32_t *experts, float *scores, int64_t *b
         if (!on_stack) { free(fs); free(is); }
     } else {
         const int nthreads = moe_get_num_threads();
-        float *fscratch = malloc((size_t)(nf * nthreads) * sizeof(float));
-        int64_t *iscratch = malloc((size_t)(ni * nthreads) * sizeof(int64_t));
-        if (!fscratch || !iscratch) { free(fscratch); free(iscratch); return MOE_ENOMEM; }
-#pragma omp parallel for schedule(static) num_threads(nthreads) reduction(min : bad)
-        for (int64_t b = 0; b < nblocks; b++) {
+        const int on_stack = nf <= 2048 && ni <= 256; /* each thread's scratch on its own stack */
+        float *fscratch = on_stack ? NULL : malloc((size_t)(nf * nthreads) * sizeof(float));
+        int64_t *iscratch = on_stack ? NULL : malloc((size_t)(ni * nthreads) * sizeof(int64_t));
+        if (!on_stack && (!fscratch || !iscratch)) { free(fscratch); free(iscratch); return MOE_ENOMEM; }
+#pragma omp parallel num_threads(nthreads)
+        {
+            float fstack[2048];
+            int64_t istack[256];
             const int tid = MOE_THREAD_ID();
-            const int64_t t0 = b * ROUTE_BLOCK_ROWS, t1 = t0 + ROUTE_BLOCK_ROWS < T ? t0 + ROUTE_BLOCK_ROWS : T;
-            const int64_t rb = kt->route_rows(weights, experts, scores, logits, bias, t0, t1, E, p,
-                                              fscratch + tid * nf, iscratch + tid * ni);
-            if (rb < bad) bad = rb;
+            float *fs = on_stack ? fstack : fscratch + tid * nf;
+            int64_t *is = on_stack ? istack : iscratch + tid * ni;
+#pragma omp for schedule(static) reduction(min : bad)
+            for (int64_t b = 0; b < nblocks; b++) {
+                const int64_t t0 = b * ROUTE_BLOCK_ROWS, t1 = t0 + ROUTE_BLOCK_ROWS < T ? t0 + ROUTE_BLOCK_ROWS : T;
+                const int64_t rb = kt->route_rows(weights, experts, scores, logits, bias, t0, t1, E, p, fs, is);
+                if (rb < bad) bad = rb;
+            }
         }
         free(fscratch);
         free(iscratch);
