@@ -44,7 +44,7 @@ import transformers
 import moepy
 from moepy import RouterConfig
 from moepy.layer import ExpertWeights, MoELayer
-from common import (format_seconds, machine_info, measure_bandwidth, measure_gemm_rate, print_table,
+from common import (choose, format_seconds, machine_info, measure_bandwidth, measure_gemm_rate, print_table,
                     sample_budgeted, write_json)
 
 TOKEN_COUNTS = (1, 8, 64, 512)
@@ -284,15 +284,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="results name (default bench_moe / bench_moe_quick)")
     args = ap.parse_args(argv)
 
-    fams = args.families.split(",") if args.families else (["olmoe", "qwen3_moe"] if args.quick else list(FAMILIES))
-    for f in fams:
-        if f not in FAMILIES:
-            ap.error(f"unknown family {f!r}; choose from {', '.join(FAMILIES)}")
-    dtypes = args.dtypes.split(",")
-    for d in dtypes:
-        if d not in BYTES:
-            ap.error(f"unknown dtype {d!r}")
-    dtypes = [d for d in ("float32", "bfloat16") if d in dtypes]  # bf16 last: it frees the fp32 weights
+    fams = choose(ap, args.families, list(FAMILIES), "family") if args.families else \
+        (["olmoe", "qwen3_moe"] if args.quick else list(FAMILIES))
+    dtypes = choose(ap, args.dtypes, ["float32", "bfloat16"], "dtype")  # bf16 last: it frees the fp32 weights
     tokens = [int(t) for t in args.tokens.split(",")] if args.tokens else ([1, 64] if args.quick else list(TOKEN_COUNTS))
 
     torch.set_num_threads(args.threads)

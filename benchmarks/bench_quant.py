@@ -63,7 +63,7 @@ try:  # bf16 conversion in one C pass (the "bench" extra); else moepy's NumPy ro
     import ml_dtypes
 except ImportError:  # pragma: no cover
     ml_dtypes = None
-from common import (format_bytes, format_seconds, machine_info, measure_bandwidth, measure_gemm_rate, print_table,
+from common import (choose, format_bytes, format_seconds, machine_info, measure_bandwidth, measure_gemm_rate, print_table,
                     sample_budgeted, write_json)
 
 TOKEN_COUNTS = (1, 8, 64, 512)
@@ -329,15 +329,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="results name (default bench_quant / bench_quant_quick)")
     args = ap.parse_args(argv)
 
-    fams = args.families.split(",") if args.families else (["olmoe", "qwen3_moe"] if args.quick else list(FAMILIES))
-    for f in fams:
-        if f not in FAMILIES:
-            ap.error(f"unknown family {f!r}; choose from {', '.join(FAMILIES)}")
-    wanted = args.formats.split(",")
-    for f in wanted:
-        if f not in FORMATS:
-            ap.error(f"unknown format {f!r}; choose from {', '.join(FORMATS)}")
-    formats = [f for f in FORMATS if f in wanted]
+    fams = choose(ap, args.families, list(FAMILIES), "family") if args.families else \
+        (["olmoe", "qwen3_moe"] if args.quick else list(FAMILIES))
+    formats = choose(ap, args.formats, list(FORMATS), "format")
     tokens = [int(t) for t in args.tokens.split(",")] if args.tokens else ([1, 64] if args.quick else list(TOKEN_COUNTS))
 
     moepy.set_num_threads(args.threads)

@@ -49,6 +49,12 @@ def sample_interleaved(fns: Sequence[Callable[[], object]], min_sample_s: float 
         while time.perf_counter() < deadline:
             fn()
     calls = [calls_per_sample(fn, min_sample_s) for fn in fns]
+    return _alternating_samples(fns, calls, repeats)
+
+
+def _alternating_samples(fns, calls: Sequence[int], repeats: int) -> list[list[float]]:
+    """`repeats` samples per function of calls[i] calls each, functions taking turns (A B, B A, ...),
+    with the garbage collector off."""
     samples: list[list[float]] = [[] for _ in fns]
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -65,6 +71,15 @@ def sample_interleaved(fns: Sequence[Callable[[], object]], min_sample_s: float 
         if gc_was_enabled:
             gc.enable()
     return samples
+
+
+def choose(ap, value: str, choices, what: str) -> list:
+    """The comma-separated `value` as a list, in the order of `choices`; argparse error on an unknown one."""
+    wanted = value.split(",")
+    for w in wanted:
+        if w not in choices:
+            ap.error(f"unknown {what} {w!r}; choose from {', '.join(choices)}")
+    return [c for c in choices if c in wanted]
 
 
 def time_interleaved(fns: Sequence[Callable[[], object]], min_sample_s: float = 0.02,
@@ -82,22 +97,7 @@ def sample_budgeted(fns: Sequence[Callable[[], object]], budget_s: float, min_re
     calls = [max(1, int(np.ceil(min_sample_s / max(t, 1e-9)))) for t in first]
     per_round = sum(max(t, 1e-9) * n for t, n in zip(first, calls))
     repeats = int(min(max_repeats, max(min_repeats, budget_s // per_round)))
-    samples: list[list[float]] = [[] for _ in fns]
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for rep in range(repeats):
-            order = range(len(fns)) if rep % 2 == 0 else reversed(range(len(fns)))
-            for i in order:
-                fn, n = fns[i], calls[i]
-                start = time.perf_counter()
-                for _ in range(n):
-                    fn()
-                samples[i].append((time.perf_counter() - start) / n)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return samples
+    return _alternating_samples(fns, calls, repeats)
 
 
 # ---- machine limits ----
