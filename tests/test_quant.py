@@ -150,3 +150,29 @@ def test_bad_inputs():
     from moepy import _C
     with pytest.raises(ValueError, match="blocks must hold"):
         _C.dequantize(np.zeros(10, np.uint8), 1, 16, 32, 0, 32)
+
+
+@pytest.mark.parametrize("kind", ["llama4", "gpt_oss", "switch"])
+def test_quantized_special_layers_track_float(kind):
+    """Llama 4 (scaled expert inputs), GPT-OSS (biases, clamped GLU) and Switch (ungated ReLU, drops)
+    through the INT path stay within the INT8 budget of their float layer."""
+    rng = np.random.default_rng(12)
+    H, I = 64, 64
+    if kind == "llama4":
+        layer = MoELayer.random(RouterConfig.llama4(8, 1), H, I, std=0.1, seed=13, shared_intermediate_size=I,
+                                scale_input=True)
+    elif kind == "gpt_oss":
+        base = MoELayer.random(RouterConfig.gpt_oss(8, 2), H, I, std=0.1, seed=14, activation="gpt_oss")
+        ex = base.experts
+        ex.gate_bias = (rng.standard_normal((8, I)) * 0.1).astype(np.float32)
+        ex.up_bias = (rng.standard_normal((8, I)) * 0.1).astype(np.float32)
+        ex.down_bias = (rng.standard_normal((8, H)) * 0.1).astype(np.float32)
+        layer = MoELayer(base.router, base.router_weight, ex, router_bias=np.zeros(8, np.float32))
+    else:
+        layer = MoELayer.random(RouterConfig.switch(8, expert_capacity=5), H, I, std=0.1, seed=15, activation="relu")
+    x = rng.standard_normal((40, H)).astype(np.float32)
+    y = layer(x)
+    q = layer.quantize("int8", 32)
+    yq, r = q(x, return_routing=True)
+    np.testing.assert_array_equal(r.experts, layer.last_routing.experts)
+    assert relative_rms(yq, y) < 0.02
