@@ -40,9 +40,10 @@ def route(logits, params: tuple, bias=None, weights=None, experts=None, scores=N
     return _C.route(logits, bias, params, weights, experts, scores)
 
 
-def route_arrays(logits: np.ndarray, params: bytes, bias=None):
-    """route() for ndarray inputs (the fast path; the C side copies non-contiguous inputs)."""
-    return _C.route(logits, bias, params)
+# route() for ndarray inputs, the C entry itself (no wrapper frame on the fast path):
+# route_arrays(logits (T, E) f32, bias (E,) f32 | None, params) -> (weights, experts, scores);
+# the C side checks every argument and copies non-contiguous inputs.
+route_arrays = _C.route
 
 
 def topk(x, k: int):

@@ -255,7 +255,7 @@ def route(logits: np.ndarray, config: RouterConfig, bias: Optional[np.ndarray] =
         raise ValueError(f"logits has {logits.shape[1]} expert columns but config.num_experts={config.num_experts}")
     if bias is not None and type(bias) is not np.ndarray:
         bias = _ops.as_input(bias, "bias", np.float32, 1)
-    weights, experts, scores = _ops.route_arrays(logits, config.c_params, bias)
+    weights, experts, scores = _ops.route_arrays(logits, bias, config.c_params)
     if not config.drops_tokens:
         return Routing(weights, experts, scores, None, None, config.scoring)
     cap = config.expert_capacity(experts.shape[0], scores.shape[1])
