@@ -35,19 +35,17 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import transformers
 
 import moepy
-from moepy import RouterConfig
 from moepy.layer import ExpertWeights, MoELayer
-from common import (choose, format_seconds, machine_info, measure_bandwidth, measure_gemm_rate, print_table,
-                    sample_budgeted, write_json)
+from common import (LAYER_SHAPES, LAYER_TOKEN_COUNTS, LayerShape, choose, format_seconds, machine_info,
+                    measure_bandwidth, measure_gemm_rate, print_table, sample_budgeted, write_json)
 
-TOKEN_COUNTS = (1, 8, 64, 512)
+TOKEN_COUNTS = LAYER_TOKEN_COUNTS
 GOAL_BW_FRACTION_T1 = 0.85     # moepy >= 85% of the bandwidth bound at T = 1
 GOAL_GEMM_FRACTION_T512 = 0.75  # moepy >= 75% of numpy's GEMM rate at T = 512, fp32
 GOAL_SPEEDUP = 5.0             # moepy >= 5x the PyTorch block at T <= 64
@@ -57,67 +55,44 @@ BYTES = {"float32": 4, "bfloat16": 2}
 TORCH_DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-@dataclass(frozen=True)
-class Family:
-    key: str          # CLI name and transformers family
-    model: str
-    hidden: int
-    inter: int
-    experts: int
-    top_k: int
-    shared_inter: int = 0  # width of the (fused) shared expert; 0: none
-
-    def router(self) -> RouterConfig:
-        E, k = self.experts, self.top_k
-        return {"mixtral": lambda: RouterConfig.mixtral(E, k),
-                "olmoe": lambda: RouterConfig.olmoe(E, k),
-                "qwen3_moe": lambda: RouterConfig.qwen3_moe(E, k),
-                "deepseek_v2": lambda: RouterConfig.deepseek_v2(E, k, topk_method="greedy",
-                                                                routed_scaling_factor=1.0)}[self.key]()
-
-    def torch_block(self, experts_impl: str) -> torch.nn.Module:
-        """The transformers block of the family on the meta device (no memory; parameters assigned later)."""
-        import transformers.models as M
-        H, I, E, k = self.hidden, self.inter, self.experts, self.top_k
-        if self.key == "mixtral":
-            cfg = transformers.MixtralConfig(hidden_size=H, intermediate_size=I, num_local_experts=E,
-                                             num_experts_per_tok=k, router_jitter_noise=0.0)
-            cls = M.mixtral.modeling_mixtral.MixtralSparseMoeBlock
-        elif self.key == "olmoe":
-            cfg = transformers.OlmoeConfig(hidden_size=H, intermediate_size=I, num_experts=E, num_experts_per_tok=k,
-                                           norm_topk_prob=False, num_attention_heads=16, num_key_value_heads=16)
-            cls = M.olmoe.modeling_olmoe.OlmoeSparseMoeBlock
-        elif self.key == "qwen3_moe":
-            cfg = transformers.Qwen3MoeConfig(hidden_size=H, moe_intermediate_size=I, intermediate_size=6144,
-                                              num_experts=E, num_experts_per_tok=k, norm_topk_prob=True,
-                                              num_attention_heads=32, num_key_value_heads=4, head_dim=128)
-            cls = M.qwen3_moe.modeling_qwen3_moe.Qwen3MoeSparseMoeBlock
-        elif self.key == "deepseek_v2":
-            cfg = transformers.DeepseekV2Config(hidden_size=H, moe_intermediate_size=I, intermediate_size=10944,
-                                                n_routed_experts=E, num_experts_per_tok=k,
-                                                n_shared_experts=self.shared_inter // I, topk_method="greedy",
-                                                n_group=1, topk_group=1, routed_scaling_factor=1.0,
-                                                norm_topk_prob=False, num_attention_heads=16,
-                                                num_key_value_heads=16)
-            cls = M.deepseek_v2.modeling_deepseek_v2.DeepseekV2Moe
-        else:
-            raise ValueError(self.key)
-        cfg._experts_implementation = experts_impl
-        with torch.device("meta"):
-            block = cls(cfg)
-        return block.eval()
+def torch_block(fam: LayerShape, experts_impl: str) -> torch.nn.Module:
+    """The transformers block of the family on the meta device (no memory; parameters assigned later)."""
+    import transformers.models as M
+    H, I, E, k = fam.hidden, fam.inter, fam.experts, fam.top_k
+    if fam.key == "mixtral":
+        cfg = transformers.MixtralConfig(hidden_size=H, intermediate_size=I, num_local_experts=E,
+                                         num_experts_per_tok=k, router_jitter_noise=0.0)
+        cls = M.mixtral.modeling_mixtral.MixtralSparseMoeBlock
+    elif fam.key == "olmoe":
+        cfg = transformers.OlmoeConfig(hidden_size=H, intermediate_size=I, num_experts=E, num_experts_per_tok=k,
+                                       norm_topk_prob=False, num_attention_heads=16, num_key_value_heads=16)
+        cls = M.olmoe.modeling_olmoe.OlmoeSparseMoeBlock
+    elif fam.key == "qwen3_moe":
+        cfg = transformers.Qwen3MoeConfig(hidden_size=H, moe_intermediate_size=I, intermediate_size=6144,
+                                          num_experts=E, num_experts_per_tok=k, norm_topk_prob=True,
+                                          num_attention_heads=32, num_key_value_heads=4, head_dim=128)
+        cls = M.qwen3_moe.modeling_qwen3_moe.Qwen3MoeSparseMoeBlock
+    elif fam.key == "deepseek_v2":
+        cfg = transformers.DeepseekV2Config(hidden_size=H, moe_intermediate_size=I, intermediate_size=10944,
+                                            n_routed_experts=E, num_experts_per_tok=k,
+                                            n_shared_experts=fam.shared_inter // I, topk_method="greedy",
+                                            n_group=1, topk_group=1, routed_scaling_factor=1.0,
+                                            norm_topk_prob=False, num_attention_heads=16,
+                                            num_key_value_heads=16)
+        cls = M.deepseek_v2.modeling_deepseek_v2.DeepseekV2Moe
+    else:
+        raise ValueError(fam.key)
+    cfg._experts_implementation = experts_impl
+    with torch.device("meta"):
+        block = cls(cfg)
+    return block.eval()
 
 
-FAMILIES = {
-    "mixtral": Family("mixtral", "Mixtral-8x7B", 4096, 14336, 8, 2),
-    "olmoe": Family("olmoe", "OLMoE-1B-7B", 2048, 1024, 64, 8),
-    "qwen3_moe": Family("qwen3_moe", "Qwen3-30B-A3B", 2048, 768, 128, 8),
-    "deepseek_v2": Family("deepseek_v2", "DeepSeek-V2-Lite", 2048, 1408, 64, 6, shared_inter=2 * 1408),
-}
+FAMILIES = LAYER_SHAPES
 
 
 # ---- weights: one seeded set per family, shared by torch (no copy) and moepy ----
-def make_weights(fam: Family, seed: int = 0, std: float = 0.02) -> dict[str, torch.Tensor]:
+def make_weights(fam: LayerShape, seed: int = 0, std: float = 0.02) -> dict[str, torch.Tensor]:
     """fp32 tensors in the block's state_dict naming (fused gate_up_proj (E, 2I, H) = [gate; up], down (E, H, I))."""
     g = torch.Generator().manual_seed(seed)
     H, I, E = fam.hidden, fam.inter, fam.experts
@@ -134,8 +109,8 @@ def make_weights(fam: Family, seed: int = 0, std: float = 0.02) -> dict[str, tor
     return w
 
 
-def build_torch(fam: Family, weights: dict[str, torch.Tensor], experts_impl: str) -> torch.nn.Module:
-    block = fam.torch_block(experts_impl)
+def build_torch(fam: LayerShape, weights: dict[str, torch.Tensor], experts_impl: str) -> torch.nn.Module:
+    block = torch_block(fam, experts_impl)
     block.load_state_dict(weights, strict=True, assign=True)  # parameters become these tensors (no copy)
     for p in block.parameters():
         p.requires_grad_(False)
@@ -149,7 +124,7 @@ def _np_weight(t: torch.Tensor) -> np.ndarray:
     return t.numpy()
 
 
-def build_moepy(fam: Family, weights: dict[str, torch.Tensor], dtype: str) -> MoELayer:
+def build_moepy(fam: LayerShape, weights: dict[str, torch.Tensor], dtype: str) -> MoELayer:
     I = fam.inter
     gu, down = _np_weight(weights["experts.gate_up_proj"]), _np_weight(weights["experts.down_proj"])
     experts = ExpertWeights(gate=gu[:, :I], up=gu[:, I:], down=down)
@@ -167,11 +142,11 @@ def free():
 
 
 # ---- per-row quantities ----
-def flops(fam: Family, T: int) -> float:
+def flops(fam: LayerShape, T: int) -> float:
     return 2.0 * 3 * fam.hidden * (fam.inter * fam.top_k + fam.shared_inter) * T
 
 
-def active_bytes(fam: Family, distinct: int, dtype: str) -> float:
+def active_bytes(fam: LayerShape, distinct: int, dtype: str) -> float:
     return 3.0 * fam.hidden * (distinct * fam.inter + fam.shared_inter) * BYTES[dtype]
 
 
@@ -189,7 +164,7 @@ def time_pair(fns, quick: bool) -> list[list[float]]:
     return sample_budgeted(fns, budget_s=15.0, min_repeats=3, max_repeats=15, min_sample_s=0.03)
 
 
-def run_family(fam: Family, dtypes, tokens, args, gemm_gflops: float) -> tuple[list[dict], dict]:
+def run_family(fam: LayerShape, dtypes, tokens, args, gemm_gflops: float) -> tuple[list[dict], dict]:
     rows: list[dict] = []
     bw_before = measure_bandwidth(repeats=3 if args.quick else 5)
     info = {"model": fam.model, "family": fam.key, "bandwidth_before": bw_before, "checks": {},

@@ -52,21 +52,21 @@ import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 
 import moepy
-from moepy import RouterConfig, quant
+from moepy import quant
 from moepy.layer import ExpertWeights, MoELayer
 try:  # bf16 conversion in one C pass (the "bench" extra); else moepy's NumPy rounding (same bits, ~50x slower)
     import ml_dtypes
 except ImportError:  # pragma: no cover
     ml_dtypes = None
-from common import (choose, format_bytes, format_seconds, machine_info, measure_bandwidth, measure_gemm_rate, print_table,
-                    sample_budgeted, write_json)
+from common import (LAYER_SHAPES, LAYER_TOKEN_COUNTS, LayerShape, choose, format_bytes, format_seconds,
+                    machine_info, measure_bandwidth, measure_gemm_rate, print_table, sample_budgeted,
+                    write_json)
 
-TOKEN_COUNTS = (1, 8, 64, 512)
+TOKEN_COUNTS = LAYER_TOKEN_COUNTS
 FORMATS = ("float32", "bfloat16", "int8", "int4", "int4_asym")  # run in this order (fp32 first: the error reference)
 DEFAULT_FORMATS = ("float32", "bfloat16", "int8", "int4")
 INT_FORMATS = tuple(quant.FORMATS)
@@ -78,35 +78,11 @@ GOAL_INT8_GEMM_T512 = 1.0       # INT8 GFLOP/s at T = 512 > numpy fp32 GEMM GFLO
 CONTENDED = 0.10                # a row whose CPU pressure exceeds this was timed beside another busy process
 
 
-@dataclass(frozen=True)
-class Family:
-    key: str
-    model: str
-    hidden: int
-    inter: int
-    experts: int
-    top_k: int
-    shared_inter: int = 0  # width of the (fused) shared expert; 0: none
-
-    def router(self) -> RouterConfig:  # as bench_moe.py
-        E, k = self.experts, self.top_k
-        return {"mixtral": lambda: RouterConfig.mixtral(E, k),
-                "olmoe": lambda: RouterConfig.olmoe(E, k),
-                "qwen3_moe": lambda: RouterConfig.qwen3_moe(E, k),
-                "deepseek_v2": lambda: RouterConfig.deepseek_v2(E, k, topk_method="greedy",
-                                                                routed_scaling_factor=1.0)}[self.key]()
-
-
-FAMILIES = {  # the shapes of bench_moe.py
-    "mixtral": Family("mixtral", "Mixtral-8x7B", 4096, 14336, 8, 2),
-    "olmoe": Family("olmoe", "OLMoE-1B-7B", 2048, 1024, 64, 8),
-    "qwen3_moe": Family("qwen3_moe", "Qwen3-30B-A3B", 2048, 768, 128, 8),
-    "deepseek_v2": Family("deepseek_v2", "DeepSeek-V2-Lite", 2048, 1408, 64, 6, shared_inter=2 * 1408),
-}
+FAMILIES = LAYER_SHAPES  # the shapes of bench_moe.py
 
 
 # ---- weights: one float32 set per family, shared by every format ----
-def make_weights(fam: Family, seed: int = 0, std: float = 0.02, threads: int = 2):
+def make_weights(fam: LayerShape, seed: int = 0, std: float = 0.02, threads: int = 2):
     """(router_weight (E, H), routed ExpertWeights, shared ExpertWeights | None), float32. Each expert matrix is
     drawn from its own child of SeedSequence(seed), so the values do not depend on `threads`."""
     H, I, E = fam.hidden, fam.inter, fam.experts
@@ -145,7 +121,7 @@ def _bf16(ex: ExpertWeights | None) -> ExpertWeights | None:
                          down=ex.down.astype(ml_dtypes.bfloat16), activation=ex.activation)
 
 
-def build_layer(fam: Family, weights, fmt: str, group_size: int) -> MoELayer:
+def build_layer(fam: LayerShape, weights, fmt: str, group_size: int) -> MoELayer:
     """The layer in format fmt. For INT this is the call MoELayer.quantize(fmt, group_size) makes on a float32
     layer (shared expert float32), without building (and holding) the packed float32 layer first."""
     router_w, experts, shared = weights
@@ -165,7 +141,7 @@ def bits_per_weight(fmt: str, group_size: int) -> float:
     return {"float32": 32.0, "bfloat16": 16.0}.get(fmt) or quant.bits_per_weight(fmt, group_size)
 
 
-def flops(fam: Family, T: int) -> float:
+def flops(fam: LayerShape, T: int) -> float:
     return 2.0 * 3 * fam.hidden * (fam.inter * fam.top_k + fam.shared_inter) * T
 
 
@@ -210,7 +186,7 @@ def time_row(fn, quick: bool) -> list[float]:
     return sample_budgeted([fn], budget_s=5.0, min_repeats=3, max_repeats=15, min_sample_s=0.03)[0]
 
 
-def run_family(fam: Family, formats, tokens, args) -> tuple[list[dict], dict]:
+def run_family(fam: LayerShape, formats, tokens, args) -> tuple[list[dict], dict]:
     rows: list[dict] = []
     fam_load = Contention()
     bw_before = measure_bandwidth(repeats=3 if args.quick else 5)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import gc
+from dataclasses import dataclass
 import importlib.metadata
 import json
 import os
@@ -98,6 +99,38 @@ def sample_budgeted(fns: Sequence[Callable[[], object]], budget_s: float, min_re
     per_round = sum(max(t, 1e-9) * n for t, n in zip(first, calls))
     repeats = int(min(max_repeats, max(min_repeats, budget_s // per_round)))
     return _alternating_samples(fns, calls, repeats)
+
+
+# ---- the layer shapes of bench_moe.py and bench_quant.py ----
+@dataclass(frozen=True)
+class LayerShape:
+    """One MoE layer at a released model's real shape."""
+
+    key: str          # CLI name and transformers family
+    model: str
+    hidden: int
+    inter: int
+    experts: int
+    top_k: int
+    shared_inter: int = 0  # width of the (fused) shared expert; 0: none
+
+    def router(self):
+        from moepy import RouterConfig
+        E, k = self.experts, self.top_k
+        return {"mixtral": lambda: RouterConfig.mixtral(E, k),
+                "olmoe": lambda: RouterConfig.olmoe(E, k),
+                "qwen3_moe": lambda: RouterConfig.qwen3_moe(E, k),
+                "deepseek_v2": lambda: RouterConfig.deepseek_v2(E, k, topk_method="greedy",
+                                                                routed_scaling_factor=1.0)}[self.key]()
+
+
+LAYER_SHAPES = {
+    "mixtral": LayerShape("mixtral", "Mixtral-8x7B", 4096, 14336, 8, 2),
+    "olmoe": LayerShape("olmoe", "OLMoE-1B-7B", 2048, 1024, 64, 8),
+    "qwen3_moe": LayerShape("qwen3_moe", "Qwen3-30B-A3B", 2048, 768, 128, 8),
+    "deepseek_v2": LayerShape("deepseek_v2", "DeepSeek-V2-Lite", 2048, 1408, 64, 6, shared_inter=2 * 1408),
+}
+LAYER_TOKEN_COUNTS = (1, 8, 64, 512)
 
 
 # ---- machine limits ----
