@@ -238,13 +238,19 @@ static moe_status check_forward(int64_t T, int64_t K, const moe_experts *routed,
     return MOE_OK;
 }
 
-int64_t moe_forward_workspace(int64_t T, int64_t K, const moe_experts *routed, const moe_experts *shared,
-                              int32_t scale_input) {
-    if (check_forward(T, K, routed, shared) != MOE_OK) return -1;
+/* bytes of the work buffer for valid shapes (a dry run of carve), -1 on overflow */
+static int64_t workspace_bytes(int64_t T, int64_t K, const moe_experts *routed, const moe_experts *shared,
+                               int32_t scale_input) {
     arena a = {NULL, 0, 0, 0};
     buffers b;
     carve(&b, &a, T, K, routed, shared, scale_input);
     return a.overflow ? -1 : a.used + 64;
+}
+
+int64_t moe_forward_workspace(int64_t T, int64_t K, const moe_experts *routed, const moe_experts *shared,
+                              int32_t scale_input) {
+    if (check_forward(T, K, routed, shared) != MOE_OK) return -1;
+    return workspace_bytes(T, K, routed, shared, scale_input);
 }
 
 moe_status moe_forward(float *out, const float *x, int64_t T, const float *weights, const int32_t *experts,
@@ -252,7 +258,7 @@ moe_status moe_forward(float *out, const float *x, int64_t T, const float *weigh
                        const float *shared_gate, int32_t scale_input, void *work, int64_t work_bytes) {
     moe_status st = check_forward(T, K, routed, shared);
     if (st != MOE_OK) return st;
-    const int64_t need = moe_forward_workspace(T, K, routed, shared, scale_input);
+    const int64_t need = workspace_bytes(T, K, routed, shared, scale_input);
     if (need < 0) return MOE_EOVERFLOW;
     void *owned = NULL;
     if (!work) {

@@ -27,6 +27,19 @@ static int64_t route_scratch_floats(int64_t E, int64_t G, int64_t K) { return E 
 #define ROUTE_BLOCK_ROWS 32 /* rows scored together: keeps small-E softmax vectorised */
 #define ROUTE_PARALLEL_MIN_WORK 4096
 
+/* route row blocks [b0, b1) of moe_route; returns the first NaN row or INT64_MAX */
+static int64_t route_blocks(int64_t b0, int64_t b1, float *weights, int32_t *experts, float *scores,
+                            const float *logits, const float *bias, int64_t T, int64_t E, const moe_route_params *p,
+                            const moe_kernel_table *kt, float *fs, int64_t *is) {
+    int64_t bad = INT64_MAX;
+    for (int64_t b = b0; b < b1; b++) {
+        const int64_t t0 = b * ROUTE_BLOCK_ROWS, t1 = t0 + ROUTE_BLOCK_ROWS < T ? t0 + ROUTE_BLOCK_ROWS : T;
+        const int64_t rb = kt->route_rows(weights, experts, scores, logits, bias, t0, t1, E, p, fs, is);
+        if (rb < bad) bad = rb;
+    }
+    return bad;
+}
+
 moe_status moe_route(float *weights, int32_t *experts, float *scores, int64_t *bad_row,
                      const float *logits, const float *bias, int64_t T, int64_t E,
                      const moe_route_params *p) {
@@ -49,11 +62,7 @@ moe_status moe_route(float *weights, int32_t *experts, float *scores, int64_t *b
             if (!on_stack) { free(fs); free(is); }
             return MOE_ENOMEM;
         }
-        for (int64_t b = 0; b < nblocks; b++) {
-            const int64_t t0 = b * ROUTE_BLOCK_ROWS, t1 = t0 + ROUTE_BLOCK_ROWS < T ? t0 + ROUTE_BLOCK_ROWS : T;
-            const int64_t rb = kt->route_rows(weights, experts, scores, logits, bias, t0, t1, E, p, fs, is);
-            if (rb < bad) bad = rb;
-        }
+        bad = route_blocks(0, nblocks, weights, experts, scores, logits, bias, T, E, p, kt, fs, is);
         if (!on_stack) { free(fs); free(is); }
     } else {
         const int nthreads = moe_get_num_threads();
@@ -70,8 +79,7 @@ moe_status moe_route(float *weights, int32_t *experts, float *scores, int64_t *b
             int64_t *is = on_stack ? istack : iscratch + tid * ni;
 #pragma omp for schedule(static) reduction(min : bad)
             for (int64_t b = 0; b < nblocks; b++) {
-                const int64_t t0 = b * ROUTE_BLOCK_ROWS, t1 = t0 + ROUTE_BLOCK_ROWS < T ? t0 + ROUTE_BLOCK_ROWS : T;
-                const int64_t rb = kt->route_rows(weights, experts, scores, logits, bias, t0, t1, E, p, fs, is);
+                const int64_t rb = route_blocks(b, b + 1, weights, experts, scores, logits, bias, T, E, p, kt, fs, is);
                 if (rb < bad) bad = rb;
             }
         }
