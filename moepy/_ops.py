@@ -32,14 +32,6 @@ def as_input(x, name: str, dtype, ndim: int) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def route(logits, params: tuple, bias=None, weights=None, experts=None, scores=None):
-    """logits (T, E) f32, bias (E,) f32 | None -> weights (T, K) f32, experts (T, K) i32, scores (T, E) f32."""
-    logits = as_input(logits, "logits", np.float32, 2)
-    if bias is not None:
-        bias = as_input(bias, "bias", np.float32, 1)
-    return _C.route(logits, bias, params, weights, experts, scores)
-
-
 # route() for ndarray inputs, the C entry itself (no wrapper frame on the fast path):
 # route_arrays(logits (T, E) f32, bias (E,) f32 | None, params) -> (weights, experts, scores);
 # the C side checks every argument and copies non-contiguous inputs.

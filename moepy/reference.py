@@ -50,7 +50,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def route(logits: np.ndarray, params, bias=None):
-    """Twin of moepy._ops.route: logits (T, E) -> weights (T, K), experts (T, K) int32, scores (T, E).
+    """Twin of moepy._ops.route_arrays: logits (T, E) -> weights (T, K), experts (T, K) int32, scores (T, E).
     params: RouterConfig.c_params_tuple (or the RouterConfig itself)."""
     params = getattr(params, "c_params_tuple", params)
     (K, scoring, before, normalize, norm_p, norm_eps, scale, G, topk_group, group_score, mask_value) = params

@@ -66,7 +66,6 @@ class RouterConfig:
     capacity_priority: str = "rank"
     family: str = "custom"
     c_params: bytes = field(init=False, repr=False, compare=False)
-    c_params_tuple: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         def need(ok, msg):
@@ -102,9 +101,13 @@ class RouterConfig:
         packed = struct.pack(C_PARAMS_FORMAT, int(self.top_k), SCORINGS.index(self.scoring), int(self.topk_before_softmax), int(self.normalize),
                   float(self.norm_p), float(self.norm_eps), float(self.scale), int(self.n_group),
                   int(self.topk_group), GROUP_SCORES.index(self.group_score), float(self.group_mask_value))
-        object.__setattr__(self, "c_params_tuple", struct.unpack(C_PARAMS_FORMAT, packed))
         object.__setattr__(self, "c_params", packed)
         object.__setattr__(self, "_drops", self.capacity is not None or self.capacity_factor is not None)
+
+    @property
+    def c_params_tuple(self) -> tuple:
+        """c_params unpacked (the form moepy.reference.route takes)."""
+        return struct.unpack(C_PARAMS_FORMAT, self.c_params)
 
     @property
     def drops_tokens(self) -> bool:
@@ -301,16 +304,14 @@ def expert_choice(logits: np.ndarray, capacity: Optional[int] = None, capacity_f
     """Expert-choice routing (Zhou et al., 2022): scores = softmax over experts of logits (T, E); each
     expert takes its C highest-scoring tokens, C = capacity or ceil(capacity_factor * T / E) (a
     factor of k gives each token k experts on average). Ties go to the lower token index."""
-    from . import _ops as ops
-
-    logits = ops.as_input(logits, "logits", np.float32, 2)
+    logits = _ops.as_input(logits, "logits", np.float32, 2)
     T, E = logits.shape
     if capacity is None:
         if not (capacity_factor > 0 and math.isfinite(capacity_factor)):
             raise ValueError(f"capacity_factor must be finite and > 0, got {capacity_factor!r}")
         capacity = min(T, max(1, int(math.ceil(capacity_factor * T / E))))
     cfg = RouterConfig(top_k=1, scoring="softmax")
-    _, _, scores = ops.route(logits, cfg.c_params, None)
-    gates, tokens = ops.expert_choice(scores, capacity)
+    _, _, scores = _ops.route_arrays(logits, None, cfg.c_params)
+    gates, tokens = _ops.expert_choice(scores, capacity)
     coverage = np.bincount(tokens.ravel(), minlength=T).astype(np.int64)
     return ExpertChoice(gates, tokens, scores, coverage)
