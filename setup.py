@@ -1,7 +1,7 @@
-"""Builds moepy._C from csrc/*.c: -O3, C11, OpenMP when the compiler has it, runtime ISA dispatch.
+"""Builds moepy._C from csrc/kernels/*.c and csrc/python/*.c: -O3, C11, OpenMP when the compiler has it, runtime ISA dispatch.
 
 No -march=native: AVX2 and AVX-512 kernels are compiled in their own files with target pragmas and
-chosen at run time (csrc/cpu.c), so a built wheel runs on any x86-64.
+chosen at run time (csrc/kernels/cpu.c), so a built wheel runs on any x86-64.
 Environment: MOEPY_SANITIZE=1 builds with AddressSanitizer + UBSan (see scripts/asan_tests.sh);
 MOEPY_NO_OPENMP=1 forces a serial build.
 """
@@ -58,9 +58,9 @@ setup(
     ext_modules=[
         Extension(
             "moepy._C",
-            sources=sorted(glob.glob("csrc/*.c")),
-            include_dirs=["csrc", numpy.get_include()],
-            depends=glob.glob("csrc/*.h") + glob.glob("csrc/*.inc"),
+            sources=sorted(glob.glob("csrc/kernels/*.c") + glob.glob("csrc/python/*.c")),
+            include_dirs=["csrc/kernels", "csrc/python", numpy.get_include()],
+            depends=glob.glob("csrc/*/*.h") + glob.glob("csrc/*/*.inc"),
         )
     ],
     cmdclass={"build_ext": BuildExt},

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 OUT=$(mktemp -d /tmp/moepy-asan.XXXXXX)
 MOEPY_SANITIZE=1 $PY setup.py -q build_ext --build-lib "$OUT" --build-temp "$OUT/tmp" >/dev/null
-cp moepy/*.py "$OUT/moepy/"
+(cd moepy && find . -name "*.py" -exec cp --parents {} "$OUT/moepy/" \;)
 LIBASAN=$(gcc -print-file-name=libasan.so)
 LIBUBSAN=$(gcc -print-file-name=libubsan.so)
 REPO=$(pwd)
