@@ -41,7 +41,7 @@ import torch
 import transformers
 
 import moepy
-from moepy.layer import ExpertWeights, MoELayer
+from moepy.moe import ExpertWeights, MoELayer
 from common import (LAYER_SHAPES, LAYER_TOKEN_COUNTS, LayerShape, choose, format_seconds, machine_info,
                     measure_bandwidth, measure_gemm_rate, print_table, sample_budgeted, write_json)
 

@@ -57,7 +57,7 @@ import numpy as np
 
 import moepy
 from moepy import quant
-from moepy.layer import ExpertWeights, MoELayer
+from moepy.moe import ExpertWeights, MoELayer
 try:  # bf16 conversion in one C pass (the "bench" extra); else moepy's NumPy rounding (same bits, ~50x slower)
     import ml_dtypes
 except ImportError:  # pragma: no cover
@@ -113,7 +113,7 @@ def make_weights(fam: LayerShape, seed: int = 0, std: float = 0.02, threads: int
 
 
 def _bf16(ex: ExpertWeights | None) -> ExpertWeights | None:
-    """The weights as ml_dtypes.bfloat16 (round to nearest even, the bits of moepy.layer.to_bf16_bits), which
+    """The weights as ml_dtypes.bfloat16 (round to nearest even, the bits of moepy.moe.to_bf16_bits), which
     MoELayer takes without converting again; unchanged when ml_dtypes is missing."""
     if ex is None or ml_dtypes is None:
         return ex

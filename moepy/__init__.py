@@ -3,10 +3,9 @@
 C kernels (routing, top-k, dispatch, grouped expert FFNs) under a NumPy API; see README.md.
 """
 from ._ops import build_info as _build_info, get_num_threads, set_isa, set_num_threads
-from .metrics import BalanceStats, BiasBalancer, balance_stats, load_balancing_loss, router_z_loss, \
-    sequence_aux_loss, tokens_per_expert, update_bias
-from .routing import ExpertChoice, RouterConfig, Routing, apply_capacity, expert_choice, route, topk
-from .layer import ExpertWeights, MoELayer
+from .routing import BalanceStats, BiasBalancer, ExpertChoice, RouterConfig, Routing, apply_capacity, balance_stats, \
+    expert_choice, load_balancing_loss, route, router_z_loss, sequence_aux_loss, tokens_per_expert, topk, update_bias
+from .moe import ExpertWeights, MoELayer, quant
 from . import configs
 from .configs import ModelConfig
 
@@ -22,7 +21,7 @@ def build_info() -> dict:
 
 
 __all__ = [
-    "BalanceStats", "BiasBalancer", "ExpertWeights", "MoELayer", "ModelConfig", "configs", "ExpertChoice", "RouterConfig", "Routing", "apply_capacity", "balance_stats",
+    "BalanceStats", "BiasBalancer", "ExpertWeights", "MoELayer", "ModelConfig", "configs", "quant", "ExpertChoice", "RouterConfig", "Routing", "apply_capacity", "balance_stats",
     "build_info", "expert_choice", "get_num_threads", "load_balancing_loss", "route", "router_z_loss",
     "sequence_aux_loss", "set_isa", "set_num_threads", "tokens_per_expert", "topk", "update_bias",
 ]

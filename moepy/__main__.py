@@ -21,10 +21,10 @@ def main(argv=None) -> int:
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
     if cmd == "demo":
-        from .demo import main as demo_main
+        from .cli.demo import main as demo_main
         return demo_main(rest)
     if cmd == "configs":
-        from .cli_configs import main as configs_main
+        from .cli.configs import main as configs_main
         return configs_main(rest)
     if cmd == "info":
         import moepy

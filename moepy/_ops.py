@@ -81,7 +81,7 @@ def pack(which: int, w, w2=None):
 def moe_forward(x, weights, experts, dropped, routed: tuple, shared, shared_gate, scale_input: bool, out=None,
                 work=None):
     """x (T, H) f32, weights (T, K) f32, experts (T, K) i32, dropped (T, K) bool | None,
-    routed / shared: packed expert tuples (moepy.layer.ExpertWeights.packed), shared_gate (T,) f32 | None
+    routed / shared: packed expert tuples (moepy.moe.ExpertWeights.packed), shared_gate (T,) f32 | None
     -> out (T, H) f32 = the routed experts' weighted sum (+ the gated shared expert).
     work: a uint8 scratch buffer of at least forward_workspace(...) bytes, reused across calls."""
     return _C.moe_forward(x, weights, experts, dropped, routed, shared, shared_gate, bool(scale_input), out, work)
@@ -102,7 +102,7 @@ def dispatch_plan(experts, dropped, num_experts: int):
 
 
 def linear(x, packed_weight: tuple):
-    """x (T, H) f32 @ W^T with W packed by moepy.layer.pack_linear -> (T, N) f32. Each row's result is
+    """x (T, H) f32 @ W^T with W packed by moepy.moe.pack_linear -> (T, N) f32. Each row's result is
     independent of the other rows (unlike BLAS, whose kernel choice depends on T)."""
     return _C.linear(as_input(x, "x", np.float32, 2), packed_weight)
 

@@ -25,7 +25,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from .layer import ExpertWeights, from_bf16_bits, to_bf16_bits
+from .moe.weights import ExpertWeights, from_bf16_bits, to_bf16_bits
 from .routing import RouterConfig
 
 FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "dbrx", "deepseek_v2", "deepseek_v3", "kimi_k2",

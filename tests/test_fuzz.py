@@ -9,7 +9,7 @@ from hypothesis.extra import numpy as hnp
 
 from moepy import _C
 from moepy import reference as ref
-from moepy.routing import C_PARAMS_FORMAT
+from moepy.routing.config import C_PARAMS_FORMAT
 
 ALLOWED = (TypeError, ValueError, OverflowError, MemoryError)
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
@@ -156,7 +156,7 @@ def test_quantize_rows_never_crashes(x, G):
 
 
 def _experts_tuple(E, H, I, gated, act, dtype):
-    from moepy.layer import ExpertWeights
+    from moepy.moe import ExpertWeights
     rng = np.random.default_rng(0)
     w = lambda *s: (rng.standard_normal(s) * 0.1).astype(np.float32)  # noqa: E731
     ex = ExpertWeights(up=w(E, I, H), down=w(E, H, I), gate=w(E, I, H) if gated else None,

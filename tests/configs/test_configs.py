@@ -744,7 +744,7 @@ def test_scaled_keeps_the_design(preset):
 # 6. The CLI table
 # ------------------------------------------------------------------------------------------------------------
 def test_cli(capsys, tmp_path):
-    from moepy import cli_configs
+    from moepy.cli import configs as cli_configs
 
     assert cli_configs.main([]) == 0
     out = capsys.readouterr().out

@@ -6,7 +6,7 @@ import pytest
 import moepy
 from moepy import RouterConfig, quant
 from moepy import reference as ref
-from moepy.layer import MoELayer
+from moepy.moe import MoELayer
 from conftest import available_isas, isa, num_threads
 
 FORMATS = ["int8", "int4", "int4_asym"]

@@ -6,7 +6,7 @@ import pytest
 import moepy
 from moepy import RouterConfig, _ops
 from moepy import reference as ref
-from moepy.layer import ExpertWeights, MoELayer, from_bf16_bits, to_bf16_bits
+from moepy.moe import ExpertWeights, MoELayer, from_bf16_bits, to_bf16_bits
 from conftest import available_isas, isa, num_threads
 
 

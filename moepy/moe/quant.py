@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _ops
+from .. import _ops
 
 FORMATS = {"int8": 0, "int4": 1, "int4_asym": 2}
 DTYPE_CODES = {"int8": 2, "int4": 3, "int4_asym": 4}  # moe_dtype in csrc/moe.h

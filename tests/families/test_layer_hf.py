@@ -15,7 +15,7 @@ import torch
 import hf_blocks
 from hf_blocks import make_block, make_input
 from moepy.hf_layers import FAMILIES as HF_MODEL_TYPES, layer_from_hf, moe_layer_indices
-from moepy.layer import MoELayer, to_bf16_bits
+from moepy.moe import MoELayer, to_bf16_bits
 
 pytestmark = pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
 

@@ -10,8 +10,8 @@ from typing import Optional
 
 import numpy as np
 
-from . import _ops
-from .routing import Routing
+from .. import _ops
+from .route import Routing
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ class BiasBalancer:
         return self.bias
 
     def route(self, logits: np.ndarray, config) -> Routing:
-        from .routing import route
+        from .route import route
 
         r = route(logits, config, bias=self.bias)
         self.update(r)

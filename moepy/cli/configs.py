@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from . import configs
+from .. import configs
 
 _NOTE = ("active: parameters one token uses, embedding and head included; memory: weights only, "
          "GB = 1e9 bytes, int4 = 4 bits + one fp16 scale per 32 weights (router and norms bf16); "

@@ -142,7 +142,7 @@ def _erf(x):
 
 
 def expert_ffn(x: np.ndarray, ex, e: int) -> np.ndarray:
-    """f_e(x) for x (n, H) in float64, ex a moepy.layer.ExpertWeights (float32 weights)."""
+    """f_e(x) for x (n, H) in float64, ex a moepy.moe.ExpertWeights (float32 weights)."""
     x = x.astype(np.float64)
     up = x @ ex.up[e].T.astype(np.float64) + (0 if ex.up_bias is None else ex.up_bias[e])
     if ex.gate is not None:
