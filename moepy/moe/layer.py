@@ -3,7 +3,7 @@
 Weights are held in a canonical form (gate/up (E, I, H), down (E, H, I), nn.Linear orientation)
 and packed once, at construction, into the panel layout the kernels read (csrc/pack.c).
 `MoELayer.from_hf` maps Hugging Face checkpoint tensors of each family to that form
-(moepy/hf_layers.py); `MoELayer.random` builds seeded random layers for experiments.
+(moepy/families); `MoELayer.random` builds seeded random layers for experiments.
 """
 from __future__ import annotations
 
@@ -192,11 +192,12 @@ class MoELayer:
                 quantize: Optional[str] = None, group_size: int = 32) -> "MoELayer":
         """Layer `layer_index` of a Hugging Face checkpoint: `hf_config` a config.json dict or path,
         `tensors` a mapping of full checkpoint names to arrays (per-expert Hub names or the fused
-        names of transformers v5). Families: mixtral, qwen2_moe, qwen3_moe, olmoe, dbrx,
-        deepseek_v2, deepseek_v3 / kimi_k2, llama4, gpt_oss, switch. See moepy/hf_layers.py.
+        names of transformers v5). Every family with a checkpoint reader in moepy/families (mixtral,
+        qwen2_moe, qwen3_moe, olmoe, dbrx, deepseek_v2, deepseek_v3 / kimi_k2, llama4, gpt_oss,
+        switch_transformers, ...); see moepy/families/_layers.py.
         quantize: "int8", "int4" or "int4_asym" quantizes the routed experts (moepy.moe.quant)."""
-        from ..hf_layers import layer_from_hf
-        layer = layer_from_hf(cls, hf_config, tensors, layer_index, dtype)
+        from ..families import moe_layer_from_hf
+        layer = moe_layer_from_hf(hf_config, tensors, layer_index, dtype)
         return layer.quantize(quantize, group_size) if quantize else layer
 
     def to_float32_reference(self):

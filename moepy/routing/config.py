@@ -24,6 +24,24 @@ PRIORITIES = ("rank", "token")
 C_PARAMS_FORMAT = "@qiiifffqqif"
 
 
+class _family_router:
+    """RouterConfig.<family>(...): the router constructor of a family module (moepy/families/<module>.py),
+    looked up on first use so that routing imports no family module; help() shows the family's docstring."""
+
+    def __init__(self, module: str, function: str):
+        self.module, self.function = module, function
+
+    def _target(self):
+        import importlib
+        return getattr(importlib.import_module(f"moepy.families.{self.module}"), self.function)
+
+    def __get__(self, obj, owner=None):
+        return self._target()
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+
 @dataclass(frozen=True)
 class RouterConfig:
     """How router logits (T, E) become K experts and K weights per token.
@@ -121,87 +139,16 @@ class RouterConfig:
             return None
         return int(math.ceil(self.capacity_factor * num_tokens * self.top_k / num_experts))
 
-    # ---- named constructors, one per family (semantics: ../shared/reference/moe_semantics.md) ----
-    @classmethod
-    def mixtral(cls, num_experts: int = 8, top_k: int = 2) -> "RouterConfig":
-        """Mixtral: softmax over all E in fp32, top-k, always renormalised."""
-        return cls(top_k=top_k, scoring="softmax", normalize=True, num_experts=num_experts, family="mixtral")
-
-    @classmethod
-    def qwen2_moe(cls, num_experts: int = 60, top_k: int = 4, norm_topk_prob: bool = False) -> "RouterConfig":
-        """Qwen1.5/Qwen2-MoE: softmax, top-k, renormalised only if norm_topk_prob (released: False)."""
-        return cls(top_k=top_k, scoring="softmax", normalize=norm_topk_prob, num_experts=num_experts, family="qwen2_moe")
-
-    @classmethod
-    def qwen3_moe(cls, num_experts: int = 128, top_k: int = 8, norm_topk_prob: bool = True) -> "RouterConfig":
-        """Qwen3-MoE: as Qwen2-MoE; the released 30B-A3B and 235B-A22B set norm_topk_prob=True."""
-        return cls(top_k=top_k, scoring="softmax", normalize=norm_topk_prob, num_experts=num_experts, family="qwen3_moe")
-
-    @classmethod
-    def olmoe(cls, num_experts: int = 64, top_k: int = 8, norm_topk_prob: bool = False) -> "RouterConfig":
-        """OLMoE: softmax, top-k, no renormalisation in OLMoE-1B-7B."""
-        return cls(top_k=top_k, scoring="softmax", normalize=norm_topk_prob, num_experts=num_experts, family="olmoe")
-
-    @classmethod
-    def dbrx(cls, num_experts: int = 16, top_k: int = 4, moe_normalize_expert_weights: Optional[float] = 1.0) -> "RouterConfig":
-        """DBRX: softmax, top-k, weights divided by their p-norm (p = moe_normalize_expert_weights; None: no normalising)."""
-        p = moe_normalize_expert_weights
-        return cls(top_k=top_k, scoring="softmax", normalize=p is not None, norm_p=float(p if p is not None else 1.0),
-                   num_experts=num_experts, family="dbrx")
-
-    @classmethod
-    def deepseek_v2(cls, num_experts: int = 160, top_k: int = 6, n_group: int = 8, topk_group: int = 3,
-                    routed_scaling_factor: float = 16.0, topk_method: str = "group_limited_greedy") -> "RouterConfig":
-        """DeepSeek-V2: softmax; greedy or group-limited greedy (group score = max, dropped groups' scores
-        set to 0.0); no renormalisation (HF); weights times routed_scaling_factor. V2-Lite: greedy, scale 1."""
-        if topk_method not in ("greedy", "group_limited_greedy"):
-            raise ValueError(f"topk_method must be 'greedy' or 'group_limited_greedy', got {topk_method!r}")
-        grouped = topk_method == "group_limited_greedy"
-        return cls(top_k=top_k, scoring="softmax", scale=routed_scaling_factor,
-                   n_group=n_group if grouped else 1, topk_group=topk_group if grouped else 1,
-                   group_score="max", group_mask_value=0.0, num_experts=num_experts, family="deepseek_v2")
-
-    @classmethod
-    def deepseek_v3(cls, num_experts: int = 256, top_k: int = 8, n_group: int = 8, topk_group: int = 4,
-                    routed_scaling_factor: float = 2.5, norm_topk_prob: bool = True) -> "RouterConfig":
-        """DeepSeek-V3/R1 (noaux_tc): sigmoid scores; selection on score + e_score_correction_bias (pass it
-        as route(..., bias=)); groups scored by the sum of their top-2; dropped groups masked with -inf;
-        weights are the unbiased scores, renormalised (+1e-20), times routed_scaling_factor."""
-        return cls(top_k=top_k, scoring="sigmoid", normalize=norm_topk_prob, norm_eps=1e-20,
-                   scale=routed_scaling_factor, n_group=n_group, topk_group=topk_group, group_score="top2_sum",
-                   num_experts=num_experts, family="deepseek_v3")
-
-    @classmethod
-    def kimi_k2(cls, num_experts: int = 384, top_k: int = 8, routed_scaling_factor: float = 2.827) -> "RouterConfig":
-        """Kimi K2: the DeepSeek-V3 router with 384 experts, one group (n_group=topk_group=1)."""
-        return cls.deepseek_v3(num_experts=num_experts, top_k=top_k, n_group=1, topk_group=1,
-                               routed_scaling_factor=routed_scaling_factor)
-
-    @classmethod
-    def llama4(cls, num_experts: int = 16, top_k: int = 1) -> "RouterConfig":
-        """Llama 4: top-k on the raw logits, then sigmoid of each selected logit; no renormalisation.
-        (The Llama 4 layer multiplies the expert *input* by this weight.)"""
-        return cls(top_k=top_k, scoring="sigmoid", topk_before_softmax=True, num_experts=num_experts, family="llama4")
-
-    @classmethod
-    def gpt_oss(cls, num_experts: int = 32, top_k: int = 4) -> "RouterConfig":
-        """GPT-OSS: top-k on the logits (router has a bias, already in the logits), softmax over the K selected."""
-        return cls(top_k=top_k, scoring="softmax", topk_before_softmax=True, num_experts=num_experts, family="gpt_oss")
-
-    @classmethod
-    def switch(cls, num_experts: int = 128, expert_capacity: Optional[int] = 64,
-               capacity_factor: Optional[float] = None) -> "RouterConfig":
-        """Switch Transformer: softmax, top-1, weight = the top probability; tokens past the expert
-        capacity (absolute, HF's expert_capacity, or from a capacity factor) are dropped in sequence order."""
-        if capacity_factor is not None:
-            expert_capacity = None
-        return cls(top_k=1, scoring="softmax", num_experts=num_experts, capacity=expert_capacity,
-                   capacity_factor=capacity_factor, family="switch")
-
-    @classmethod
-    def gshard(cls, num_experts: int = 2048, capacity_factor: float = 2.0) -> "RouterConfig":
-        """GShard: softmax top-2 with the two weights renormalised, capacity 2T/E * factor, first choices
-        served before second choices. (GShard's random dispatch of the second expert is not modelled:
-        the second expert is always kept while capacity allows.)"""
-        return cls(top_k=2, scoring="softmax", normalize=True, num_experts=num_experts,
-                   capacity_factor=capacity_factor, family="gshard")
+    # ---- named constructors: one per family, defined in its module of moepy/families ----
+    mixtral = _family_router("mixtral", "router")
+    qwen2_moe = _family_router("qwen2_moe", "router")
+    qwen3_moe = _family_router("qwen3_moe", "router")
+    olmoe = _family_router("olmoe", "router")
+    dbrx = _family_router("dbrx", "router")
+    deepseek_v2 = _family_router("deepseek_v2", "router")
+    deepseek_v3 = _family_router("deepseek_v3", "router")
+    kimi_k2 = _family_router("deepseek_v3", "kimi_k2_router")
+    llama4 = _family_router("llama4", "router")
+    gpt_oss = _family_router("gpt_oss", "router")
+    switch = _family_router("switch", "router")
+    gshard = _family_router("gshard", "router")

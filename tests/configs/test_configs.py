@@ -15,6 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import moepy.configs as C
+import moepy.families
+from moepy.configs.model import _diff
 from moepy.configs import ModelConfig
 from moepy.routing import RouterConfig
 
@@ -327,7 +329,7 @@ def test_from_hf_equals_preset(preset):
     hub = copy.deepcopy(HUB_CONFIGS[preset])
     cfg = ModelConfig.from_hf(hub, name=preset)
     ref = C.get(preset)
-    assert cfg == ref, C._diff(cfg, ref)
+    assert cfg == ref, _diff(cfg, ref)
     assert cfg.count_params() == ref.count_params()
     assert hub == HUB_CONFIGS[preset], "from_hf mutated its input"
 
@@ -710,8 +712,9 @@ def test_names_and_get():
     assert C.get("mistralai/Mixtral-8x7B").name == "mixtral-8x7b"
     with pytest.raises(KeyError, match="did you mean deepseek-v3"):
         C.get("deepseek-v4")
-    for fn in C._PRESETS.values():
-        assert fn.__doc__ and any(s in fn.__doc__ for s in ("arXiv", "model card", "config.json", "blog", "("))
+    for fam in moepy.families.all_families():
+        for fn in fam.presets.values():
+            assert fn.__doc__ and any(s in fn.__doc__ for s in ("arXiv", "model card", "config.json", "blog", "("))
 
 
 @pytest.mark.parametrize("preset", C.names())

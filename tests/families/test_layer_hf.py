@@ -1,4 +1,4 @@
-"""MoELayer.from_hf (moepy/hf_layers.py) against the transformers 5.23 blocks built by tests/hf_blocks.py.
+"""MoELayer.from_hf (moepy/families) against the transformers 5.23 blocks built by tests/hf_blocks.py.
 
 Every family, Hub (per-expert) and v5 fused tensor names, float32 and bf16-rounded weights:
 max|moepy - transformers| <= 1e-5 * max|transformers|.
@@ -14,7 +14,7 @@ import torch
 
 import hf_blocks
 from hf_blocks import make_block, make_input
-from moepy.hf_layers import FAMILIES as HF_MODEL_TYPES, layer_from_hf, moe_layer_indices
+from moepy.families import model_types, moe_layer_from_hf, moe_layer_indices
 from moepy.moe import MoELayer, to_bf16_bits
 
 pytestmark = pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
@@ -260,10 +260,12 @@ def test_moe_layer_indices():
     q = block("qwen2_moe").hf_config
     assert moe_layer_indices(dict(q, num_hidden_layers=6, decoder_sparse_step=2)) == [1, 3, 5]
     assert moe_layer_indices(dict(q, num_hidden_layers=6, mlp_only_layers=[0, 4])) == [1, 2, 3, 5]
-    assert moe_layer_indices(dict(q, num_hidden_layers=6, num_experts=0)) == []
+    with pytest.raises(ValueError, match="num_experts"):  # a dense Qwen2: no MoE layer to read
+        moe_layer_indices(dict(q, num_hidden_layers=6, num_experts=0))
     d = block("deepseek_v3").hf_config
     assert moe_layer_indices(dict(d, num_hidden_layers=8, first_k_dense_replace=3)) == [3, 4, 5, 6, 7]
-    assert moe_layer_indices(dict(d, num_hidden_layers=8, first_k_dense_replace=1, moe_layer_freq=2)) == [2, 4, 6]
+    with pytest.raises(ValueError, match="moe_layer_freq"):  # transformers ignores it: refuse rather than guess
+        moe_layer_indices(dict(d, num_hidden_layers=8, first_k_dense_replace=1, moe_layer_freq=2))
     ll = block("llama4").hf_config
     text = dict(ll["text_config"], num_hidden_layers=48, interleave_moe_layer_step=2)
     assert moe_layer_indices(dict(ll, text_config=text)) == list(range(1, 48, 2))
@@ -324,7 +326,7 @@ def test_unknown_model_type():
     b = block("mixtral")
     with pytest.raises(ValueError, match="'llama'"):
         MoELayer.from_hf(dict(b.hf_config, model_type="llama"), b.tensors_legacy, 1)
-    assert "kimi_k2" in HF_MODEL_TYPES and "llama4_text" in HF_MODEL_TYPES
+    assert "kimi_k2" in model_types() and "llama4_text" in model_types()
 
 
 def test_config_path(tmp_path):
@@ -333,7 +335,7 @@ def test_config_path(tmp_path):
     x = make_input(5, b.hidden)
     ref = b.forward(x)
     for path in (tmp_path, tmp_path / "config.json", str(tmp_path / "config.json")):
-        m = layer_from_hf(MoELayer, path, b.tensors_legacy, b.layer_index, "float32")
+        m = moe_layer_from_hf(path, b.tensors_legacy, b.layer_index, "float32")
         assert rel_err(m(x), ref) <= RTOL
 
 

@@ -1,0 +1,181 @@
+"""Reading and writing Hugging Face config.json: the pieces every family's reader and writer share.
+
+`load_hf_config` is the one loader of a config.json (a path to the file or its directory, a dict, or a
+transformers config object). `Fields` reads one dict and remembers what it consumed, so the fields a family
+does not model pass through `hf_extra` back into `to_hf()` (`merge_extra`).
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, List, Mapping
+
+def plain_json(obj):
+    """A JSON-plain deep copy (dicts, lists, numbers, strings) of a config fragment."""
+    return json.loads(json.dumps(obj))
+
+
+def load_hf_config(config) -> dict:
+    """A config.json as a JSON-plain dict, from a path (the file or its directory), a dict or a transformers
+    config. TypeError for anything else; ValueError if the file does not hold a JSON object."""
+    if isinstance(config, (str, os.PathLike)):
+        path = os.fspath(config)
+        if os.path.isdir(path):
+            path = os.path.join(path, "config.json")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no config.json at {path!r}")
+        with open(path, encoding="utf-8") as f:
+            try:
+                d = json.load(f)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: config.json must hold a JSON object, got {type(d).__name__}")
+        return d
+    if hasattr(config, "to_dict") and not isinstance(config, Mapping):
+        return plain_json(config.to_dict())
+    if isinstance(config, Mapping):
+        return plain_json(dict(config))
+    raise TypeError(f"config must be a path, a dict or a transformers config, got {type(config).__name__}")
+
+
+def text_config(d: Mapping) -> dict:
+    """The part of a config.json that describes the decoder layers (Llama 4 nests it in text_config)."""
+    if d.get("model_type") == "llama4":
+        text = d.get("text_config")
+        if not isinstance(text, Mapping):
+            raise ValueError("llama4 config.json has no text_config")
+        return dict(text)
+    return dict(d)
+
+
+NO_PASSTHROUGH = {"model_type", "architectures", "auto_map", "_name_or_path", "transformers_version", "layer_types",
+                   "no_rope_layers", "moe_layers", "mlp_only_layers", "num_experts", "num_local_experts",
+                   "num_mtp_layers", "num_nextn_predict_layers", "head_dim", "text_config", "vision_config",
+                   "attn_config", "ffn_config", "sub_configs"}
+
+
+class Fields:
+    """Reads one config dict, remembering which keys were consumed."""
+
+    def __init__(self, d: Mapping[str, Any], where: str):
+        self.d, self.where, self.used = d, where, set()
+
+    def req(self, *keys):
+        for k in keys:
+            self.used.add(k)
+        for k in keys:
+            if self.d.get(k) is not None:
+                return self.d[k]
+        alt = f" (or {', '.join(map(repr, keys[1:]))})" if len(keys) > 1 else ""
+        raise ValueError(f"{self.where} config.json: missing field {keys[0]!r}{alt}")
+
+    def opt(self, key, default):
+        self.used.add(key)
+        v = self.d.get(key)
+        return default if v is None else v
+
+    def extra(self) -> dict:
+        return {k: v for k, v in self.d.items() if k not in self.used and k not in NO_PASSTHROUGH}
+
+
+def read_common(f: Fields, *, head_dim_default=True) -> dict:
+    H = int(f.req("hidden_size"))
+    nh = int(f.req("num_attention_heads"))
+    kw = dict(vocab_size=int(f.req("vocab_size")), hidden_size=H, num_layers=int(f.req("num_hidden_layers")),
+              num_heads=nh, num_kv_heads=int(f.opt("num_key_value_heads", nh)),
+              tie_embeddings=bool(f.opt("tie_word_embeddings", False)),
+              max_context=int(f.opt("max_position_embeddings", 0)), activation=str(f.opt("hidden_act", "silu")))
+    if head_dim_default:
+        f.used.add("head_dim")
+        hd = f.d.get("head_dim")
+        kw["head_dim"] = int(hd) if hd else None
+    return kw
+
+
+def dense_width(f: Fields, key: str, default: int, has_dense: bool) -> int:
+    v = f.d.get(key)
+    f.used.add(key)
+    if v is not None:
+        return int(v)
+    return default if has_dense else 0
+
+
+def qwen_layers(f: Fields, L: int):
+    step = int(f.opt("decoder_sparse_step", 1))
+    mlo = tuple(int(i) for i in f.opt("mlp_only_layers", []))
+    has_dense = any(not ((i not in mlo) and (i + 1) % step == 0) for i in range(L))
+    return step, mlo, has_dense
+
+
+def read_deepseek_common(f: Fields, mt: str, family: str) -> dict:
+    kw = read_common(f, head_dim_default=False)
+    f.used.add("head_dim")
+    fd = int(f.opt("first_k_dense_replace", 3 if family == "deepseek_v3" else 0))
+    freq = int(f.opt("moe_layer_freq", 1))
+    if freq != 1:
+        raise ValueError(f"{mt} config.json: moe_layer_freq={freq} is not supported (transformers ignores it; "
+                         f"every released DeepSeek model uses 1)")
+    if f.opt("mlp_bias", False):
+        raise ValueError(f"{mt} config.json: mlp_bias=True is not supported")
+    I = int(f.req("moe_intermediate_size"))
+    ns = int(f.opt("n_shared_experts", 1 if family == "deepseek_v3" else 0) or 0)
+    kw.update(family=family, first_dense_layers=fd,
+              dense_intermediate_size=dense_width(f, "intermediate_size", 18432 if family == "deepseek_v3" else 11008,
+                                                   fd > 0),
+              num_experts=int(f.req("n_routed_experts")), top_k=int(f.req("num_experts_per_tok")),
+              expert_intermediate_size=I, num_shared_experts=ns, shared_intermediate_size=ns * I,
+              attention_bias="all" if f.opt("attention_bias", False) else "none")
+    if family != "deepseek":
+        kw.update(q_lora_rank=int(f.opt("q_lora_rank", 0) or 0), kv_lora_rank=int(f.req("kv_lora_rank")),
+                  qk_nope_head_dim=int(f.req("qk_nope_head_dim")), qk_rope_head_dim=int(f.req("qk_rope_head_dim")),
+                  v_head_dim=int(f.req("v_head_dim")))
+    return kw
+
+
+def write_common(c, model_type: str, arch: str, *, head_dim=True) -> dict:
+    d = {"model_type": model_type, "architectures": [arch], "vocab_size": c.vocab_size, "hidden_size": c.hidden_size,
+         "num_hidden_layers": c.num_layers, "num_attention_heads": c.num_heads, "num_key_value_heads": c.num_kv_heads,
+         "hidden_act": c.activation, "tie_word_embeddings": c.tie_embeddings}
+    if head_dim:
+        d["head_dim"] = c.head_dim
+    if c.max_context:
+        d["max_position_embeddings"] = c.max_context
+    return d
+
+
+def write_qwen_layers(c, d: dict) -> None:
+    d.update(decoder_sparse_step=c.moe_every, mlp_only_layers=list(c.mlp_only_layers),
+             norm_topk_prob=c.router.normalize, num_experts=c.num_experts, num_experts_per_tok=c.top_k)
+    if c.dense_intermediate_size:
+        d["intermediate_size"] = c.dense_intermediate_size
+
+
+def write_deepseek_common(c, d: dict) -> None:
+    d.update(first_k_dense_replace=c.first_dense_layers, moe_layer_freq=1, n_routed_experts=c.num_experts,
+             num_experts_per_tok=c.top_k, n_shared_experts=c.num_shared_experts,
+             moe_intermediate_size=c.expert_intermediate_size, attention_bias=c.attention_bias == "all")
+    if c.dense_intermediate_size:
+        d["intermediate_size"] = c.dense_intermediate_size
+    if c.is_mla:
+        d.update(q_lora_rank=c.q_lora_rank or None, kv_lora_rank=c.kv_lora_rank, qk_nope_head_dim=c.qk_nope_head_dim,
+                 qk_rope_head_dim=c.qk_rope_head_dim, v_head_dim=c.v_head_dim)
+
+
+def spread_layers(L: int, n: int, period: int) -> List[int]:
+    """n layer indices out of L in the families' default order: for period p, first the layers with
+    (i + 1) % p != 0 (Llama 4's RoPE/chunked layers for p=4, gpt-oss's banded layers for p=2), then the rest."""
+    first = [i for i in range(L) if (i + 1) % period != 0]
+    rest = [i for i in range(L) if (i + 1) % period == 0]
+    return sorted((first + rest)[:n])
+
+
+def merge_extra(d: dict, extra: Mapping[str, Any]) -> dict:
+    """Put unmodelled fields back under the modelled ones (modelled values win)."""
+    if not extra:
+        return d
+    out = {**extra.get("", {}), **d}
+    for sub in ("text_config", "vision_config", "attn_config", "ffn_config"):
+        if sub in out and isinstance(out[sub], dict):
+            out[sub] = {**extra.get(sub, {}), **out[sub]}
+    return plain_json(out)

@@ -1,0 +1,101 @@
+"""DBRX (Databricks, 2024): 16 experts, softmax top-4, weights divided by their p-norm.
+
+config.json model_type `dbrx` (nested ffn_config / attn_config); checkpoint names `blocks.{i}.ffn.`
+(router.layer, experts.mlp.w1 / v1 / w2 as (E*F, H) matrices).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+from ..configs.model import ModelConfig
+from ..moe.layer import MoELayer
+from ..moe.weights import ExpertWeights
+from ..routing.config import RouterConfig
+from ._checkpoint import first_of, as_f32, expert_array, contig, Tensors, find_prefix, activation_name
+from ._config_json import Fields
+from .registry import Family
+
+
+def router(num_experts: int = 16, top_k: int = 4, moe_normalize_expert_weights: Optional[float] = 1.0) -> RouterConfig:
+    """DBRX: softmax, top-k, weights divided by their p-norm (p = moe_normalize_expert_weights; None: no normalising)."""
+    p = moe_normalize_expert_weights
+    return RouterConfig(top_k=top_k, scoring="softmax", normalize=p is not None, norm_p=float(p if p is not None else 1.0),
+                        num_experts=num_experts, family="dbrx")
+
+
+def read_hf(d, mt):
+    f = Fields(d, mt)
+    attn = d.get("attn_config")
+    ffn = d.get("ffn_config")
+    if not isinstance(ffn, Mapping):
+        raise ValueError(f"{mt} config.json: missing field 'ffn_config' (a dict)")
+    if not isinstance(attn, Mapping):
+        raise ValueError(f"{mt} config.json: missing field 'attn_config' (a dict)")
+    fa, ff = Fields(attn, f"{mt} attn_config"), Fields(ffn, f"{mt} ffn_config")
+    H, nh = int(f.req("d_model")), int(f.req("n_heads"))
+    E, k = int(ff.req("moe_num_experts")), int(ff.req("moe_top_k"))
+    ff.used.add("moe_normalize_expert_weights")  # null means "do not normalise", absent means 1.0
+    p = ffn["moe_normalize_expert_weights"] if "moe_normalize_expert_weights" in ffn else 1.0
+    ff.used.add("hidden_size")
+    act = ff.opt("ffn_act_fn", {"name": "silu"})
+    kw = dict(family="dbrx", vocab_size=int(f.req("vocab_size")), hidden_size=H, num_layers=int(f.req("n_layers")),
+              num_heads=nh, num_kv_heads=int(fa.req("kv_n_heads")), num_experts=E, top_k=k,
+              expert_intermediate_size=int(ff.req("ffn_hidden_size")),
+              tie_embeddings=bool(f.opt("tie_word_embeddings", False)), max_context=int(f.opt("max_seq_len", 0)),
+              activation=str(act.get("name", "silu")) if isinstance(act, Mapping) else "silu",
+              router=router(E, k, None if p is None else float(p)))
+    return kw, {"": f.extra(), "attn_config": fa.extra(), "ffn_config": ff.extra()}
+
+
+def write_hf(c: ModelConfig) -> dict:
+    if c.tie_embeddings:
+        raise ValueError(f"ModelConfig({c.name!r}).to_hf(): DBRX does not support tied embeddings (transformers refuses)")
+    p = c.router.norm_p if c.router.normalize else None
+    d = {"model_type": "dbrx", "architectures": ["DbrxForCausalLM"], "vocab_size": c.vocab_size, "d_model": c.hidden_size,
+         "n_heads": c.num_heads, "n_layers": c.num_layers, "tie_word_embeddings": c.tie_embeddings,
+         "attn_config": {"kv_n_heads": c.num_kv_heads},
+         "ffn_config": {"ffn_hidden_size": c.expert_intermediate_size, "moe_num_experts": c.num_experts,
+                        "moe_top_k": c.top_k, "moe_normalize_expert_weights": p, "ffn_act_fn": {"name": c.activation}}}
+    if c.max_context:
+        d["max_seq_len"] = c.max_context
+    return d
+
+
+def moe_block(c: dict, tensors, i: int, dtype: str, stack: str = "") -> MoELayer:
+    f = dict(c.get("ffn_config") or {})
+    E = int(first_of(f, "moe_num_experts", default=4))
+    K = int(first_of(f, "moe_top_k", default=1))
+    F = int(first_of(f, "ffn_hidden_size", default=3584))
+    p = f.get("moe_normalize_expert_weights", 1.0)
+    act = activation_name((f.get("ffn_act_fn") or {}).get("name", "silu"))
+    T = Tensors(tensors, find_prefix(tensors, [f"blocks.{i}.ffn."], "router.layer.weight"))
+    H = int(first_of(c, "d_model", "hidden_size"))
+
+    def split(rel):
+        w = expert_array(T.get(rel), dtype)
+        if w.shape != (E * F, H):
+            raise ValueError(f"{T.prefix}{rel}: expected (E*F, H) = {(E * F, H)}, got {w.shape}")
+        return w.reshape(E, F, H)
+    gate, up = split("experts.mlp.w1"), split("experts.mlp.v1")
+    down = contig(split("experts.mlp.w2").transpose(0, 2, 1))  # out_e = h @ w2_e -> down_e = w2_e^T
+    experts = ExpertWeights(up=up, down=down, gate=gate, activation=act)
+    return MoELayer(router(E, K, None if p is None else float(p)), as_f32(T.get("router.layer.weight")), experts,
+                    dtype=dtype, family="dbrx")
+
+
+def dbrx() -> ModelConfig:
+    """DBRX (Databricks, "Introducing DBRX", Mar 2024): 132B total, 36B active; 16 experts top-4;
+    databricks/dbrx-base config.json (LayerNorm without bias, same count as RMSNorm)."""
+    return ModelConfig(name="dbrx", family="dbrx", vocab_size=100352, hidden_size=6144, num_layers=40, num_heads=48,
+                       num_kv_heads=8, num_experts=16, top_k=4, expert_intermediate_size=10752, max_context=32768)
+
+
+FAMILY = Family(
+    name="dbrx", order=80, router=router,
+    model_types=('dbrx',),
+    read_hf=read_hf, write_hf=write_hf,
+    moe_block=moe_block,
+    presets={"dbrx": dbrx},
+    aliases={'dbrx-base': 'dbrx', 'dbrx-instruct': 'dbrx'},
+    description='Databricks, 2024',
+)

@@ -1,0 +1,123 @@
+"""gpt-oss (OpenAI, 2025): top-4 on the (biased) router logits, a softmax over the four; clamped SwiGLU experts with
+biases (alpha 1.702, limit 7); experts stored in MXFP4 in the released checkpoints.
+
+config.json model_type `gpt_oss`; checkpoint names `layers.{i}.mlp.` (router.weight/bias, experts.gate_up_proj
+(E, H, 2I) with gate and up interleaved, or its MXFP4 `_blocks` + `_scales`, and biases).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..configs.model import ModelConfig
+from ..moe.layer import MoELayer
+from ..moe.weights import ExpertWeights
+from ..routing.config import RouterConfig
+from ._checkpoint import first_of, to_numpy, as_f32, expert_array, contig, Tensors, find_prefix
+from ._config_json import Fields, read_common, write_common, spread_layers
+from .registry import Family
+
+
+def router(num_experts: int = 32, top_k: int = 4) -> RouterConfig:
+    """GPT-OSS: top-k on the logits (router has a bias, already in the logits), softmax over the K selected."""
+    return RouterConfig(top_k=top_k, scoring="softmax", topk_before_softmax=True, num_experts=num_experts,
+                        family="gpt_oss")
+
+
+def read_hf(d, mt):
+    f = Fields(d, mt)
+    kw = read_common(f, head_dim_default=False)
+    f.used.add("head_dim")
+    kw["head_dim"] = int(f.opt("head_dim", 64))
+    L = kw["num_layers"]
+    E, k = int(f.req("num_local_experts", "num_experts")), int(f.opt("num_experts_per_tok", 4))
+    sw = f.opt("sliding_window", 128)
+    types = d.get("layer_types") or ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(L)]
+    local = sum(1 for x in types[:L] if x == "sliding_attention") if sw else 0
+    kw.update(family="gpt_oss", num_experts=E, top_k=k, expert_intermediate_size=int(f.req("intermediate_size")),
+              attention_bias="all" if f.opt("attention_bias", True) else "none", attention_sinks=True,
+              expert_bias=True, router_bias=True, local_attention_layers=local,
+              local_attention_window=int(sw) if local else 0, router=router(E, k))
+    return kw, {"": f.extra()}
+
+
+def write_hf(c: ModelConfig) -> dict:
+    d = write_common(c, "gpt_oss", "GptOssForCausalLM")
+    L = c.num_layers
+    local = set(spread_layers(L, c.local_attention_layers, period=2))
+    d.update(intermediate_size=c.expert_intermediate_size, num_local_experts=c.num_experts, num_experts_per_tok=c.top_k,
+             attention_bias=c.attention_bias == "all",
+             layer_types=["sliding_attention" if i in local else "full_attention" for i in range(L)],
+             sliding_window=c.local_attention_window if c.local_attention_layers else None)
+    return d
+
+
+FP4_LUT = np.array([+0.0, +0.5, +1.0, +1.5, +2.0, +3.0, +4.0, +6.0,
+                     -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0], dtype=np.float32)
+
+
+def mxfp4(T: Tensors, rel: str) -> np.ndarray:
+    """GPT-OSS MXFP4 experts (`{rel}_blocks` (E, R, G, 16) u8 + `{rel}_scales` (E, R, G) u8) -> float32
+    in the x @ W orientation (E, G*32, R), as transformers dequantizes them."""
+    blocks = to_numpy(T.get(rel + "_blocks")).astype(np.uint8)
+    scales = to_numpy(T.get(rel + "_scales")).astype(np.int32) - 127
+    E, R, G, B = blocks.shape
+    out = np.empty((E, R, G, B * 2), np.float32)
+    out[..., 0::2] = FP4_LUT[blocks & 0x0F]
+    out[..., 1::2] = FP4_LUT[blocks >> 4]
+    out *= np.ldexp(np.float32(1.0), scales)[..., None].astype(np.float32)
+    return contig(out.reshape(E, R, G * B * 2).transpose(0, 2, 1))
+
+
+def moe_block(c: dict, tensors, i: int, dtype: str, stack: str = "") -> MoELayer:
+    E = int(first_of(c, "num_local_experts", "num_experts"))
+    K = int(first_of(c, "num_experts_per_tok", "experts_per_token", default=4))
+    T = Tensors(tensors, find_prefix(tensors, [f"layers.{i}.mlp."], "router.weight"))
+    if T.has("experts.gate_up_proj") or T.has("experts.down_proj"):
+        gu = expert_array(T.get("experts.gate_up_proj"), dtype)  # (E, H, 2I), x @ W
+        down = expert_array(T.get("experts.down_proj"), dtype)  # (E, I, H)
+    elif T.has("experts.gate_up_proj_blocks"):
+        gu = mxfp4(T, "experts.gate_up_proj")
+        down = mxfp4(T, "experts.down_proj")
+    else:
+        T.get("experts.gate_up_proj")  # raises the KeyError naming it
+    if gu.ndim != 3 or gu.shape[0] != E or gu.shape[2] % 2:
+        raise ValueError(f"{T.prefix}experts.gate_up_proj: expected (E={E}, H, 2I), got shape {gu.shape}")
+    gate = contig(gu[:, :, 0::2].transpose(0, 2, 1))
+    up = contig(gu[:, :, 1::2].transpose(0, 2, 1))
+    down = contig(down.transpose(0, 2, 1))
+    gub = as_f32(T.get("experts.gate_up_proj_bias"))
+    experts = ExpertWeights(up=up, down=down, gate=gate, gate_bias=contig(gub[:, 0::2]),
+                            up_bias=contig(gub[:, 1::2]), down_bias=as_f32(T.get("experts.down_proj_bias")),
+                            activation="gpt_oss", alpha=float(first_of(c, "swiglu_alpha", default=1.702)),
+                            limit=float(first_of(c, "swiglu_limit", default=7.0)))
+    return MoELayer(router(E, K), as_f32(T.get("router.weight")), experts, router_bias=as_f32(T.get("router.bias")),
+                    dtype=dtype, family="gpt_oss")
+
+
+def gpt_oss_20b() -> ModelConfig:
+    """gpt-oss-20b (OpenAI, "gpt-oss-120b & gpt-oss-20b Model Card", Aug 2025, arXiv:2508.10925, Table 1):
+    20.91B total, 3.61B active (active counts the unembedding, not the embedding); 32 experts top-4 with
+    biases, attention sinks, banded (128) attention on every other layer; openai/gpt-oss-20b config.json."""
+    return ModelConfig(name="gpt-oss-20b", family="gpt_oss", vocab_size=201088, hidden_size=2880, num_layers=24,
+                       num_heads=64, num_kv_heads=8, head_dim=64, attention_bias="all", attention_sinks=True,
+                       local_attention_layers=12, local_attention_window=128, num_experts=32, top_k=4,
+                       expert_intermediate_size=2880, expert_bias=True, router_bias=True, max_context=131072)
+
+
+def gpt_oss_120b() -> ModelConfig:
+    """gpt-oss-120b (OpenAI model card, arXiv:2508.10925, Table 1): 116.83B total, 5.13B active (without the
+    input embedding); 128 experts top-4, 36 layers; openai/gpt-oss-120b config.json."""
+    return ModelConfig(name="gpt-oss-120b", family="gpt_oss", vocab_size=201088, hidden_size=2880, num_layers=36,
+                       num_heads=64, num_kv_heads=8, head_dim=64, attention_bias="all", attention_sinks=True,
+                       local_attention_layers=18, local_attention_window=128, num_experts=128, top_k=4,
+                       expert_intermediate_size=2880, expert_bias=True, router_bias=True, max_context=131072)
+
+
+FAMILY = Family(
+    name="gpt_oss", order=120, router=router,
+    model_types=('gpt_oss',),
+    read_hf=read_hf, write_hf=write_hf,
+    moe_block=moe_block,
+    presets={"gpt-oss-20b": gpt_oss_20b, "gpt-oss-120b": gpt_oss_120b},
+    description='OpenAI, 2025',
+)
