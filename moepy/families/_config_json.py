@@ -10,6 +10,8 @@ import json
 import os
 from typing import Any, List, Mapping
 
+from .._limits import MAX_SIZE
+
 def plain_json(obj):
     """A JSON-plain deep copy (dicts, lists, numbers, strings) of a config fragment."""
     return json.loads(json.dumps(obj))
@@ -95,6 +97,15 @@ class Fields:
     def opt_int(self, key, default) -> int:
         return self._typed(key, self.opt(key, default), int)
 
+    def req_size(self, field: str, *keys) -> int:
+        """An int size field, bounded by moepy's limits (ModelConfig field `field`) before anything uses it."""
+        v = self.req_int(*keys)
+        hi = MAX_SIZE.get(field)
+        if hi is not None and not 0 <= v <= hi:
+            raise ValueError(f"{self.where} config.json: field {self._key_of(keys)!r} = {v:,} is out of range for "
+                             f"{field} (0 .. {hi:,})")
+        return v
+
     def opt_positive(self, key, default) -> int:
         """An int >= 1 (a layer period, a step: 0 would divide by zero)."""
         v = self.opt_int(key, default)
@@ -134,7 +145,8 @@ def typed(v, kind, where: str):
 def read_common(f: Fields, *, head_dim_default=True) -> dict:
     H = f.req_int("hidden_size")
     nh = f.req_int("num_attention_heads")
-    kw = dict(vocab_size=f.req_int("vocab_size"), hidden_size=H, num_layers=f.req_int("num_hidden_layers"),
+    kw = dict(vocab_size=f.req_size("vocab_size", "vocab_size"), hidden_size=H,
+              num_layers=f.req_size("num_layers", "num_hidden_layers"),
               num_heads=nh, num_kv_heads=f.opt_int("num_key_value_heads", nh),
               tie_embeddings=f.opt_bool("tie_word_embeddings", False),
               max_context=f.opt_int("max_position_embeddings", 0), activation=f.opt_str("hidden_act", "silu"))

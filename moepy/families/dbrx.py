@@ -38,7 +38,7 @@ def read_hf(d, mt):
     p = ffn["moe_normalize_expert_weights"] if "moe_normalize_expert_weights" in ffn else 1.0
     ff.used.add("hidden_size")
     act = ff.opt("ffn_act_fn", {"name": "silu"})
-    kw = dict(family="dbrx", vocab_size=f.req_int("vocab_size"), hidden_size=H, num_layers=f.req_int("n_layers"),
+    kw = dict(family="dbrx", vocab_size=f.req_int("vocab_size"), hidden_size=H, num_layers=f.req_size("num_layers", "n_layers"),
               num_heads=nh, num_kv_heads=fa.req_int("kv_n_heads"), num_experts=E, top_k=k,
               expert_intermediate_size=ff.req_int("ffn_hidden_size"),
               tie_embeddings=f.opt_bool("tie_word_embeddings", False), max_context=f.opt_int("max_seq_len", 0),
