@@ -204,13 +204,16 @@ class ModelConfig:
     # ------------------------------------------------------------------ structure
     @property
     def is_mla(self) -> bool:
+        """True when attention is DeepSeek's multi-head latent attention (kv_lora_rank > 0)."""
         return self.kv_lora_rank > 0
 
     @property
     def is_encoder_decoder(self) -> bool:
+        """True for encoder-decoder designs (Switch, GShard): encoder_layers > 0."""
         return self.encoder_layers > 0
 
     def is_moe_layer(self, i: int) -> bool:
+        """True if layer i holds an MoE block (see the class docstring for the rule)."""
         return i >= self.first_dense_layers and i not in self.mlp_only_layers and (i + 1) % self.moe_every == 0
 
     @property
@@ -220,6 +223,7 @@ class ModelConfig:
 
     @property
     def dense_layers(self) -> Tuple[int, ...]:
+        """Indices of the layers with a dense MLP (no MoE)."""
         return tuple(i for i in range(self.num_layers) if not self.is_moe_layer(i))
 
     @property

@@ -81,14 +81,17 @@ class MoELayer:
     # ---- shape and size
     @property
     def num_experts(self) -> int:
+        """E, routed experts."""
         return self.experts.shape[0]
 
     @property
     def hidden_size(self) -> int:
+        """H."""
         return self.experts.shape[1]
 
     @property
     def intermediate_size(self) -> int:
+        """I, the routed experts' width."""
         return self.experts.shape[2]
 
     def __repr__(self):

@@ -39,6 +39,7 @@ class BalanceStats:
                 f"dead {self.dead_experts}, drop {100 * self.drop_rate:.2f}%, aux loss {self.aux_loss:.4f})")
 
     def as_dict(self) -> dict:
+        """A JSON-ready dict (arrays as lists)."""
         d = asdict(self)
         d["counts"] = self.counts.tolist()
         d["fraction"] = self.fraction.tolist()
@@ -165,6 +166,7 @@ class BiasBalancer:
         self.history: list[float] = []
 
     def update(self, routing: Routing) -> np.ndarray:
+        """Move the bias by gamma * sign(mean load - load) from one batch's routing."""
         counts = routing.counts()
         mean = counts.mean()
         self.history.append(float(counts.max() / mean) if mean else 0.0)
@@ -172,6 +174,7 @@ class BiasBalancer:
         return self.bias
 
     def route(self, logits: np.ndarray, config) -> Routing:
+        """Route one batch with the current bias, then update the bias from its load; returns the Routing."""
         from .route import route
 
         r = route(logits, config, bias=self.bias)

@@ -36,14 +36,17 @@ class Routing:
 
     @property
     def num_tokens(self) -> int:
+        """T."""
         return self.experts.shape[0]
 
     @property
     def num_experts(self) -> int:
+        """E."""
         return self.scores.shape[1]
 
     @property
     def top_k(self) -> int:
+        """K, experts per token."""
         return self.experts.shape[1]
 
     def counts(self) -> np.ndarray:
@@ -127,14 +130,17 @@ class ExpertChoice:
 
     @property
     def capacity(self) -> int:
+        """C, the tokens each expert takes."""
         return self.tokens.shape[1]
 
     @property
     def num_tokens(self) -> int:
+        """T."""
         return self.scores.shape[0]
 
     @property
     def num_experts(self) -> int:
+        """E."""
         return self.scores.shape[1]
 
     def to_routing(self) -> Routing:
