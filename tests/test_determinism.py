@@ -67,7 +67,7 @@ def test_relu2_activation_exact_twin():
     g = np.array([-3.0, -0.0, 0.0, 1e-30, 0.5, 2.0, 3e19, np.inf, -np.inf, np.nan], np.float32)
     with np.errstate(over="ignore"):
         v = ref.activate_exact(g, None, ex)
-        np.testing.assert_array_equal(v, np.where(g > 0, g * g, np.float32(0)))
+        np.testing.assert_array_equal(v, np.where(g < 0, np.float32(0), g * g))  # NaN stays NaN
 
 
 def test_relu2_matches_torch():
@@ -248,3 +248,60 @@ def test_scoring_functions_bitwise_equal_on_every_isa():
         on_every_isa(lambda: (_ops.topk(logits, min(E, 3))))
         on_every_isa(lambda: moepy.route(logits, RouterConfig(top_k=1)).scores)
         on_every_isa(lambda: moepy.route(logits, RouterConfig(top_k=1, scoring="sigmoid")).scores)
+
+
+# ------------------------------------------------------------------ non-finite input of INT layers
+@pytest.mark.parametrize("cpu_isa", available_isas())
+@pytest.mark.parametrize("fmt", INT_FORMATS)
+def test_int_layer_propagates_inf_and_nan_like_float(cpu_isa, fmt):
+    from moepy import _ops
+    for kind in ("silu", "relu", "deepseek_v3_shared"):
+        base = make_layer(kind, 64, 64, "float32", seed=3)
+        layer = make_layer(kind, 64, 64, fmt, seed=3)
+        clean = np.random.default_rng(4).standard_normal((5, 64)).astype(np.float32)
+        with isa(cpu_isa), np.errstate(all="ignore"):
+            y_clean = layer(clean)
+            for val in (np.inf, -np.inf):
+                x = clean.copy()
+                x[2, 7] = val
+                yf, y = base(x), layer(x)
+                assert not np.isfinite(yf[2]).any()  # the float layer: NaN (inf - inf somewhere)
+                assert np.isnan(y[2]).all(), (kind, val, y[2])
+                others = [0, 1, 3, 4]
+                assert y[others].tobytes() == y_clean[others].tobytes()
+            # NaN never reaches the experts through the router (it raises), so run the experts on a routing
+            r = layer.route(clean)
+            x = clean.copy()
+            x[1, 0] = np.nan
+            y = _ops.moe_forward(x, r.weights, r.experts, r.dropped, layer._routed, layer._shared, None,
+                                 layer.scale_input)
+            assert np.isnan(y[1]).all()
+            others = [0, 2, 3, 4]
+            assert y[others].tobytes() == y_clean[others].tobytes()
+
+
+def test_activation_quantization_of_non_finite_groups_equals_twin():
+    from moepy import _ops
+    x = np.random.default_rng(8).standard_normal((4, 96)).astype(np.float32)
+    x[0, 3], x[1, 40], x[2, 95], x[3, 0] = np.nan, np.inf, -np.inf, 3e38
+    for G in (32,):
+        q, s, S = _ops.quantize_rows(x, G)
+        rq, rs, rS = ref.quantize_activations(x, G)
+        np.testing.assert_array_equal(q, rq)
+        np.testing.assert_array_equal(s, rs)  # NaN where the group is not finite
+        np.testing.assert_array_equal(S, rS)
+        assert np.isnan(s[:3]).sum() == 3 and not np.isnan(s[3]).any()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8"])
+@pytest.mark.parametrize("kind", ["relu", "relu2", "gpt_oss", "silu"])
+def test_nan_reaching_the_experts_stays_nan(kind, dtype):
+    """relu, relu2 and the GPT-OSS clamp keep NaN (as torch.relu / torch.clamp), so a NaN input row of
+    the experts gives a NaN output row on every path."""
+    from moepy import _ops
+    layer = make_layer(kind, 64, 64, dtype, seed=5)
+    x = np.random.default_rng(6).standard_normal((3, 64)).astype(np.float32)
+    r = layer.route(x)
+    x[1, 9] = np.nan
+    y = _ops.moe_forward(x, r.weights, r.experts, r.dropped, layer._routed, layer._shared, None, layer.scale_input)
+    assert np.isnan(y[1]).all() and np.isfinite(y[[0, 2]]).all()
