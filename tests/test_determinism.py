@@ -305,3 +305,64 @@ def test_nan_reaching_the_experts_stays_nan(kind, dtype):
     x[1, 9] = np.nan
     y = _ops.moe_forward(x, r.weights, r.experts, r.dropped, layer._routed, layer._shared, None, layer.scale_input)
     assert np.isnan(y[1]).all() and np.isfinite(y[[0, 2]]).all()
+
+
+# ------------------------------------------------------------------ switching the ISA under running threads
+@needs_two
+def test_set_isa_while_other_threads_run_layers():
+    """One thread flips the ISA in a loop while others run layers (the kernels run without the GIL):
+    every call uses one table from entry to exit, and all tables compute the same bits."""
+    import threading
+    import time
+    layers = [make_layer("deepseek_v3_shared", 48, 40, "float32"), make_layer("silu", 64, 64, "int4"),
+              make_layer("gpt_oss", 40, 33, "bfloat16")]
+    xs = [np.random.default_rng(i).standard_normal((37, L.hidden_size)).astype(np.float32)
+          for i, L in enumerate(layers)]
+    logits = np.random.default_rng(7).standard_normal((300, 64)).astype(np.float32)
+    cfg = RouterConfig.deepseek_v3(64, 8, n_group=4, topk_group=2)
+    want = [L(x).tobytes() for L, x in zip(layers, xs)]
+    want_route = moepy.route(logits, cfg).weights.tobytes()
+    stop = threading.Event()
+    errors, calls = [], [0]
+    old = moepy.build_info()["isa"]
+
+    def flip():
+        i = 0
+        while not stop.is_set():
+            moepy.set_isa(ISAS[i % len(ISAS)])
+            i += 1
+
+    def work():
+        try:
+            while not stop.is_set():
+                for L, x, w in zip(layers, xs, want):
+                    if L(x).tobytes() != w:
+                        errors.append("layer output changed")
+                if moepy.route(logits, cfg).weights.tobytes() != want_route:
+                    errors.append("routing changed")
+                calls[0] += 1
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=flip)] + [threading.Thread(target=work) for _ in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        moepy.set_isa(old)
+    assert not errors, errors[:3]
+    assert calls[0] > 0
+
+
+def test_moepy_isa_environment_variable_lowers_the_first_table():
+    import os
+    import subprocess
+    import sys
+    code = "import moepy; print(moepy.build_info()['isa'])"
+    env = dict(os.environ, MOEPY_ISA="scalar")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "scalar"
