@@ -11,6 +11,7 @@ from ..routing.config import RouterConfig
 from ._checkpoint import first_of, deepseek_style_block
 from ._config_json import Fields, read_deepseek_common, write_common, write_deepseek_common
 from .registry import Family
+from ._gguf import MLA_NAMES as _MLA, GGUFSpec, common_config, has_experts, key, need
 
 
 def router(num_experts: int = 160, top_k: int = 6, n_group: int = 8, topk_group: int = 3,
@@ -84,6 +85,39 @@ def deepseek_v2_lite() -> ModelConfig:
                        max_context=163840)
 
 
+def _deepseek_gguf(meta, arch, shapes, model_type, arch_class) -> dict:
+    d = common_config(meta, arch, shapes, model_type, arch_class)
+    rope = int(key(meta, arch, "rope.dimension_count", 64))
+    k_len = int(key(meta, arch, "attention.key_length_mla", None) or need(meta, arch, "attention.key_length"))
+    v_len = int(key(meta, arch, "attention.value_length_mla", None) or need(meta, arch, "attention.value_length"))
+    d.pop("head_dim", None)
+    d.update(n_routed_experts=int(need(meta, arch, "expert_count")),
+             moe_intermediate_size=int(need(meta, arch, "expert_feed_forward_length")),
+             intermediate_size=int(key(meta, arch, "feed_forward_length", 0) or 0) or None,
+             n_shared_experts=int(key(meta, arch, "expert_shared_count", 0) or 0),
+             first_k_dense_replace=int(key(meta, arch, "leading_dense_block_count", 0) or 0),
+             routed_scaling_factor=float(key(meta, arch, "expert_weights_scale", 1.0)),
+             norm_topk_prob=bool(key(meta, arch, "expert_weights_norm", False)),
+             n_group=int(key(meta, arch, "expert_group_count", 1) or 1),
+             topk_group=int(key(meta, arch, "expert_group_used_count", 1) or 1),
+             q_lora_rank=int(key(meta, arch, "attention.q_lora_rank", 0) or 0) or None,
+             kv_lora_rank=int(need(meta, arch, "attention.kv_lora_rank")),
+             qk_rope_head_dim=rope, qk_nope_head_dim=k_len - rope, v_head_dim=v_len)
+    return d
+
+
+def _is_v2(meta, arch) -> bool:
+    """deepseek2 files with softmax gating (expert_gating_func 1 or absent) and no selection bias."""
+    return int(key(meta, arch, "expert_gating_func", 1) or 1) != 2
+
+
+def gguf_config(meta, arch, shapes) -> dict:
+    """config.json of a llama.cpp deepseek2 with softmax gating (DeepSeek-V2 / V2-Lite)."""
+    d = _deepseek_gguf(meta, arch, shapes, "deepseek_v2", "DeepseekV2ForCausalLM")
+    d["topk_method"] = "group_limited_greedy" if d["n_group"] > 1 else "greedy"
+    return d
+
+
 FAMILY = Family(
     name="deepseek_v2", order=30, router=router,
     default_router=default_router,
@@ -92,4 +126,6 @@ FAMILY = Family(
     moe_block=moe_block,
     presets={"deepseek-v2": deepseek_v2, "deepseek-v2-lite": deepseek_v2_lite},
     description='DeepSeek-AI, 2024',
+    gguf=GGUFSpec(archs=("deepseek2",), model_type="deepseek_v2", config=gguf_config, shared="shared_experts",
+                  accepts=_is_v2, extra_names=_MLA),
 )

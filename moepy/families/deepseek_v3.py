@@ -12,6 +12,8 @@ from ..routing.config import RouterConfig
 from ._checkpoint import first_of, deepseek_style_block
 from ._config_json import Fields, read_deepseek_common, write_common, write_deepseek_common
 from .registry import Family
+from ._gguf import MLA_NAMES, GGUFSpec, key
+from .deepseek_v2 import _deepseek_gguf
 
 
 def router(num_experts: int = 256, top_k: int = 8, n_group: int = 8, topk_group: int = 4,
@@ -89,6 +91,13 @@ def kimi_k2() -> ModelConfig:
                        max_context=131072)
 
 
+
+def gguf_config(meta, arch, shapes) -> dict:
+    """config.json of a llama.cpp deepseek2 with sigmoid gating (expert_gating_func 2: DeepSeek-V3 / R1, Kimi K2)."""
+    d = _deepseek_gguf(meta, arch, shapes, "deepseek_v3", "DeepseekV3ForCausalLM")
+    d.update(scoring_func="sigmoid", topk_method="noaux_tc")
+    return d
+
 FAMILY = Family(
     name="deepseek_v3", order=40, router=router,
     default_router=default_router,
@@ -99,4 +108,7 @@ FAMILY = Family(
     presets={"deepseek-v3": deepseek_v3, "kimi-k2": kimi_k2},
     aliases={'deepseek-r1': 'deepseek-v3', 'kimi-k2-instruct': 'kimi-k2'},
     description='DeepSeek-AI, 2024; Moonshot AI, 2025',
+    gguf=GGUFSpec(archs=("deepseek2",), model_type="deepseek_v3", config=gguf_config, shared="shared_experts",
+                  accepts=lambda meta, arch: int(key(meta, arch, "expert_gating_func", 1) or 1) == 2,
+                  extra_names=MLA_NAMES),
 )

@@ -15,6 +15,7 @@ from ..routing.config import RouterConfig
 from ._checkpoint import first_of, to_numpy, as_f32, expert_array, contig, Tensors, find_prefix
 from ._config_json import Fields, read_common, write_common, spread_layers
 from .registry import Family
+from ._gguf import GPT_OSS_NAMES, GGUFSpec, common_config, key, need
 
 
 def router(num_experts: int = 32, top_k: int = 4) -> RouterConfig:
@@ -113,6 +114,16 @@ def gpt_oss_120b() -> ModelConfig:
                        expert_intermediate_size=2880, expert_bias=True, router_bias=True, max_context=131072)
 
 
+
+def gguf_config(meta, arch, shapes) -> dict:
+    """config.json of a llama.cpp gpt-oss."""
+    d = common_config(meta, arch, shapes, "gpt_oss", "GptOssForCausalLM")
+    d.update(num_local_experts=int(need(meta, arch, "expert_count")),
+             intermediate_size=int(need(meta, arch, "expert_feed_forward_length")),
+             sliding_window=int(key(meta, arch, "attention.sliding_window", 128) or 128),
+             head_dim=int(key(meta, arch, "attention.key_length", 64)))
+    return d
+
 FAMILY = Family(
     name="gpt_oss", order=120, router=router,
     model_types=('gpt_oss',),
@@ -120,4 +131,6 @@ FAMILY = Family(
     moe_block=moe_block,
     presets={"gpt-oss-20b": gpt_oss_20b, "gpt-oss-120b": gpt_oss_120b},
     description='OpenAI, 2025',
+    gguf=GGUFSpec(archs=("gpt-oss",), model_type="gpt_oss", config=gguf_config, router="router",
+                  fused_interleaved=True, extra_names=GPT_OSS_NAMES),
 )

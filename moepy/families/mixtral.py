@@ -11,6 +11,7 @@ from ..routing.config import RouterConfig
 from ._checkpoint import first_of, as_f32, Tensors, find_prefix, glu_experts, activation_name
 from ._config_json import Fields, read_common, write_common
 from .registry import Family
+from ._gguf import GGUFSpec, common_config, has_experts, key, need
 
 
 def router(num_experts: int = 8, top_k: int = 2) -> RouterConfig:
@@ -63,6 +64,14 @@ def mixtral_8x22b() -> ModelConfig:
                        expert_intermediate_size=16384, max_context=65536)
 
 
+def gguf_config(meta, arch, shapes) -> dict:
+    """config.json of a llama.cpp Mixtral (architecture llama with experts)."""
+    d = common_config(meta, arch, shapes, "mixtral", "MixtralForCausalLM")
+    d.update(num_local_experts=int(need(meta, arch, "expert_count")),
+             intermediate_size=int(need(meta, arch, "feed_forward_length")), rope_theta=d["rope_theta"])
+    return d
+
+
 FAMILY = Family(
     name="mixtral", order=10, router=router,
     model_types=('mixtral',),
@@ -71,4 +80,6 @@ FAMILY = Family(
     presets={"mixtral-8x7b": mixtral_8x7b, "mixtral-8x22b": mixtral_8x22b},
     aliases={'mixtral': 'mixtral-8x7b'},
     description='Mistral AI, 2023',
+    gguf=GGUFSpec(archs=("llama",), model_type="mixtral", config=gguf_config, moe="block_sparse_moe",
+                  experts=("w1", "w3", "w2"), permute_qk=True, accepts=has_experts),
 )

@@ -10,6 +10,7 @@ from ..routing.config import RouterConfig
 from ._checkpoint import first_of, qwen_style_block
 from ._config_json import Fields, read_common, write_common
 from .registry import Family
+from ._gguf import GGUFSpec, common_config, has_experts, key, need
 
 
 def router(num_experts: int = 64, top_k: int = 8, norm_topk_prob: bool = False) -> RouterConfig:
@@ -50,6 +51,16 @@ def olmoe_1b_7b() -> ModelConfig:
                        max_context=4096)
 
 
+def gguf_config(meta, arch, shapes) -> dict:
+    """config.json of a llama.cpp olmoe (expert width: feed_forward_length)."""
+    d = common_config(meta, arch, shapes, "olmoe", "OlmoeForCausalLM")
+    d.update(num_experts=int(need(meta, arch, "expert_count")),
+             intermediate_size=int(key(meta, arch, "expert_feed_forward_length", None)
+                                   or need(meta, arch, "feed_forward_length")),
+             norm_topk_prob=bool(key(meta, arch, "expert_weights_norm", False)))
+    return d
+
+
 FAMILY = Family(
     name="olmoe", order=70, router=router,
     model_types=('olmoe',),
@@ -58,4 +69,5 @@ FAMILY = Family(
     presets={"olmoe-1b-7b": olmoe_1b_7b},
     aliases={'olmoe': 'olmoe-1b-7b'},
     description='Allen AI, 2024',
+    gguf=GGUFSpec(archs=("olmoe",), model_type="olmoe", config=gguf_config),
 )

@@ -12,6 +12,7 @@ from ..routing.config import RouterConfig
 from ._checkpoint import first_of, qwen_style_block
 from ._config_json import Fields, read_common, dense_width, qwen_layers, write_common, write_qwen_layers
 from .registry import Family
+from ._gguf import GGUFSpec, common_config, has_experts, key, need
 
 
 def router(num_experts: int = 60, top_k: int = 4, norm_topk_prob: bool = False) -> RouterConfig:
@@ -82,6 +83,18 @@ def qwen2_57b_a14b() -> ModelConfig:
                        shared_intermediate_size=20480, shared_expert_gate=True, max_context=32768)
 
 
+def gguf_config(meta, arch, shapes) -> dict:
+    """config.json of a llama.cpp qwen2moe."""
+    d = common_config(meta, arch, shapes, "qwen2_moe", "Qwen2MoeForCausalLM")
+    d.update(num_experts=int(need(meta, arch, "expert_count")),
+             moe_intermediate_size=int(need(meta, arch, "expert_feed_forward_length")),
+             shared_expert_intermediate_size=int(key(meta, arch, "expert_shared_feed_forward_length", 0) or 0),
+             intermediate_size=int(key(meta, arch, "feed_forward_length", 0) or 0) or None,
+             norm_topk_prob=bool(key(meta, arch, "expert_weights_norm", False)),
+             qkv_bias="blk.0.attn_q.bias" in shapes)
+    return d
+
+
 FAMILY = Family(
     name="qwen2_moe", order=50, router=router,
     model_types=('qwen2_moe',),
@@ -90,4 +103,5 @@ FAMILY = Family(
     presets={"qwen1.5-moe-a2.7b": qwen15_moe_a27b, "qwen2-57b-a14b": qwen2_57b_a14b},
     aliases={'qwen1.5-moe': 'qwen1.5-moe-a2.7b', 'qwen2-moe': 'qwen2-57b-a14b'},
     description='Alibaba Qwen, 2024',
+    gguf=GGUFSpec(archs=("qwen2moe",), model_type="qwen2_moe", config=gguf_config, shared="shared_expert"),
 )

@@ -10,6 +10,7 @@ from ..routing.config import RouterConfig
 from ._checkpoint import first_of, qwen_style_block
 from ._config_json import Fields, read_common, dense_width, qwen_layers, write_common, write_qwen_layers
 from .registry import Family
+from ._gguf import GGUFSpec, common_config, has_experts, key, need
 
 
 def router(num_experts: int = 128, top_k: int = 8, norm_topk_prob: bool = True) -> RouterConfig:
@@ -67,6 +68,17 @@ def qwen3_235b_a22b() -> ModelConfig:
                        num_experts=128, top_k=8, expert_intermediate_size=1536, max_context=40960)
 
 
+def gguf_config(meta, arch, shapes) -> dict:
+    """config.json of a llama.cpp qwen3moe (llama.cpp renormalises the top-k weights of every qwen3moe)."""
+    d = common_config(meta, arch, shapes, "qwen3_moe", "Qwen3MoeForCausalLM")
+    d.update(num_experts=int(need(meta, arch, "expert_count")),
+             moe_intermediate_size=int(need(meta, arch, "expert_feed_forward_length")),
+             intermediate_size=int(key(meta, arch, "feed_forward_length", 0) or 0) or None,
+             norm_topk_prob=bool(key(meta, arch, "expert_weights_norm", True)),
+             head_dim=int(key(meta, arch, "attention.key_length", d["hidden_size"] // d["num_attention_heads"])))
+    return d
+
+
 FAMILY = Family(
     name="qwen3_moe", order=60, router=router,
     model_types=('qwen3_moe',),
@@ -75,4 +87,5 @@ FAMILY = Family(
     presets={"qwen3-30b-a3b": qwen3_30b_a3b, "qwen3-235b-a22b": qwen3_235b_a22b},
     aliases={'qwen3-30b': 'qwen3-30b-a3b', 'qwen3-235b': 'qwen3-235b-a22b'},
     description='Alibaba Qwen, 2025',
+    gguf=GGUFSpec(archs=("qwen3moe",), model_type="qwen3_moe", config=gguf_config),
 )

@@ -31,6 +31,9 @@ class Family:
     config.json dict (None: moepy reads no checkpoint of this family). moe_layer_indices(d, stack): which
     layers hold an MoE block, when ModelConfig.from_hf(d).moe_layers cannot tell (encoder-decoders).
     presets: preset name -> function returning the ModelConfig; aliases: other spellings -> preset name.
+    gguf: how llama.cpp's GGUF files of this family map to its checkpoint names and config.json
+    (a moepy.families._gguf.GGUFSpec: the GGUF architecture names, tensor names, metadata keys; None: no
+    GGUF reader). moepy.io.open_gguf uses it.
     """
 
     name: str
@@ -46,6 +49,7 @@ class Family:
     presets: Mapping[str, Callable[[], Any]] = field(default_factory=dict)
     aliases: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
+    gguf: Optional[Any] = None
 
     def make_default_router(self, num_experts: int, top_k: int):
         """The router a ModelConfig of this family gets when it names none."""
@@ -104,6 +108,18 @@ def get(name: str) -> Family:
 def model_types() -> Tuple[str, ...]:
     """The config.json model_type values some family reads."""
     return tuple(mt for f in _load().values() for mt in f.model_types)
+
+
+def for_gguf_arch(arch: str, meta: Optional[Mapping] = None) -> Family:
+    """The Family whose GGUF spec reads `general.architecture` = arch (`meta`, the GGUF metadata, settles an
+    architecture two families share: deepseek2 holds DeepSeek-V2 and V3). ValueError listing the readable ones."""
+    fams = [f for f in _load().values() if f.gguf is not None and arch in f.gguf.archs]
+    fams = [f for f in fams if f.gguf.accepts(meta or {}, arch)] or fams[:0]
+    if not fams:
+        known = sorted({a for f in _load().values() if f.gguf is not None for a in f.gguf.archs})
+        raise ValueError(f"GGUF architecture {arch!r} is not an MoE architecture moepy reads; it reads "
+                         f"{', '.join(known)}")
+    return fams[0]
 
 
 def for_hf_config(d: Mapping) -> Tuple[Family, str]:
