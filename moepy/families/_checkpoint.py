@@ -52,6 +52,9 @@ def expert_array(a, dtype: str) -> np.ndarray:
         if dtype == "bfloat16":
             return a
         return from_bf16_bits(to_bf16_bits(a)).reshape(a.shape)
+    if a.dtype.name.startswith("float8"):  # its scales live in another tensor: never use it without them
+        raise TypeError(f"expert weights stored as FP8 ({a.dtype.name}) need their weight_scale_inv: pass "
+                        f"moepy.io.open_checkpoint(path).dequantized() as the tensors")
     return np.asarray(a, dtype=np.float32)
 
 

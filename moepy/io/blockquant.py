@@ -7,7 +7,7 @@
 - MXFP4 (gpt-oss): `P_blocks` (E, R, G, 16) uint8, two FP4 E2M1 codes per byte (low nibble first) and
   `P_scales` (E, R, G) uint8 E8M0 exponents (2 ** (s - 127)) for each group of 32 values; the result is
   (E, G * 32, R), the x @ W orientation of gpt-oss's fused experts (transformers' convert_moe_packed_tensors:
-  the FP4 value times 2 ** (s - 127) computed in float32, then cast).
+  ldexp(FP4 value, s - 127) in float32, exact unless it overflows, then cast).
 
 Sizes come from the file and are checked against each other before anything is allocated; the work is done in
 slices (a row block, an expert), so the float32 temporaries are one slice, not the tensor.
@@ -23,9 +23,6 @@ from .errors import CheckpointError
 
 FP4_E2M1 = np.array([+0.0, +0.5, +1.0, +1.5, +2.0, +3.0, +4.0, +6.0,
                      -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0], dtype=np.float32)
-# 2 ** (s - 127) in float32 for every E8M0 byte s (s = 255 gives inf, as torch's pow(2.0, 128) does)
-with np.errstate(over="ignore"):
-    E8M0 = np.ldexp(np.float32(1.0), np.arange(256, dtype=np.int32) - 127).astype(np.float32)
 
 OUT_DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(ml_dtypes.bfloat16),
               "float16": np.dtype(np.float16)}
@@ -99,6 +96,7 @@ def dequantize_mxfp4(blocks: np.ndarray, scales: np.ndarray, dtype="float32", *,
         v = np.empty((R, G, B * 2), np.float32)
         v[..., 0::2] = FP4_E2M1[b & 0x0F]
         v[..., 1::2] = FP4_E2M1[b >> 4]
-        v *= E8M0[np.asarray(scales[e])][..., None]
+        with np.errstate(over="ignore"):
+            v = np.ldexp(v, (np.asarray(scales[e]).astype(np.int32) - 127)[..., None]).astype(np.float32, copy=False)
         out[e] = v.reshape(R, G * B * 2).T.astype(od)
     return out

@@ -289,8 +289,11 @@ def save_file(tensors: Mapping[str, np.ndarray], path, metadata: Optional[Mappin
         key = _BY_NUMPY.get(np.dtype(dt)) or _BY_NUMPY.get(a.dtype)
         if key is None:
             raise TypeError(f"tensor {name!r}: dtype {a.dtype} has no safetensors name")
-        arrays[name] = (key, np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")
-                                                  if a.dtype.byteorder == ">" else a.dtype))
+        if a.dtype.byteorder == ">":
+            a = a.astype(a.dtype.newbyteorder("<"))
+        if not a.flags.c_contiguous:
+            a = a.copy(order="C")  # (np.ascontiguousarray would turn a 0-d array into 1-d)
+        arrays[name] = (key, a)
     order = sorted(arrays, key=lambda k: (-arrays[k][1].dtype.itemsize, k))
     header: dict = {}
     if metadata:
