@@ -107,7 +107,8 @@ typedef enum {
     MOE_ACT_GELU_TANH = 2, /* tanh approximation of gelu */
     MOE_ACT_RELU = 3,      /* relu (Switch: not gated) */
     MOE_ACT_GPT_OSS = 4,   /* (clamp(up, -l, l) + 1) * g * sigmoid(alpha g), g = clamp(gate, max=l) */
-    MOE_ACT_NONE = 5       /* identity (a plain linear map; ungated only) */
+    MOE_ACT_NONE = 5,      /* identity (a plain linear map; ungated only) */
+    MOE_ACT_RELU2 = 6      /* relu(x)^2 (Nemotron-H: not gated) */
 } moe_activation;
 
 /* expert weight element types; the INT formats are the blocks of quant.h */

@@ -356,7 +356,7 @@ static int parse_experts(PyObject *t, const char *name, moe_experts *ex) {
                           &w_in_o, &w_out_o, &b_in_o, &b_out_o, &dt, &group))
         return -1;
     if (E < 1 || H < 1 || In < 1) return PyErr_Format(PyExc_ValueError, "%s: E, H, I must be >= 1", name), -1;
-    if (act < MOE_ACT_SILU || act > MOE_ACT_NONE || (act == MOE_ACT_NONE && gated))
+    if (act < MOE_ACT_SILU || act > MOE_ACT_RELU2 || (act == MOE_ACT_NONE && gated))
         return PyErr_Format(PyExc_ValueError, "%s: unknown activation code %d", name, act), -1;
     if (!PyArray_Check(w_in_o) || !PyArray_Check(w_out_o))
         return PyErr_Format(PyExc_TypeError, "%s: packed weights must be numpy arrays", name), -1;

@@ -14,7 +14,7 @@ from .. import _ops
 from . import quant
 
 ACTIVATIONS = {"silu": 0, "swiglu": 0, "gelu": 1, "gelu_tanh": 2, "gelu_new": 2, "gelu_pytorch_tanh": 2,
-               "relu": 3, "gpt_oss": 4}
+               "relu": 3, "gpt_oss": 4, "relu2": 6}
 ACT_NONE = 5
 DTYPES = ("float32", "bfloat16", "int8", "int4", "int4_asym")
 PANEL = 16

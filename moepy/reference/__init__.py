@@ -156,7 +156,8 @@ def expert_ffn(x: np.ndarray, ex, e: int) -> np.ndarray:
             h = h * (np.clip(up, -ex.limit, ex.limit) + 1)
     else:
         act = {"silu": lambda a: a / (1 + np.exp(-a)), "swiglu": lambda a: a / (1 + np.exp(-a)),
-               "relu": lambda a: np.maximum(a, 0), "gelu": lambda a: 0.5 * a * (1 + _erf(a / np.sqrt(2))),
+               "relu": lambda a: np.maximum(a, 0), "relu2": lambda a: np.maximum(a, 0) ** 2,
+               "gelu": lambda a: 0.5 * a * (1 + _erf(a / np.sqrt(2))),
                "gelu_tanh": lambda a: 0.5 * a * (1 + np.tanh(np.sqrt(2 / np.pi) * (a + 0.044715 * a ** 3)))}
         act["gelu_new"] = act["gelu_pytorch_tanh"] = act["gelu_tanh"]
         h = act[ex.activation](g) * (up if ex.gate is not None else 1)
@@ -325,6 +326,8 @@ def activate_exact(g, u, ex):
         v = gb / (F32(1) + expf_poly(-gb))
     elif ex.activation == "relu":
         v = np.where(gb > 0, gb, F32(0))
+    elif ex.activation == "relu2":
+        v = np.where(gb > 0, gb * gb, F32(0))
     elif ex.activation == "gpt_oss":
         a = np.minimum(gb, F32(ex.limit))
         v = a / (F32(1) + expf_poly(F32(-ex.alpha) * a))
