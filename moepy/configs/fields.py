@@ -10,7 +10,12 @@ import numbers
 ATTENTION_BIASES = ("none", "qkv", "all")
 QK_NORMS = ("none", "head", "proj", "l2")
 PARTS = ("embedding", "lm_head", "attention", "norms", "dense_mlp", "routed_experts", "shared_experts", "router",
-         "vision", "mtp")
+         "vision", "mtp", "mamba")
+# per-layer kinds of a hybrid design (ModelConfig.layer_mixers / layer_ffns): the token mixer of each layer
+# (self-attention, a Mamba / Mamba-2 state-space mixer, or none: Nemotron-H's MoE-only and MLP-only layers) and its
+# feed-forward block (an MoE block, a dense MLP, or none: Nemotron-H's mixer-only layers)
+MIXERS = ("attention", "mamba", "mamba2", "none")
+FFNS = ("moe", "dense", "none")
 # upper bounds of the size fields (far above any released model: DeepSeek-V3 has 61 layers, 129,280 tokens,
 # Switch-C 2048 experts; expert ids are int32 in the kernels)
 MAX_SIZE = {"vocab_size": 1 << 24, "hidden_size": 1 << 17, "num_layers": 4096, "num_heads": 4096,
