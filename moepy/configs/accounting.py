@@ -118,19 +118,20 @@ class ParamCount:
     dense_layers: int
     tied_embeddings: bool
     mamba: int = 0  # the Mamba / Mamba-2 mixers of hybrid designs (their inner norms are in `norms`)
+    moe_latent: int = 0  # the projections into and out of a latent MoE's expert space (always active)
 
     @property
     def total(self) -> int:
         """Every parameter, the embedding and the head included (the head once if tied), the vision tower
         included, multi-token-prediction modules excluded."""
         return (self.embedding + self.lm_head + self.attention + self.norms + self.dense_mlp + self.routed_experts
-                + self.shared_experts + self.router + self.vision + self.mamba)
+                + self.shared_experts + self.router + self.vision + self.mamba + self.moe_latent)
 
     @property
     def active(self) -> int:
         """Parameters one text token uses: all but the unselected routed experts and the vision tower."""
         return (self.embedding + self.lm_head + self.attention + self.norms + self.dense_mlp
-                + self.routed_experts_active + self.shared_experts + self.router + self.mamba)
+                + self.routed_experts_active + self.shared_experts + self.router + self.mamba + self.moe_latent)
 
     @property
     def total_non_embedding(self) -> int:
@@ -277,13 +278,21 @@ def mlp_tensors(cfg, prefix: str, width: int, glu: bool) -> List[Tuple[str, Tupl
     H = cfg.hidden_size
     up = [(f"{prefix}.gate_proj", (width, H)), (f"{prefix}.up_proj", (width, H))] if glu else \
         [(f"{prefix}.up_proj", (width, H))]
-    return up + [(f"{prefix}.down_proj", (H, width))]
+    t = up + [(f"{prefix}.down_proj", (H, width))]
+    if cfg.mlp_bias:
+        t += [(n + ".bias", (width,)) for n, _ in up] + [(f"{prefix}.down_proj.bias", (H,))]
+    return t
 
 
 def moe_tensors(cfg) -> List[Tuple[str, str, Tuple[int, ...]]]:
     """(name, part, shape) of one MoE layer's MLP block."""
     H, E, I = cfg.hidden_size, cfg.num_experts, cfg.expert_intermediate_size
     t = [("router", "router", (E, H))]
+    Lt = cfg.moe_latent_size
+    if Lt:  # the experts read and write the latent space
+        t += [("latent.fc1", "moe_latent", (Lt, H)), ("latent.fc2", "moe_latent", (H, Lt))]
+        t += [("latent.fc1.bias", "moe_latent", (Lt,)), ("latent.fc2.bias", "moe_latent", (H,))] if cfg.mlp_bias else []
+        H = Lt
     if cfg.router_bias:
         t.append(("router.bias", "router", (E,)))
     if cfg.selection_bias:
@@ -294,6 +303,7 @@ def moe_tensors(cfg) -> List[Tuple[str, str, Tuple[int, ...]]]:
     if cfg.expert_bias:
         t += [("experts.gate_up_proj_bias" if cfg.expert_glu else "experts.up_proj_bias", "routed_experts", (E, up)),
               ("experts.down_proj_bias", "routed_experts", (E, H))]
+    H = cfg.hidden_size
     if cfg.shared_intermediate_size:
         t += [(n, "shared_experts", s)
               for n, s in mlp_tensors(cfg, "shared_experts", cfg.shared_intermediate_size, cfg.expert_glu)]
@@ -365,7 +375,8 @@ def count_params(cfg) -> ParamCount:
         routed_experts_active=routed * cfg.top_k // cfg.num_experts,
         shared_experts=parts["shared_experts"], router=parts["router"], vision=parts["vision"], mtp=parts["mtp"],
         num_experts=cfg.num_experts, top_k=cfg.top_k, moe_layers=len(cfg.moe_layers),
-        dense_layers=len(cfg.dense_layers), tied_embeddings=cfg.tie_embeddings, mamba=parts["mamba"])
+        dense_layers=len(cfg.dense_layers), tied_embeddings=cfg.tie_embeddings, mamba=parts["mamba"],
+        moe_latent=parts["moe_latent"])
 
 
 def memory_bytes(cfg, dtype="bf16", *, experts_only: bool = False, group_size: Optional[int] = None,
@@ -420,7 +431,7 @@ def flops_per_token(cfg, context: int = 0) -> FlopCount:
     if cfg.is_encoder_decoder:
         scores += per_ctx * (cfg.num_layers - cfg.encoder_layers) * context
     return FlopCount(context=context, attention_proj=2 * p.attention, attention_scores=scores,
-                     dense_mlp=2 * p.dense_mlp, routed_experts=2 * p.routed_experts_active,
+                     dense_mlp=2 * p.dense_mlp, routed_experts=2 * (p.routed_experts_active + p.moe_latent),
                      shared_experts=2 * p.shared_experts, router=2 * p.router,
                      lm_head=2 * cfg.vocab_size * cfg.hidden_size, mamba=2 * p.mamba, ssm_scan=scan)
 

@@ -48,7 +48,9 @@ class ModelConfig:
     matrices, SwiGLU-style) or 2 (Switch/GShard/GLaM); expert_bias (gpt-oss). Shared experts, always active:
     num_shared_experts as their makers count them, shared_intermediate_size their total width (one MLP in
     every implementation), shared_expert_gate (Qwen's sigmoid gate). residual_intermediate_size: Arctic's
-    dense MLP beside the MoE in every MoE layer (its own norm included).
+    dense MLP beside the MoE in every MoE layer (its own norm included). moe_latent_size: the routed experts
+    work in a latent space of this width between a down- and an up-projection of the hidden state (Nemotron-H's
+    moe_latent_size; 0 = none). mlp_bias: the dense and shared MLPs (and latent projections) have biases.
     router: the RouterConfig (default: the family's named constructor); router_bias (gpt-oss);
     selection_bias: DeepSeek-V3's e_score_correction_bias (E,) checkpoint tensor.
     tie_embeddings: one V x H matrix for embedding and head. encoder_layers: for encoder-decoder designs
@@ -101,6 +103,8 @@ class ModelConfig:
     shared_intermediate_size: int = 0
     shared_expert_gate: bool = False
     residual_intermediate_size: int = 0
+    moe_latent_size: int = 0
+    mlp_bias: bool = False
     router: Optional[RouterConfig] = None
     router_bias: bool = False
     selection_bias: bool = False
@@ -137,10 +141,10 @@ class ModelConfig:
         for a in ("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
                   "local_attention_layers", "local_attention_window", "first_dense_layers", "dense_intermediate_size",
                   "num_shared_experts", "shared_intermediate_size", "residual_intermediate_size", "encoder_layers",
-                  "mtp_layers", "max_context"):
+                  "mtp_layers", "max_context", "moe_latent_size"):
             pos_int(a, 0)
         for a in ("attention_sinks", "dense_glu", "expert_glu", "expert_bias", "shared_expert_gate", "router_bias",
-                  "selection_bias", "tie_embeddings"):
+                  "selection_bias", "tie_embeddings", "mlp_bias"):
             need(isinstance(getattr(self, a), bool), f"{a} must be a bool, got {getattr(self, a)!r}")
         need(isinstance(self.activation, str), f"activation must be a str, got {self.activation!r}")
         if self.num_kv_heads is None:

@@ -88,7 +88,8 @@ def scaled(cfg, *, num_layers: Optional[int] = None, hidden_size: int = 64, num_
         shared_expert_gate=cfg.shared_expert_gate,
         residual_intermediate_size=max(1, round(cfg.residual_intermediate_size * H / cfg.hidden_size))
         if cfg.residual_intermediate_size else 0,
-        router=router, router_bias=cfg.router_bias, selection_bias=cfg.selection_bias,
+        moe_latent_size=max(1, round(cfg.moe_latent_size * H / cfg.hidden_size)) if cfg.moe_latent_size else 0,
+        mlp_bias=cfg.mlp_bias, router=router, router_bias=cfg.router_bias, selection_bias=cfg.selection_bias,
         tie_embeddings=cfg.tie_embeddings, encoder_layers=enc, mtp_layers=min(cfg.mtp_layers, 1),
         max_context=min(cfg.max_context, 2048), activation=cfg.activation)
     if cfg.is_mla:

@@ -93,20 +93,16 @@ def read_hf(d, mt):
     f = Fields(d, mt)
     pat = pattern_of(d, mt)
     f.used.update({"hybrid_override_pattern", "layers_block_type", "num_hidden_layers"})
-    if _get(f, ("mlp_bias",), False, bool):
-        raise ValueError(f"{mt} config.json: mlp_bias=True (biases on the shared expert and MLPs) is not modelled")
     latent = _get(f, ("moe_latent_size",), None, int)
-    if latent is not None:
-        raise ValueError(f"{mt} config.json: moe_latent_size={latent} (latent MoE) is not modelled by ModelConfig "
-                         f"(MoELayer.from_hf reads such blocks)")
     H, nh = _req(f, "hidden_size"), _req(f, "num_attention_heads")
     E, k = int(f.req("n_routed_experts", "num_local_experts")), _req(f, "num_experts_per_tok")
-    S = _req(f, "moe_shared_expert_intermediate_size")
     ns = _get(f, ("n_shared_experts",), 1, int)
     mixers = tuple(CODES[c][0] for c in pat)
     ffns = tuple(CODES[c][1] for c in pat)
     has_dense = "dense" in ffns
     dense = _get(f, ("intermediate_size",), 21504 if has_dense else 0, int)
+    # NemotronHMLP takes `intermediate_size or config.intermediate_size`: a 0-wide shared expert gets the MLP width
+    S = _req(f, "moe_shared_expert_intermediate_size") or _get(f, ("intermediate_size",), 21504, int)
     mamba = dict(d_state=_get(f, ("ssm_state_size",), 128, int), d_conv=_get(f, ("conv_kernel", "mamba_d_conv"), 4, int),
                  num_heads=_get(f, ("mamba_num_heads",), 128, int), head_dim=_get(f, ("mamba_head_dim",), 64, int),
                  n_groups=_get(f, ("n_groups", "mamba_n_groups"), 8, int),
@@ -115,15 +111,16 @@ def read_hf(d, mt):
     r = router(E, k, n_group=_get(f, ("n_group",), 1, int), topk_group=_get(f, ("topk_group",), 1, int),
                routed_scaling_factor=_get(f, ("routed_scaling_factor",), 1.0, float),
                norm_topk_prob=_get(f, ("norm_topk_prob",), True, bool))
+    # tie_word_embeddings is not read: NemotronHForCausalLM never ties (its _tied_weights_keys is empty)
     kw = dict(family="nemotron_h", vocab_size=_req(f, "vocab_size"), hidden_size=H, num_layers=len(pat), num_heads=nh,
               num_kv_heads=_get(f, ("num_key_value_heads",), nh, int), head_dim=_get(f, ("head_dim",), 128, int),
-              tie_embeddings=_get(f, ("tie_word_embeddings",), False, bool),
+              mlp_bias=_get(f, ("mlp_bias",), False, bool), moe_latent_size=latent or 0,
               max_context=_get(f, ("max_position_embeddings",), 0, int),
               activation=_get(f, ("mlp_hidden_act",), "relu2", str), layer_mixers=mixers, layer_ffns=ffns,
               dense_intermediate_size=dense, dense_glu=False, num_experts=E, top_k=k,
               expert_intermediate_size=_req(f, "moe_intermediate_size"), expert_glu=False,
               # NemotronHMoE always holds one shared MLP of this width, whatever n_shared_experts says
-              num_shared_experts=(ns if ns > 0 else 1) if S else 0, shared_intermediate_size=S,
+              num_shared_experts=ns if ns > 0 else 1, shared_intermediate_size=S,
               router=r, selection_bias=True, mamba=mamba if "mamba2" in mixers else None)
     extra = f.extra()
     mtp = d.get("num_nextn_predict_layers")
@@ -145,7 +142,7 @@ def write_hf(c: ModelConfig) -> dict:
     d = {"model_type": "nemotron_h", "architectures": ["NemotronHForCausalLM"], "vocab_size": c.vocab_size,
          "hidden_size": c.hidden_size, "num_hidden_layers": c.num_layers, "hybrid_override_pattern": "".join(pat),
          "num_attention_heads": c.num_heads, "num_key_value_heads": c.num_kv_heads, "head_dim": c.head_dim,
-         "tie_word_embeddings": c.tie_embeddings, "mlp_hidden_act": c.activation, "n_routed_experts": c.num_experts,
+         "mlp_bias": c.mlp_bias, "mlp_hidden_act": c.activation, "n_routed_experts": c.num_experts,
          "num_experts_per_tok": c.top_k, "moe_intermediate_size": c.expert_intermediate_size,
          "moe_shared_expert_intermediate_size": c.shared_intermediate_size,
          "n_shared_experts": c.num_shared_experts, "n_group": r.n_group, "topk_group": r.topk_group,
@@ -156,6 +153,8 @@ def write_hf(c: ModelConfig) -> dict:
                  use_bias=m["proj_bias"])
     if c.dense_intermediate_size:
         d["intermediate_size"] = c.dense_intermediate_size
+    if c.moe_latent_size:
+        d["moe_latent_size"] = c.moe_latent_size
     if c.max_context:
         d["max_position_embeddings"] = c.max_context
     return d
