@@ -10,6 +10,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import moepy.configs as C
 from moepy.configs import ModelConfig
@@ -256,3 +258,21 @@ def test_whole_transformers_model_state_dict():
             ref = block(torch.from_numpy(x)[None])[0].numpy()
         y = MoELayer.from_hf(d, sd, i)(x)
         assert rel_err(y, ref) <= 1e-5, i
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(L=st.integers(1, 9), ep=st.integers(1, 3), ap=st.integers(1, 5), H=st.sampled_from([16, 32]),
+       E=st.integers(2, 5), heads=st.sampled_from([(2, 1), (4, 2)]), state=st.sampled_from([(4, 2, 2), (8, 3, 1)]),
+       flags=st.tuples(st.booleans(), st.booleans(), st.booleans()), data=st.data())
+def test_random_configs_count_equals_transformers(L, ep, ap, H, E, heads, state, flags, data):
+    eo, ao = data.draw(st.integers(0, ep - 1)), data.draw(st.integers(0, ap - 1))
+    if not any(i % ep == eo for i in range(L)):
+        eo = 0
+    d = dict(JAMBA_V01, num_hidden_layers=L, expert_layer_period=ep, expert_layer_offset=eo, attn_layer_period=ap,
+             attn_layer_offset=ao, hidden_size=H, intermediate_size=12, num_attention_heads=heads[0],
+             num_key_value_heads=heads[1], num_experts=E, num_experts_per_tok=min(2, E), vocab_size=50,
+             mamba_d_state=state[0], mamba_d_conv=state[1], mamba_expand=state[2], mamba_dt_rank="auto",
+             mamba_conv_bias=flags[0], mamba_proj_bias=flags[1], tie_word_embeddings=flags[2])
+    cfg = ModelConfig.from_hf(d)
+    assert _hf_numel(d) == cfg.count_params().total
+    assert ModelConfig.from_hf(cfg.to_hf()) == cfg

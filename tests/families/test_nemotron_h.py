@@ -11,6 +11,8 @@ import warnings
 import ml_dtypes
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import moepy.configs as C
 from moepy.configs import ModelConfig
@@ -296,3 +298,27 @@ def test_whole_transformers_model_state_dict():
             ref = model.model.layers[i].mixer(torch.from_numpy(x)[None])[0].numpy()
         y = MoELayer.from_hf(d, sd, i)(x)
         assert rel_err(y, ref) <= 1e-5, i
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pattern=st.text(alphabet="M*-E", min_size=1, max_size=7).filter(lambda p: "E" in p),
+       H=st.sampled_from([16, 24, 32]), E=st.integers(2, 6), shared=st.sampled_from([0, 8, 20]),
+       heads=st.sampled_from([(2, 1), (4, 2), (4, 4)]), m=st.sampled_from([(2, 4, 1), (4, 4, 2), (3, 8, 3)]),
+       flags=st.tuples(st.booleans(), st.booleans(), st.booleans()), latent=st.sampled_from([None, 8]))
+def test_random_configs_count_equals_transformers(pattern, H, E, shared, heads, m, flags, latent):
+    d = dict(NANO, hybrid_override_pattern=pattern, hidden_size=H, head_dim=8, num_attention_heads=heads[0],
+             num_key_value_heads=heads[1], vocab_size=50, intermediate_size=12, moe_intermediate_size=8,
+             moe_shared_expert_intermediate_size=shared, n_routed_experts=E, num_experts_per_tok=min(2, E),
+             mamba_num_heads=m[0], mamba_head_dim=m[1], n_groups=m[2] if m[0] % m[2] == 0 else 1, ssm_state_size=4,
+             use_bias=flags[0], use_conv_bias=flags[1], mlp_bias=flags[2], moe_latent_size=latent)
+    cfg = ModelConfig.from_hf(d)
+    assert _hf_numel(d) == cfg.count_params().total
+    assert ModelConfig.from_hf(cfg.to_hf()) == cfg
+
+
+def test_quantized_block():
+    """The relu2 experts through the INT8 path (moepy.moe.quant) stay close to the float layer."""
+    b = make_block("nemotron_h", seed=2, intermediate=32)
+    x = make_input(16, b.hidden, seed=1)
+    m = MoELayer.from_hf(b.hf_config, b.tensors_fused, b.layer_index, quantize="int8")
+    assert m.dtype == "int8" and rel_err(m(x), b.forward(x)) < 2e-2
