@@ -67,7 +67,7 @@ def test_relu2_activation_exact_twin():
     g = np.array([-3.0, -0.0, 0.0, 1e-30, 0.5, 2.0, 3e19, np.inf, -np.inf, np.nan], np.float32)
     with np.errstate(over="ignore"):
         v = ref.activate_exact(g, None, ex)
-        np.testing.assert_array_equal(v, np.where(g > 0, g * g, np.float32(0)))
+        np.testing.assert_array_equal(v, np.where(g < 0, np.float32(0), g * g))  # NaN stays NaN
 
 
 def test_relu2_matches_torch():
@@ -93,3 +93,276 @@ def test_relu2_matches_torch():
     # relu2 differs from relu (the layer really squares)
     relu = MoELayer(layer.router, layer.router_weight, ExpertWeights(ex.up, ex.down, activation="relu"))
     assert np.abs(relu(x) - y).max() > 1e-3
+
+
+# ------------------------------------------------------------------ scalar == avx2 == avx512, bitwise
+# Every float result is computed with the same operations in the same order on every ISA (the scalar
+# build mirrors the vector lane structure and uses fmaf where the vector code fuses), so a result
+# computed on any machine equals the others bit for bit.
+ISAS = available_isas()
+needs_two = pytest.mark.skipif(len(ISAS) < 2, reason="this CPU runs one ISA only")
+
+
+def on_every_isa(fn):
+    """fn() on every ISA this CPU has; asserts the outputs (arrays or tuples of arrays) bitwise equal."""
+    outs = {}
+    for name in ISAS:
+        with isa(name):
+            o = fn()
+        outs[name] = [np.asarray(a) for a in (o if isinstance(o, tuple) else (o,))]
+    first = ISAS[0]
+    for name in ISAS[1:]:
+        for i, (a, b) in enumerate(zip(outs[first], outs[name])):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            if a.tobytes() != b.tobytes():
+                d = np.abs(a.astype(np.float64) - b.astype(np.float64))
+                raise AssertionError(f"output {i}: {first} != {name} at {int((a != b).sum())} of {a.size} "
+                                     f"(max abs diff {d.max():.3g})")
+    return outs[first]
+
+
+def _w(rng, *shape, std=0.15):
+    return (rng.standard_normal(shape) * std).astype(np.float32)
+
+
+def gpt_oss_layer(H, I, E=8, seed=0):
+    rng = np.random.default_rng(seed)
+    ex = ExpertWeights(up=_w(rng, E, I, H), down=_w(rng, E, H, I), gate=_w(rng, E, I, H),
+                       gate_bias=_w(rng, E, I), up_bias=_w(rng, E, I), down_bias=_w(rng, E, H),
+                       activation="gpt_oss", alpha=1.702, limit=7.0)
+    return MoELayer(RouterConfig.gpt_oss(E, 2), _w(rng, E, H, std=1 / np.sqrt(H)), ex,
+                    router_bias=_w(rng, E, std=0.1))
+
+
+# name -> (constructor kwargs for MoELayer.random, or a function of (H, I))
+KINDS = {
+    "silu": dict(router=RouterConfig.mixtral(8, 2)),
+    "gelu": dict(router=RouterConfig.olmoe(8, 2), activation="gelu"),
+    "gelu_tanh": dict(router=RouterConfig.olmoe(8, 2), activation="gelu_tanh"),
+    "relu": dict(router=RouterConfig.switch(8, expert_capacity=None), activation="relu"),
+    "relu2": dict(router=RouterConfig.mixtral(8, 2), activation="relu2"),
+    "gpt_oss": gpt_oss_layer,
+    "deepseek_v3_shared": dict(router=RouterConfig.deepseek_v3(16, 4, n_group=4, topk_group=2),
+                               shared_intermediate_size=48, selection_bias=True),
+    "qwen2_shared_gate": dict(router=RouterConfig.qwen2_moe(12, 4), shared_intermediate_size=40, shared_gate=True),
+    "llama4_scale_input": dict(router=RouterConfig.llama4(8, 1), shared_intermediate_size=40, scale_input=True),
+}
+
+
+def make_layer(kind, H, I, dtype, seed=0):
+    spec = KINDS[kind]
+    if callable(spec):
+        base = spec(H, I, seed=seed)
+    else:
+        kw = dict(spec)
+        if "shared_intermediate_size" in kw:  # INT: a multiple of the group; float: an odd width
+            kw["shared_intermediate_size"] = 64 if dtype in INT_FORMATS else I + 7
+        base = MoELayer.random(kw.pop("router"), H, I, seed=seed, std=0.15, **kw)
+    if dtype in INT_FORMATS:
+        return base.quantize(dtype, 32, shared=True)
+    if dtype == "bfloat16":
+        return MoELayer(base.router, base.router_weight, base.experts, shared=base.shared,
+                        shared_gate_weight=base.shared_gate_weight, router_bias=base.router_bias,
+                        selection_bias=base.selection_bias, scale_input=base.scale_input, dtype="bfloat16")
+    return base
+
+
+@needs_two
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"] + INT_FORMATS)
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_layer_bitwise_equal_on_every_isa(kind, dtype):
+    # float: odd H and I (not multiples of 16); INT: multiples of the group (32) but not of 64
+    shapes = [(40, 33), (23, 70)] if dtype in ("float32", "bfloat16") else [(96, 32)]
+    for H, I in shapes:
+        layer = make_layer(kind, H, I, dtype)
+        rng = np.random.default_rng(H * 1000 + I)
+        for T in (1, 3, 67):
+            x = rng.standard_normal((T, H)).astype(np.float32)
+            on_every_isa(lambda: layer(x, return_routing=True)[:1] + tuple(
+                getattr(layer.last_routing, n) for n in ("weights", "experts", "scores")))
+
+
+@needs_two
+@pytest.mark.parametrize("H, N", [(1, 1), (7, 5), (40, 33), (64, 16), (129, 160), (1000, 3)])
+def test_router_linear_bitwise_equal_on_every_isa(H, N):
+    from moepy import _ops
+    from moepy.moe.weights import pack_linear
+    rng = np.random.default_rng(H + N)
+    w = pack_linear(rng.standard_normal((N, H)).astype(np.float32))
+    for T in (1, 3, 67):
+        x = rng.standard_normal((T, H)).astype(np.float32)
+        on_every_isa(lambda: _ops.linear(x, w))
+
+
+ROUTERS = {
+    "softmax_e8": RouterConfig.mixtral(8, 2),
+    "softmax_e16_k4": RouterConfig(top_k=4, num_experts=16),
+    "softmax_e24_norm": RouterConfig(top_k=3, normalize=True, num_experts=24),
+    "softmax_e60": RouterConfig.qwen2_moe(60, 4),
+    "softmax_e64_norm": RouterConfig.olmoe(64, 8, norm_topk_prob=True),
+    "softmax_e128": RouterConfig.qwen3_moe(128, 8),
+    "softmax_norm_p2": RouterConfig(top_k=4, normalize=True, norm_p=2.0, num_experts=16),
+    "softmax_k20": RouterConfig(top_k=20, num_experts=40),
+    "sigmoid_e8": RouterConfig(top_k=2, scoring="sigmoid", normalize=True, num_experts=8),
+    "sigmoid_e48_scale": RouterConfig(top_k=6, scoring="sigmoid", normalize=True, scale=2.5, num_experts=48),
+    "topk_before_softmax": RouterConfig.gpt_oss(32, 4),
+    "topk_before_sigmoid": RouterConfig.llama4(16, 1),
+    "groups_v3": RouterConfig.deepseek_v3(64, 8, n_group=4, topk_group=2),
+    "groups_v3_256": RouterConfig.deepseek_v3(256, 8, n_group=8, topk_group=4),
+    "groups_v2": RouterConfig.deepseek_v2(160, 6, n_group=8, topk_group=3),
+    "groups_odd": RouterConfig.deepseek_v3(24, 4, n_group=3, topk_group=2),
+}
+
+
+@needs_two
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_router_bitwise_equal_on_every_isa(name, bias):
+    from moepy import route
+    cfg = ROUTERS[name]
+    E = cfg.num_experts
+    rng = np.random.default_rng(E)
+    b = (rng.standard_normal(E) * 0.1).astype(np.float32) if bias else None
+    for T in (1, 3, 17, 67):
+        x = (rng.standard_normal((T, E)) * 3).astype(np.float32)
+        if T == 67:  # rows with infinities and large values take the special paths
+            x[5, 2] = np.inf
+            x[6, :] = -np.inf
+            x[7, 1] = -np.inf
+            x[8, 3] = 80.0
+            x[9, :] *= 30
+        def run():
+            r = route(x, cfg, b)
+            return r.weights, r.experts, r.scores
+        on_every_isa(run)
+
+
+@needs_two
+def test_scoring_functions_bitwise_equal_on_every_isa():
+    from moepy import _ops
+    rng = np.random.default_rng(9)
+    x = np.concatenate([rng.standard_normal(5000) * 30, [0.0, -0.0, 88.0, 89.0, -103.0, -105.0, 1e-30,
+                                                          np.inf, -np.inf]]).astype(np.float32)
+    for E in (1, 5, 8, 16, 31, 32, 33, 64, 100):
+        logits = np.ascontiguousarray(x[: (len(x) // E) * E].reshape(-1, E)[:40])
+        on_every_isa(lambda: (_ops.topk(logits, min(E, 3))))
+        on_every_isa(lambda: moepy.route(logits, RouterConfig(top_k=1)).scores)
+        on_every_isa(lambda: moepy.route(logits, RouterConfig(top_k=1, scoring="sigmoid")).scores)
+
+
+# ------------------------------------------------------------------ non-finite input of INT layers
+@pytest.mark.parametrize("cpu_isa", available_isas())
+@pytest.mark.parametrize("fmt", INT_FORMATS)
+def test_int_layer_propagates_inf_and_nan_like_float(cpu_isa, fmt):
+    from moepy import _ops
+    for kind in ("silu", "relu", "deepseek_v3_shared"):
+        base = make_layer(kind, 64, 64, "float32", seed=3)
+        layer = make_layer(kind, 64, 64, fmt, seed=3)
+        clean = np.random.default_rng(4).standard_normal((5, 64)).astype(np.float32)
+        with isa(cpu_isa), np.errstate(all="ignore"):
+            y_clean = layer(clean)
+            for val in (np.inf, -np.inf):
+                x = clean.copy()
+                x[2, 7] = val
+                yf, y = base(x), layer(x)
+                assert not np.isfinite(yf[2]).any()  # the float layer: NaN (inf - inf somewhere)
+                assert np.isnan(y[2]).all(), (kind, val, y[2])
+                others = [0, 1, 3, 4]
+                assert y[others].tobytes() == y_clean[others].tobytes()
+            # NaN never reaches the experts through the router (it raises), so run the experts on a routing
+            r = layer.route(clean)
+            x = clean.copy()
+            x[1, 0] = np.nan
+            y = _ops.moe_forward(x, r.weights, r.experts, r.dropped, layer._routed, layer._shared, None,
+                                 layer.scale_input)
+            assert np.isnan(y[1]).all()
+            others = [0, 2, 3, 4]
+            assert y[others].tobytes() == y_clean[others].tobytes()
+
+
+def test_activation_quantization_of_non_finite_groups_equals_twin():
+    from moepy import _ops
+    x = np.random.default_rng(8).standard_normal((4, 96)).astype(np.float32)
+    x[0, 3], x[1, 40], x[2, 95], x[3, 0] = np.nan, np.inf, -np.inf, 3e38
+    for G in (32,):
+        q, s, S = _ops.quantize_rows(x, G)
+        rq, rs, rS = ref.quantize_activations(x, G)
+        np.testing.assert_array_equal(q, rq)
+        np.testing.assert_array_equal(s, rs)  # NaN where the group is not finite
+        np.testing.assert_array_equal(S, rS)
+        assert np.isnan(s[:3]).sum() == 3 and not np.isnan(s[3]).any()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8"])
+@pytest.mark.parametrize("kind", ["relu", "relu2", "gpt_oss", "silu"])
+def test_nan_reaching_the_experts_stays_nan(kind, dtype):
+    """relu, relu2 and the GPT-OSS clamp keep NaN (as torch.relu / torch.clamp), so a NaN input row of
+    the experts gives a NaN output row on every path."""
+    from moepy import _ops
+    layer = make_layer(kind, 64, 64, dtype, seed=5)
+    x = np.random.default_rng(6).standard_normal((3, 64)).astype(np.float32)
+    r = layer.route(x)
+    x[1, 9] = np.nan
+    y = _ops.moe_forward(x, r.weights, r.experts, r.dropped, layer._routed, layer._shared, None, layer.scale_input)
+    assert np.isnan(y[1]).all() and np.isfinite(y[[0, 2]]).all()
+
+
+# ------------------------------------------------------------------ switching the ISA under running threads
+@needs_two
+def test_set_isa_while_other_threads_run_layers():
+    """One thread flips the ISA in a loop while others run layers (the kernels run without the GIL):
+    every call uses one table from entry to exit, and all tables compute the same bits."""
+    import threading
+    import time
+    layers = [make_layer("deepseek_v3_shared", 48, 40, "float32"), make_layer("silu", 64, 64, "int4"),
+              make_layer("gpt_oss", 40, 33, "bfloat16")]
+    xs = [np.random.default_rng(i).standard_normal((37, L.hidden_size)).astype(np.float32)
+          for i, L in enumerate(layers)]
+    logits = np.random.default_rng(7).standard_normal((300, 64)).astype(np.float32)
+    cfg = RouterConfig.deepseek_v3(64, 8, n_group=4, topk_group=2)
+    want = [L(x).tobytes() for L, x in zip(layers, xs)]
+    want_route = moepy.route(logits, cfg).weights.tobytes()
+    stop = threading.Event()
+    errors, calls = [], [0]
+    old = moepy.build_info()["isa"]
+
+    def flip():
+        i = 0
+        while not stop.is_set():
+            moepy.set_isa(ISAS[i % len(ISAS)])
+            i += 1
+
+    def work():
+        try:
+            while not stop.is_set():
+                for L, x, w in zip(layers, xs, want):
+                    if L(x).tobytes() != w:
+                        errors.append("layer output changed")
+                if moepy.route(logits, cfg).weights.tobytes() != want_route:
+                    errors.append("routing changed")
+                calls[0] += 1
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=flip)] + [threading.Thread(target=work) for _ in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        moepy.set_isa(old)
+    assert not errors, errors[:3]
+    assert calls[0] > 0
+
+
+def test_moepy_isa_environment_variable_lowers_the_first_table():
+    import os
+    import subprocess
+    import sys
+    code = "import moepy; print(moepy.build_info()['isa'])"
+    env = dict(os.environ, MOEPY_ISA="scalar")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "scalar"

@@ -1,14 +1,20 @@
-/* cpu.c: OpenMP thread count, runtime ISA detection and the kernel dispatch table. */
+/* cpu.c: OpenMP thread count, runtime ISA detection and the kernel dispatch table.
+ *
+ * The active table is read by OpenMP threads and by Python threads that run without the GIL while
+ * another thread may call moe_force_isa: it is one atomic pointer to a constant table (stored with
+ * release, loaded with acquire), so a reader sees the old table or the new one, never a mix. Each
+ * entry point loads it once (moe_kernels()) and uses that table throughout its call. */
 #include "moe.h"
 #include "kernels.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-static int requested_threads = 0; /* 0: the OpenMP default */
+static atomic_int requested_threads = 0; /* 0: the OpenMP default */
 
 int moe_openmp_enabled(void) {
 #ifdef _OPENMP
@@ -20,13 +26,14 @@ int moe_openmp_enabled(void) {
 
 int moe_get_num_threads(void) {
 #ifdef _OPENMP
-    return requested_threads > 0 ? requested_threads : omp_get_max_threads();
+    const int n = atomic_load_explicit(&requested_threads, memory_order_relaxed);
+    return n > 0 ? n : omp_get_max_threads();
 #else
     return 1;
 #endif
 }
 
-void moe_set_num_threads(int n) { requested_threads = n > 0 ? n : 0; }
+void moe_set_num_threads(int n) { atomic_store_explicit(&requested_threads, n > 0 ? n : 0, memory_order_relaxed); }
 
 int moe_cpu_has(const char *feature) {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -58,9 +65,6 @@ moe_isa moe_detected_isa(void) {
     return MOE_ISA_SCALAR;
 }
 
-static moe_isa active = MOE_ISA_SCALAR;
-static int active_set = 0;
-
 static const moe_kernel_table *table_for(moe_isa isa) {
 #if defined(__x86_64__) && defined(__GNUC__)
     if (isa == MOE_ISA_AVX512) return &moe_kernels_avx512;
@@ -70,25 +74,46 @@ static const moe_kernel_table *table_for(moe_isa isa) {
     return &moe_kernels_scalar;
 }
 
-static void init_active(void) {
-    if (active_set) return;
-    active = moe_detected_isa();
-    const char *env = getenv("MOEPY_ISA");
-    if (env && *env) {
-        moe_isa want = !strcmp(env, "scalar") ? MOE_ISA_SCALAR
-                       : !strcmp(env, "avx2") ? MOE_ISA_AVX2
-                       : !strcmp(env, "avx512") ? MOE_ISA_AVX512 : active;
-        if (want <= active) active = want;
-    }
-    active_set = 1;
+static moe_isa isa_of(const moe_kernel_table *t) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (t == &moe_kernels_avx512) return MOE_ISA_AVX512;
+    if (t == &moe_kernels_avx2) return MOE_ISA_AVX2;
+#endif
+    (void)t;
+    return MOE_ISA_SCALAR;
 }
 
-moe_isa moe_active_isa(void) { init_active(); return active; }
+/* NULL until first use: then the detected ISA, lowered by MOEPY_ISA if set */
+static _Atomic(const moe_kernel_table *) active = NULL;
+
+static const moe_kernel_table *initial_table(void) {
+    moe_isa isa = moe_detected_isa();
+    const char *env = getenv("MOEPY_ISA");
+    if (env && *env) {
+        const moe_isa want = !strcmp(env, "scalar") ? MOE_ISA_SCALAR
+                             : !strcmp(env, "avx2") ? MOE_ISA_AVX2
+                             : !strcmp(env, "avx512") ? MOE_ISA_AVX512 : isa;
+        if (want <= isa) isa = want;
+    }
+    return table_for(isa);
+}
+
+const moe_kernel_table *moe_kernels(void) {
+    const moe_kernel_table *t = atomic_load_explicit(&active, memory_order_acquire);
+    if (t) return t;
+    const moe_kernel_table *init = initial_table(), *expected = NULL;
+    /* first use: publish the initial table unless another thread (or moe_force_isa) got there first */
+    if (atomic_compare_exchange_strong_explicit(&active, &expected, init, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return init;
+    return expected;
+}
+
+moe_isa moe_active_isa(void) { return isa_of(moe_kernels()); }
 
 int moe_force_isa(moe_isa isa) {
-    init_active();
     if (isa < MOE_ISA_SCALAR || isa > moe_detected_isa()) return -1;
-    active = isa;
+    atomic_store_explicit(&active, table_for(isa), memory_order_release);
     return 0;
 }
 
@@ -99,5 +124,3 @@ const char *moe_isa_name(moe_isa isa) {
     default: return "scalar";
     }
 }
-
-const moe_kernel_table *moe_kernels(void) { return table_for(moe_active_isa()); }

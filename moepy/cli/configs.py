@@ -35,9 +35,14 @@ def main(argv=None) -> int:
         print("error: --context must be >= 0", file=sys.stderr)
         return 2
     for i, m in enumerate(args.models):
+        looks_like_path = os.sep in m or m.endswith(".json") or m.startswith(".")
+        if looks_like_path and not os.path.exists(m):
+            print(f"error: no such file or directory: {m!r} (a preset name or a path to a config.json)",
+                  file=sys.stderr)
+            return 2
         try:
             cfg = configs.ModelConfig.from_hf(m) if os.path.exists(m) else configs.get(m)
-        except (KeyError, ValueError, OSError) as e:
+        except (KeyError, ValueError, TypeError, OSError) as e:
             msg = e.args[0] if isinstance(e, KeyError) and e.args else e
             print(f"error: {msg}", file=sys.stderr)
             return 2

@@ -81,9 +81,20 @@ def layer_comparison(tokens: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an int >= 1 (argparse prints the message and exits 2 otherwise)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m moepy demo", description=__doc__)
-    ap.add_argument("--tokens", type=int, default=8192, help="tokens to route (default 8192)")
+    ap.add_argument("--tokens", type=_positive_int, default=8192, help="tokens to route, >= 1 (default 8192)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     info = moepy.build_info()

@@ -36,6 +36,7 @@ class WeightFormat:
 
     @property
     def quantized(self) -> bool:
+        """True for formats under 16 bits per weight."""
         return self.bits < 16
 
     def matrix_bits(self, rows: int, cols: int, group: Optional[int] = None) -> int:
@@ -94,6 +95,7 @@ class Tensor:
 
     @property
     def numel(self) -> int:
+        """Elements over all `count` copies."""
         return math.prod(self.shape) * self.count
 
 
@@ -135,10 +137,12 @@ class ParamCount:
 
     @property
     def total_non_embedding(self) -> int:
+        """All parameters but the embedding and the head."""
         return self.total - self.embedding - self.lm_head
 
     @property
     def active_non_embedding(self) -> int:
+        """Active parameters without the embedding and the head (Qwen's non-embedding convention)."""
         return self.active - self.embedding - self.lm_head
 
     @property
@@ -149,13 +153,16 @@ class ParamCount:
 
     @property
     def activation_ratio(self) -> float:
+        """active / total."""
         return self.active / self.total
 
     @property
     def experts_per_layer(self) -> int:
+        """E, routed experts per MoE layer."""
         return self.num_experts
 
     def as_dict(self) -> dict:
+        """A JSON-ready dict, the derived totals included."""
         d = dataclasses.asdict(self)
         for p in ("total", "active", "total_non_embedding", "active_non_embedding", "active_without_input_embedding",
                   "activation_ratio"):
@@ -185,14 +192,17 @@ class FlopCount:
 
     @property
     def attention(self) -> int:
+        """Projections plus scores."""
         return self.attention_proj + self.attention_scores
 
     @property
     def total(self) -> int:
+        """Every counted FLOP."""
         return (self.attention_proj + self.attention_scores + self.dense_mlp + self.routed_experts
                 + self.shared_experts + self.router + self.lm_head + self.mamba + self.ssm_scan)
 
     def as_dict(self) -> dict:
+        """A JSON-ready dict, the derived totals included."""
         d = dataclasses.asdict(self)
         d["attention"] = self.attention
         d["total"] = self.total

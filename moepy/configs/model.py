@@ -253,13 +253,16 @@ class ModelConfig:
     # ------------------------------------------------------------------ structure
     @property
     def is_mla(self) -> bool:
+        """True when attention is DeepSeek's multi-head latent attention (kv_lora_rank > 0)."""
         return self.kv_lora_rank > 0
 
     @property
     def is_encoder_decoder(self) -> bool:
+        """True for encoder-decoder designs (Switch, GShard): encoder_layers > 0."""
         return self.encoder_layers > 0
 
     def is_moe_layer(self, i: int) -> bool:
+        """True if layer i holds an MoE block (see the class docstring for the rule)."""
         if self.layer_ffns:
             return self.layer_ffns[i] == "moe"
         return i >= self.first_dense_layers and i not in self.mlp_only_layers and (i + 1) % self.moe_every == 0

@@ -140,6 +140,9 @@ def shared_mlp(T: Tensors, rel: str, dtype: str, activation: str = "silu") -> Ex
 
 
 def activation_name(name: Optional[str]) -> str:
+    """A config.json activation name in moepy's spelling (swish -> silu, ...); ValueError if not a string."""
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"the activation (hidden_act) must be a string, got {type(name).__name__} {name!r}")
     name = (name or "silu").lower()
     return {"swish": "silu", "gelu_python": "gelu", "gelu_fast": "gelu_tanh"}.get(name, name)
 

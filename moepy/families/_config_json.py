@@ -10,6 +10,8 @@ import json
 import os
 from typing import Any, List, Mapping
 
+from .._limits import MAX_SIZE
+
 def plain_json(obj):
     """A JSON-plain deep copy (dicts, lists, numbers, strings) of a config fragment."""
     return json.loads(json.dumps(obj))
@@ -56,36 +58,98 @@ NO_PASSTHROUGH = {"model_type", "architectures", "auto_map", "_name_or_path", "t
 
 
 class Fields:
-    """Reads one config dict, remembering which keys were consumed."""
+    """Reads one config dict, remembering which keys were consumed. The typed readers (req_int, opt_bool, ...)
+    take JSON's types only: an int field refuses 2.5, "64" and true; a bool field refuses "false" (which
+    Python's bool() would take as True); a float field takes ints. ValueError names the field."""
 
     def __init__(self, d: Mapping[str, Any], where: str):
+        if not isinstance(d, Mapping):
+            raise ValueError(f"{where} config.json: expected a JSON object, got {type(d).__name__}")
         self.d, self.where, self.used = d, where, set()
 
-    def req(self, *keys):
+    def _key_of(self, keys):
         for k in keys:
             self.used.add(k)
         for k in keys:
             if self.d.get(k) is not None:
-                return self.d[k]
-        alt = f" (or {', '.join(map(repr, keys[1:]))})" if len(keys) > 1 else ""
-        raise ValueError(f"{self.where} config.json: missing field {keys[0]!r}{alt}")
+                return k
+        return None
+
+    def req(self, *keys):
+        k = self._key_of(keys)
+        if k is None:
+            alt = f" (or {', '.join(map(repr, keys[1:]))})" if len(keys) > 1 else ""
+            raise ValueError(f"{self.where} config.json: missing field {keys[0]!r}{alt}")
+        return self.d[k]
 
     def opt(self, key, default):
         self.used.add(key)
         v = self.d.get(key)
         return default if v is None else v
 
+    def _typed(self, key, v, kind):
+        return typed(v, kind, f"{self.where} config.json: field {key!r}")
+
+    def req_int(self, *keys) -> int:
+        v = self.req(*keys)
+        return self._typed(self._key_of(keys), v, int)
+
+    def opt_int(self, key, default) -> int:
+        return self._typed(key, self.opt(key, default), int)
+
+    def req_size(self, field: str, *keys) -> int:
+        """An int size field, bounded by moepy's limits (ModelConfig field `field`) before anything uses it."""
+        v = self.req_int(*keys)
+        hi = MAX_SIZE.get(field)
+        if hi is not None and not 0 <= v <= hi:
+            raise ValueError(f"{self.where} config.json: field {self._key_of(keys)!r} = {v:,} is out of range for "
+                             f"{field} (0 .. {hi:,})")
+        return v
+
+    def opt_positive(self, key, default) -> int:
+        """An int >= 1 (a layer period, a step: 0 would divide by zero)."""
+        v = self.opt_int(key, default)
+        if v < 1:
+            raise ValueError(f"{self.where} config.json: field {key!r} must be >= 1, got {v}")
+        return v
+
+    def opt_bool(self, key, default) -> bool:
+        return self._typed(key, self.opt(key, default), bool)
+
+    def opt_float(self, key, default) -> float:
+        return self._typed(key, self.opt(key, default), float)
+
+    def opt_str(self, key, default) -> str:
+        return self._typed(key, self.opt(key, default), str)
+
     def extra(self) -> dict:
         return {k: v for k, v in self.d.items() if k not in self.used and k not in NO_PASSTHROUGH}
 
 
+def typed(v, kind, where: str):
+    """v checked to be a JSON value of `kind` (int, bool, float or str); ValueError naming `where` if not."""
+    if kind is bool:
+        ok = isinstance(v, bool)
+    elif kind is int:
+        ok = isinstance(v, int) and not isinstance(v, bool)
+    elif kind is float:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    else:
+        ok = isinstance(v, str)
+    if not ok:
+        raise ValueError(f"{where} must be {'a' if kind is not int else 'an'} {kind.__name__}, "
+                         f"got {type(v).__name__} {v!r}")
+    return kind(v)
+
+
 def read_common(f: Fields, *, head_dim_default=True) -> dict:
-    H = int(f.req("hidden_size"))
-    nh = int(f.req("num_attention_heads"))
-    kw = dict(vocab_size=int(f.req("vocab_size")), hidden_size=H, num_layers=int(f.req("num_hidden_layers")),
-              num_heads=nh, num_kv_heads=int(f.opt("num_key_value_heads", nh)),
-              tie_embeddings=bool(f.opt("tie_word_embeddings", False)),
-              max_context=int(f.opt("max_position_embeddings", 0)), activation=str(f.opt("hidden_act", "silu")))
+    H = f.req_int("hidden_size")
+    nh = f.req_int("num_attention_heads")
+    kw = dict(vocab_size=f.req_size("vocab_size", "vocab_size"), hidden_size=H,
+              num_layers=f.req_size("num_layers", "num_hidden_layers"),
+              num_heads=nh, num_kv_heads=f.opt_int("num_key_value_heads", nh),
+              tie_embeddings=f.opt_bool("tie_word_embeddings", False),
+              max_context=f.opt_int("max_position_embeddings", 0), activation=f.opt_str("hidden_act", "silu"))
     if head_dim_default:
         f.used.add("head_dim")
         hd = f.d.get("head_dim")
@@ -102,8 +166,11 @@ def dense_width(f: Fields, key: str, default: int, has_dense: bool) -> int:
 
 
 def qwen_layers(f: Fields, L: int):
-    step = int(f.opt("decoder_sparse_step", 1))
-    mlo = tuple(int(i) for i in f.opt("mlp_only_layers", []))
+    step = f.opt_positive("decoder_sparse_step", 1)
+    mlo = f.opt("mlp_only_layers", [])
+    if not isinstance(mlo, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in mlo):
+        raise ValueError(f"{f.where} config.json: field 'mlp_only_layers' must be a list of ints, got {mlo!r}")
+    mlo = tuple(mlo)
     has_dense = any(not ((i not in mlo) and (i + 1) % step == 0) for i in range(L))
     return step, mlo, has_dense
 
@@ -111,25 +178,25 @@ def qwen_layers(f: Fields, L: int):
 def read_deepseek_common(f: Fields, mt: str, family: str) -> dict:
     kw = read_common(f, head_dim_default=False)
     f.used.add("head_dim")
-    fd = int(f.opt("first_k_dense_replace", 3 if family == "deepseek_v3" else 0))
-    freq = int(f.opt("moe_layer_freq", 1))
+    fd = f.opt_int("first_k_dense_replace", 3 if family == "deepseek_v3" else 0)
+    freq = f.opt_int("moe_layer_freq", 1)
     if freq != 1:
         raise ValueError(f"{mt} config.json: moe_layer_freq={freq} is not supported (transformers ignores it; "
                          f"every released DeepSeek model uses 1)")
     if f.opt("mlp_bias", False):
         raise ValueError(f"{mt} config.json: mlp_bias=True is not supported")
-    I = int(f.req("moe_intermediate_size"))
+    I = f.req_int("moe_intermediate_size")
     ns = int(f.opt("n_shared_experts", 1 if family == "deepseek_v3" else 0) or 0)
     kw.update(family=family, first_dense_layers=fd,
               dense_intermediate_size=dense_width(f, "intermediate_size", 18432 if family == "deepseek_v3" else 11008,
                                                    fd > 0),
-              num_experts=int(f.req("n_routed_experts")), top_k=int(f.req("num_experts_per_tok")),
+              num_experts=f.req_int("n_routed_experts"), top_k=f.req_int("num_experts_per_tok"),
               expert_intermediate_size=I, num_shared_experts=ns, shared_intermediate_size=ns * I,
               attention_bias="all" if f.opt("attention_bias", False) else "none")
     if family != "deepseek":
-        kw.update(q_lora_rank=int(f.opt("q_lora_rank", 0) or 0), kv_lora_rank=int(f.req("kv_lora_rank")),
-                  qk_nope_head_dim=int(f.req("qk_nope_head_dim")), qk_rope_head_dim=int(f.req("qk_rope_head_dim")),
-                  v_head_dim=int(f.req("v_head_dim")))
+        kw.update(q_lora_rank=int(f.opt("q_lora_rank", 0) or 0), kv_lora_rank=f.req_int("kv_lora_rank"),
+                  qk_nope_head_dim=f.req_int("qk_nope_head_dim"), qk_rope_head_dim=f.req_int("qk_rope_head_dim"),
+                  v_head_dim=f.req_int("v_head_dim"))
     return kw
 
 

@@ -32,16 +32,16 @@ def read_hf(d, mt):
     if not isinstance(attn, Mapping):
         raise ValueError(f"{mt} config.json: missing field 'attn_config' (a dict)")
     fa, ff = Fields(attn, f"{mt} attn_config"), Fields(ffn, f"{mt} ffn_config")
-    H, nh = int(f.req("d_model")), int(f.req("n_heads"))
-    E, k = int(ff.req("moe_num_experts")), int(ff.req("moe_top_k"))
+    H, nh = f.req_int("d_model"), f.req_int("n_heads")
+    E, k = ff.req_int("moe_num_experts"), ff.req_int("moe_top_k")
     ff.used.add("moe_normalize_expert_weights")  # null means "do not normalise", absent means 1.0
     p = ffn["moe_normalize_expert_weights"] if "moe_normalize_expert_weights" in ffn else 1.0
     ff.used.add("hidden_size")
     act = ff.opt("ffn_act_fn", {"name": "silu"})
-    kw = dict(family="dbrx", vocab_size=int(f.req("vocab_size")), hidden_size=H, num_layers=int(f.req("n_layers")),
-              num_heads=nh, num_kv_heads=int(fa.req("kv_n_heads")), num_experts=E, top_k=k,
-              expert_intermediate_size=int(ff.req("ffn_hidden_size")),
-              tie_embeddings=bool(f.opt("tie_word_embeddings", False)), max_context=int(f.opt("max_seq_len", 0)),
+    kw = dict(family="dbrx", vocab_size=f.req_int("vocab_size"), hidden_size=H, num_layers=f.req_size("num_layers", "n_layers"),
+              num_heads=nh, num_kv_heads=fa.req_int("kv_n_heads"), num_experts=E, top_k=k,
+              expert_intermediate_size=ff.req_int("ffn_hidden_size"),
+              tie_embeddings=f.opt_bool("tie_word_embeddings", False), max_context=f.opt_int("max_seq_len", 0),
               activation=str(act.get("name", "silu")) if isinstance(act, Mapping) else "silu",
               router=router(E, k, None if p is None else float(p)))
     return kw, {"": f.extra(), "attn_config": fa.extra(), "ffn_config": ff.extra()}

@@ -22,7 +22,7 @@ def read_hf(d, mt):
     kw = read_deepseek_common(f, mt, "deepseek")
     if f.opt("scoring_func", "softmax") != "softmax":
         raise ValueError(f"{mt} config.json: scoring_func={d.get('scoring_func')!r} is not supported (DeepSeekMoE: softmax)")
-    kw["router"] = RouterConfig(top_k=kw["top_k"], scoring="softmax", normalize=bool(f.opt("norm_topk_prob", False)),
+    kw["router"] = RouterConfig(top_k=kw["top_k"], scoring="softmax", normalize=f.opt_bool("norm_topk_prob", False),
                                 num_experts=kw["num_experts"], family="deepseek")
     return kw, {"": f.extra()}
 

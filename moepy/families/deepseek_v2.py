@@ -34,9 +34,9 @@ def read_hf(d, mt):
     kw = read_deepseek_common(f, mt, "deepseek_v2")
     method = f.opt("topk_method", "greedy")
     f.used.update({"norm_topk_prob", "scoring_func"})  # transformers' V2 applies neither (softmax, no renorm)
-    kw["router"] = router(kw["num_experts"], kw["top_k"], n_group=int(f.opt("n_group", 1)),
-                                            topk_group=int(f.opt("topk_group", 1)),
-                                            routed_scaling_factor=float(f.opt("routed_scaling_factor", 1.0)),
+    kw["router"] = router(kw["num_experts"], kw["top_k"], n_group=f.opt_int("n_group", 1),
+                                            topk_group=f.opt_int("topk_group", 1),
+                                            routed_scaling_factor=f.opt_float("routed_scaling_factor", 1.0),
                                             topk_method=method)
     return kw, {"": f.extra()}
 

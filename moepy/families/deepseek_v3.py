@@ -40,10 +40,10 @@ def read_hf(d, mt):
     f.used.update({"scoring_func", "topk_method"})
     mtp = d.get("num_nextn_predict_layers", d.get("num_mtp_layers"))
     kw.update(selection_bias=True, mtp_layers=int(mtp or 0),
-              router=router(kw["num_experts"], kw["top_k"], n_group=int(f.opt("n_group", 8)),
-                                              topk_group=int(f.opt("topk_group", 4)),
-                                              routed_scaling_factor=float(f.opt("routed_scaling_factor", 2.5)),
-                                              norm_topk_prob=bool(f.opt("norm_topk_prob", True))))
+              router=router(kw["num_experts"], kw["top_k"], n_group=f.opt_int("n_group", 8),
+                                              topk_group=f.opt_int("topk_group", 4),
+                                              routed_scaling_factor=f.opt_float("routed_scaling_factor", 2.5),
+                                              norm_topk_prob=f.opt_bool("norm_topk_prob", True)))
     return kw, {"": f.extra()}
 
 

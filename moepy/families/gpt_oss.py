@@ -27,13 +27,13 @@ def read_hf(d, mt):
     f = Fields(d, mt)
     kw = read_common(f, head_dim_default=False)
     f.used.add("head_dim")
-    kw["head_dim"] = int(f.opt("head_dim", 64))
+    kw["head_dim"] = f.opt_int("head_dim", 64)
     L = kw["num_layers"]
-    E, k = int(f.req("num_local_experts", "num_experts")), int(f.opt("num_experts_per_tok", 4))
+    E, k = f.req_int("num_local_experts", "num_experts"), f.opt_int("num_experts_per_tok", 4)
     sw = f.opt("sliding_window", 128)
     types = d.get("layer_types") or ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(L)]
     local = sum(1 for x in types[:L] if x == "sliding_attention") if sw else 0
-    kw.update(family="gpt_oss", num_experts=E, top_k=k, expert_intermediate_size=int(f.req("intermediate_size")),
+    kw.update(family="gpt_oss", num_experts=E, top_k=k, expert_intermediate_size=f.req_int("intermediate_size"),
               attention_bias="all" if f.opt("attention_bias", True) else "none", attention_sinks=True,
               expert_bias=True, router_bias=True, local_attention_layers=local,
               local_attention_window=int(sw) if local else 0, router=router(E, k))

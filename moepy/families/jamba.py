@@ -18,7 +18,7 @@ from ..configs.model import ModelConfig
 from ..moe.layer import MoELayer
 from ..routing.config import RouterConfig
 from ._checkpoint import Tensors, activation_name, as_f32, find_prefix, first_of, glu_experts
-from ._config_json import Fields, read_common, write_common
+from ._config_json import Fields, read_common, typed, write_common
 from .registry import Family
 
 
@@ -28,25 +28,11 @@ def router(num_experts: int = 16, top_k: int = 2) -> RouterConfig:
 
 
 # ------------------------------------------------------------------------------------------------ config.json
-def _int(f: Fields, key: str, default: int) -> int:
-    v = f.opt(key, default)
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(f"{f.where} config.json: {key} must be an int, got {v!r}")
-    return v
-
-
-def _bool(f: Fields, key: str, default: bool) -> bool:
-    v = f.opt(key, default)
-    if not isinstance(v, bool):
-        raise ValueError(f"{f.where} config.json: {key} must be true or false, got {v!r}")
-    return v
-
-
 def _every(f: Fields, what: str, L: int, default: Tuple[int, int]) -> Tuple[bool, ...]:
     """Layers i with i % {what}_layer_period == {what}_layer_offset."""
-    period = _int(f, f"{what}_layer_period", default[0])
-    offset = _int(f, f"{what}_layer_offset", default[1])
-    if period < 1 or not 0 <= offset < period:
+    period = f.opt_positive(f"{what}_layer_period", default[0])
+    offset = f.opt_int(f"{what}_layer_offset", default[1])
+    if not 0 <= offset < period:
         raise ValueError(f"{f.where} config.json: {what}_layer_offset={offset} must be in [0, "
                          f"{what}_layer_period={period})")
     return tuple(i % period == offset for i in range(L))
@@ -70,21 +56,18 @@ def read_hf(d, mt):
     f = Fields(d, mt)
     kw = read_common(f)
     L, H = kw["num_layers"], kw["hidden_size"]
-    E = int(f.req("num_experts", "num_local_experts"))
-    k = int(f.req("num_experts_per_tok"))
-    I = int(f.req("intermediate_size"))
+    E = f.req_size("num_experts", "num_experts", "num_local_experts")
+    k = f.req_int("num_experts_per_tok")
+    I = f.req_size("expert_intermediate_size", "intermediate_size")
     moe = _every(f, "expert", L, (2, 1))
     attn = _every(f, "attn", L, (8, 4))
     ffns = tuple("moe" if m and E > 1 else "dense" for m in moe)  # JambaMLP where the layer has one expert
     mixers = tuple("attention" if a else "mamba" for a in attn)
     dt_rank = f.opt("mamba_dt_rank", "auto")
-    if dt_rank == "auto":
-        dt_rank = math.ceil(H / 16)
-    if isinstance(dt_rank, bool) or not isinstance(dt_rank, int):
-        raise ValueError(f"{mt} config.json: mamba_dt_rank must be an int or \"auto\", got {dt_rank!r}")
-    mamba = dict(d_state=_int(f, "mamba_d_state", 16), d_conv=_int(f, "mamba_d_conv", 4),
-                 expand=_int(f, "mamba_expand", 2), dt_rank=dt_rank, conv_bias=_bool(f, "mamba_conv_bias", True),
-                 proj_bias=_bool(f, "mamba_proj_bias", False), inner_norms=True)
+    dt_rank = math.ceil(H / 16) if dt_rank == "auto" else typed(dt_rank, int, f"{mt} config.json: field 'mamba_dt_rank'")
+    mamba = dict(d_state=f.opt_int("mamba_d_state", 16), d_conv=f.opt_int("mamba_d_conv", 4),
+                 expand=f.opt_int("mamba_expand", 2), dt_rank=dt_rank, conv_bias=f.opt_bool("mamba_conv_bias", True),
+                 proj_bias=f.opt_bool("mamba_proj_bias", False), inner_norms=True)
     kw.update(family="jamba", num_experts=E, top_k=k, expert_intermediate_size=I,
               dense_intermediate_size=I if "dense" in ffns else 0, layer_mixers=mixers, layer_ffns=ffns,
               mamba=mamba if "mamba" in mixers else None, router=router(E, k))

@@ -32,8 +32,8 @@ def read_hf(d, mt):
     f = Fields(t, f"{mt} text_config" if nested else mt)
     kw = read_common(f)
     L = kw["num_layers"]
-    E, k = int(f.req("num_local_experts")), int(f.opt("num_experts_per_tok", 1))
-    step = int(f.opt("interleave_moe_layer_step", 1))
+    E, k = f.req_int("num_local_experts"), f.opt_int("num_experts_per_tok", 1)
+    step = f.opt_positive("interleave_moe_layer_step", 1)
     moe = t.get("moe_layers")
     default_moe = list(range(step - 1, L, step))
     mlo: Tuple[int, ...] = ()
@@ -41,14 +41,14 @@ def read_hf(d, mt):
         step = 1
         mlo = tuple(i for i in range(L) if i not in set(moe))
     has_dense = len(default_moe if moe is None else moe) < L
-    interval = int(f.opt("no_rope_layer_interval", 4))
+    interval = f.opt_positive("no_rope_layer_interval", 4)
     rope_layers = t.get("no_rope_layers") or [int((i + 1) % interval != 0) for i in range(L)]
     chunk = f.opt("attention_chunk_size", 8192)
     local = sum(1 for x in rope_layers[:L] if x) if chunk else 0
-    kw.update(family="llama4", num_experts=E, top_k=k, expert_intermediate_size=int(f.req("intermediate_size")),
+    kw.update(family="llama4", num_experts=E, top_k=k, expert_intermediate_size=f.req_int("intermediate_size"),
               moe_every=step, mlp_only_layers=mlo,
               dense_intermediate_size=dense_width(f, "intermediate_size_mlp", 16384, has_dense),
-              num_shared_experts=1, shared_intermediate_size=int(f.req("intermediate_size")),
+              num_shared_experts=1, shared_intermediate_size=f.req_int("intermediate_size"),
               qk_norm="l2" if f.opt("use_qk_norm", True) else "none",
               attention_bias="all" if f.opt("attention_bias", False) else "none",
               local_attention_layers=local, local_attention_window=int(chunk) if local else 0,

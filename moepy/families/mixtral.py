@@ -21,10 +21,10 @@ def router(num_experts: int = 8, top_k: int = 2) -> RouterConfig:
 def read_hf(d, mt):
     f = Fields(d, mt)
     kw = read_common(f)
-    E = int(f.req("num_local_experts", "num_experts"))
-    k = int(f.req("num_experts_per_tok"))
+    E = f.req_int("num_local_experts", "num_experts")
+    k = f.req_int("num_experts_per_tok")
     sw = f.opt("sliding_window", None)
-    kw.update(family="mixtral", num_experts=E, top_k=k, expert_intermediate_size=int(f.req("intermediate_size")),
+    kw.update(family="mixtral", num_experts=E, top_k=k, expert_intermediate_size=f.req_int("intermediate_size"),
               local_attention_layers=kw["num_layers"] if sw else 0, local_attention_window=int(sw or 0),
               router=router(E, k))
     return kw, {"": f.extra()}

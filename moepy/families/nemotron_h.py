@@ -23,7 +23,8 @@ from ..moe.layer import MoELayer
 from ..moe.weights import ExpertWeights
 from ..routing.config import RouterConfig
 from ._checkpoint import Tensors, activation_name, as_f32, expert_array, find_prefix, first_of
-from ._config_json import Fields
+from .._limits import MAX_SIZE
+from ._config_json import Fields, typed
 from .registry import Family
 
 # the one-character layer codes of hybrid_override_pattern -> (mixer, feed-forward block) of ModelConfig
@@ -45,28 +46,9 @@ def router(num_experts: int = 128, top_k: int = 6, n_group: int = 1, topk_group:
 
 # ------------------------------------------------------------------------------------------------ config.json
 def _get(f: Fields, keys: Tuple[str, ...], default, kind: type):
-    """The first of `keys` present (aliases transformers accepts), type-checked; every alias counts as read."""
-    v = None
-    for k in keys:
-        f.used.add(k)
-        if v is None and f.d.get(k) is not None:
-            v, key = f.d[k], k
-    if v is None:
-        return default
-    ok = isinstance(v, bool) if kind is bool else (isinstance(v, kind) and not isinstance(v, bool))
-    if kind is float and isinstance(v, int) and not isinstance(v, bool):
-        v, ok = float(v), True
-    if not ok:
-        raise ValueError(f"{f.where} config.json: {key} must be {'true or false' if kind is bool else kind.__name__}, "
-                         f"got {v!r}")
-    return v
-
-
-def _req(f: Fields, key: str) -> int:
-    v = f.req(key)
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(f"{f.where} config.json: {key} must be an int, got {v!r}")
-    return v
+    """The first of `keys` present (the aliases transformers accepts), type-checked; every alias counts as read."""
+    key = f._key_of(keys)
+    return default if key is None else typed(f.d[key], kind, f"{f.where} config.json: field {key!r}")
 
 
 def pattern_of(d: dict, where: str = "nemotron_h") -> str:
@@ -74,7 +56,8 @@ def pattern_of(d: dict, where: str = "nemotron_h") -> str:
     it) as a string of M, *, - and E."""
     pat, types = d.get("hybrid_override_pattern"), d.get("layers_block_type", d.get("layer_types"))
     if types is not None:
-        if not isinstance(types, (list, tuple)) or not all(isinstance(t, str) for t in types):
+        if not isinstance(types, (list, tuple)) or len(types) > MAX_SIZE["num_layers"] or \
+                not all(isinstance(t, str) for t in types):
             raise ValueError(f"{where} config.json: layers_block_type must be a list of str, got {types!r}")
         bad = sorted(set(types) - set(BLOCK_TYPES))
         if bad:
@@ -83,9 +66,9 @@ def pattern_of(d: dict, where: str = "nemotron_h") -> str:
         return "".join(BLOCK_TYPES[t] for t in types)
     if pat is None:
         raise ValueError(f"{where} config.json: missing field 'hybrid_override_pattern' (or 'layers_block_type')")
-    if not isinstance(pat, str) or not pat or set(pat) - set(CODES):
+    if not isinstance(pat, str) or not pat or len(pat) > MAX_SIZE["num_layers"] or set(pat) - set(CODES):
         raise ValueError(f"{where} config.json: hybrid_override_pattern must be a non-empty string of "
-                         f"{''.join(CODES)}, got {pat!r}")
+                         f"{''.join(CODES)} (at most {MAX_SIZE['num_layers']} layers), got {str(pat)[:80]!r}")
     return pat
 
 
@@ -94,15 +77,15 @@ def read_hf(d, mt):
     pat = pattern_of(d, mt)
     f.used.update({"hybrid_override_pattern", "layers_block_type", "num_hidden_layers"})
     latent = _get(f, ("moe_latent_size",), None, int)
-    H, nh = _req(f, "hidden_size"), _req(f, "num_attention_heads")
-    E, k = int(f.req("n_routed_experts", "num_local_experts")), _req(f, "num_experts_per_tok")
+    H, nh = f.req_size("hidden_size", "hidden_size"), f.req_int("num_attention_heads")
+    E, k = f.req_size("num_experts", "n_routed_experts", "num_local_experts"), f.req_int("num_experts_per_tok")
     ns = _get(f, ("n_shared_experts",), 1, int)
     mixers = tuple(CODES[c][0] for c in pat)
     ffns = tuple(CODES[c][1] for c in pat)
     has_dense = "dense" in ffns
     dense = _get(f, ("intermediate_size",), 21504 if has_dense else 0, int)
     # NemotronHMLP takes `intermediate_size or config.intermediate_size`: a 0-wide shared expert gets the MLP width
-    S = _req(f, "moe_shared_expert_intermediate_size") or _get(f, ("intermediate_size",), 21504, int)
+    S = f.req_size("shared_intermediate_size", "moe_shared_expert_intermediate_size") or _get(f, ("intermediate_size",), 21504, int)
     mamba = dict(d_state=_get(f, ("ssm_state_size",), 128, int), d_conv=_get(f, ("conv_kernel", "mamba_d_conv"), 4, int),
                  num_heads=_get(f, ("mamba_num_heads",), 128, int), head_dim=_get(f, ("mamba_head_dim",), 64, int),
                  n_groups=_get(f, ("n_groups", "mamba_n_groups"), 8, int),
@@ -112,13 +95,13 @@ def read_hf(d, mt):
                routed_scaling_factor=_get(f, ("routed_scaling_factor",), 1.0, float),
                norm_topk_prob=_get(f, ("norm_topk_prob",), True, bool))
     # tie_word_embeddings is not read: NemotronHForCausalLM never ties (its _tied_weights_keys is empty)
-    kw = dict(family="nemotron_h", vocab_size=_req(f, "vocab_size"), hidden_size=H, num_layers=len(pat), num_heads=nh,
+    kw = dict(family="nemotron_h", vocab_size=f.req_size("vocab_size", "vocab_size"), hidden_size=H, num_layers=len(pat), num_heads=nh,
               num_kv_heads=_get(f, ("num_key_value_heads",), nh, int), head_dim=_get(f, ("head_dim",), 128, int),
               mlp_bias=_get(f, ("mlp_bias",), False, bool), moe_latent_size=latent or 0,
               max_context=_get(f, ("max_position_embeddings",), 0, int),
               activation=_get(f, ("mlp_hidden_act",), "relu2", str), layer_mixers=mixers, layer_ffns=ffns,
               dense_intermediate_size=dense, dense_glu=False, num_experts=E, top_k=k,
-              expert_intermediate_size=_req(f, "moe_intermediate_size"), expert_glu=False,
+              expert_intermediate_size=f.req_size("expert_intermediate_size", "moe_intermediate_size"), expert_glu=False,
               # NemotronHMoE always holds one shared MLP of this width, whatever n_shared_experts says
               num_shared_experts=ns if ns > 0 else 1, shared_intermediate_size=S,
               router=r, selection_bias=True, mamba=mamba if "mamba2" in mixers else None)

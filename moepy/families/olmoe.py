@@ -21,11 +21,11 @@ def router(num_experts: int = 64, top_k: int = 8, norm_topk_prob: bool = False) 
 def read_hf(d, mt):
     f = Fields(d, mt)
     kw = read_common(f)
-    E, k = int(f.req("num_experts", "num_local_experts")), int(f.req("num_experts_per_tok"))
+    E, k = f.req_int("num_experts", "num_local_experts"), f.req_int("num_experts_per_tok")
     f.used.add("num_local_experts")
-    kw.update(family="olmoe", num_experts=E, top_k=k, expert_intermediate_size=int(f.req("intermediate_size")),
+    kw.update(family="olmoe", num_experts=E, top_k=k, expert_intermediate_size=f.req_int("intermediate_size"),
               qk_norm="proj", attention_bias="all" if f.opt("attention_bias", False) else "none",
-              router=router(E, k, norm_topk_prob=bool(f.opt("norm_topk_prob", False))))
+              router=router(E, k, norm_topk_prob=f.opt_bool("norm_topk_prob", False)))
     return kw, {"": f.extra()}
 
 

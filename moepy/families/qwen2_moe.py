@@ -25,16 +25,16 @@ def read_hf(d, mt):
     kw = read_common(f)
     L = kw["num_layers"]
     step, mlo, has_dense = qwen_layers(f, L)
-    E, k, I = int(f.req("num_experts")), int(f.req("num_experts_per_tok")), int(f.req("moe_intermediate_size"))
-    S = int(f.req("shared_expert_intermediate_size"))
+    E, k, I = f.req_int("num_experts"), f.req_int("num_experts_per_tok"), f.req_int("moe_intermediate_size")
+    S = f.req_int("shared_expert_intermediate_size")
     if S < 0:
         raise ValueError(f"{mt} config.json: shared_expert_intermediate_size must be >= 0, got {S}")
     # S == 0: transformers still allocates the (1, H) shared_expert_gate of a zero-width expert, which adds
     # nothing to the output; moepy models it as no shared expert (and does not count those H weights)
     local, window = 0, 0
     if f.opt("use_sliding_window", False):
-        mw = int(f.opt("max_window_layers", 28))
-        window = int(f.opt("sliding_window", 4096))
+        mw = f.opt_int("max_window_layers", 28)
+        window = f.opt_int("sliding_window", 4096)
         local = sum(1 for i in range(L) if (i + 1) % 2 and i < mw) if window else 0
         window = window if local else 0
     kw.update(family="qwen2_moe", moe_every=step, mlp_only_layers=mlo,
@@ -42,7 +42,7 @@ def read_hf(d, mt):
               expert_intermediate_size=I, num_shared_experts=(S // I if S % I == 0 else 1) if S else 0, shared_intermediate_size=S,
               shared_expert_gate=S > 0, attention_bias="qkv" if f.opt("qkv_bias", True) else "none",
               local_attention_layers=local, local_attention_window=window,
-              router=router(E, k, norm_topk_prob=bool(f.opt("norm_topk_prob", False))))
+              router=router(E, k, norm_topk_prob=f.opt_bool("norm_topk_prob", False)))
     return kw, {"": f.extra()}
 
 

@@ -48,6 +48,7 @@ class Family:
     description: str = ""
 
     def make_default_router(self, num_experts: int, top_k: int):
+        """The router a ModelConfig of this family gets when it names none."""
         if self.default_router is not None:
             return self.default_router(num_experts, top_k)
         return self.router(num_experts, top_k)
@@ -88,6 +89,7 @@ def names() -> Tuple[str, ...]:
 
 
 def all_families() -> Tuple[Family, ...]:
+    """Every Family, in table order."""
     return tuple(_load().values())
 
 

@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 from .. import _ops
+from .._inputs import as_float32
 from ..routing import BalanceStats, RouterConfig, Routing, balance_stats, route
 from . import quant
 from .weights import DTYPES, ExpertWeights, from_bf16_bits, pack_linear, to_bf16_bits
@@ -66,20 +67,31 @@ class MoELayer:
         self._routed = experts.packed(dtype, group_size)
         self._shared = shared.packed(shared_dtype, group_size) if shared is not None else None
         self.last_routing: Optional[Routing] = None
+        self._init_args = dict(router=router, router_weight=self.router_weight, experts=experts, shared=shared,
+                               shared_gate_weight=self.shared_gate_weight, router_bias=self.router_bias,
+                               selection_bias=self.selection_bias, scale_input=self.scale_input, dtype=dtype,
+                               family=family, group_size=group_size, shared_dtype=shared_dtype)
         self._work = np.empty(0, np.uint8)  # scratch reused across calls (no page faults per call)
         self._work_lock = threading.Lock()
+
+    # ---- pickling: the constructor's arguments (the packed weights are rebuilt, identically, on load)
+    def __reduce__(self):
+        return (_rebuild_layer, (self._init_args,))
 
     # ---- shape and size
     @property
     def num_experts(self) -> int:
+        """E, routed experts."""
         return self.experts.shape[0]
 
     @property
     def hidden_size(self) -> int:
+        """H."""
         return self.experts.shape[1]
 
     @property
     def intermediate_size(self) -> int:
+        """I, the routed experts' width."""
         return self.experts.shape[2]
 
     def __repr__(self):
@@ -104,12 +116,8 @@ class MoELayer:
     def _route(self, x: np.ndarray, logits: np.ndarray) -> Routing:
         E = self.num_experts
         logits = np.ascontiguousarray(logits[:, :E])
-        if x.ndim == 3 and self.router.drops_tokens and x.shape[0] > 1:  # Switch: capacity per group (row)
-            S = x.shape[1]
-            parts = [route(logits[b * S:(b + 1) * S], self.router, self.selection_bias) for b in range(x.shape[0])]
-            cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
-            return Routing(cat("weights"), cat("experts"), cat("scores"), cat("dropped"), parts[0].capacity,
-                           parts[0].scoring)
+        if x.ndim == 3:  # capacity applies per sequence (Switch's groups)
+            logits = logits.reshape(x.shape[0], x.shape[1], E)
         return route(logits, self.router, self.selection_bias)
 
     def __call__(self, x: np.ndarray, return_routing: bool = False, out: Optional[np.ndarray] = None):
@@ -208,6 +216,12 @@ class MoELayer:
                     scale_input=self.scale_input)
 
 
+def _rebuild_layer(args: dict) -> "MoELayer":
+    """Unpickle a MoELayer from its constructor's arguments."""
+    args = dict(args)
+    return MoELayer(args.pop("router"), args.pop("router_weight"), args.pop("experts"), **args)
+
+
 def _bf16_round(ex: ExpertWeights) -> ExpertWeights:
     f = lambda w: None if w is None else from_bf16_bits(to_bf16_bits(w))  # noqa: E731
     return ExpertWeights(f(ex.up), f(ex.down), f(ex.gate), ex.gate_bias, ex.up_bias, ex.down_bias, ex.activation,
@@ -215,15 +229,16 @@ def _bf16_round(ex: ExpertWeights) -> ExpertWeights:
 
 
 def _as_f32(a, name, shape) -> np.ndarray:
-    a = np.ascontiguousarray(a, dtype=np.float32)
+    a = as_float32(a, name)
     if a.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
     return a
 
 
 def _as_tokens(x, H) -> np.ndarray:
-    if not isinstance(x, np.ndarray) or x.dtype != np.float32:
-        raise TypeError(f"x must be a float32 numpy array, got {getattr(x, 'dtype', type(x))}")
-    if x.ndim not in (2, 3) or x.shape[-1] != H:
+    """x by moepy's input rule (moepy/_inputs.py: array-likes, DLPack tensors, other float precisions
+    converted to float32), as (T, H) or (B, S, H)."""
+    x = as_float32(x, "x", (2, 3))
+    if x.shape[-1] != H:
         raise ValueError(f"x must be (T, {H}) or (B, S, {H}), got {x.shape}")
-    return np.ascontiguousarray(x)
+    return x

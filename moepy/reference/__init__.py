@@ -269,12 +269,14 @@ def quantize_activations(x: np.ndarray, G: int):
     """Twin of the kernels' quantize_rows: x (R, K) -> xq (R, K) int8, sx (R, K/G) f32, sums (R, K/G) i32."""
     R, K = x.shape
     g = np.asarray(x, F32).reshape(R, K // G, G)
+    bad = ~np.isfinite(g).all(-1)  # a group holding NaN or inf: scale NaN, codes and sums 0
+    g = np.where(bad[..., None], F32(0), g)
     amax = np.abs(g).max(-1)
     s = (amax / F32(127)).astype(F32)
     with np.errstate(divide="ignore"):
         inv = np.where(amax > 0, F32(1) / s, F32(0)).astype(F32)
     q = np.clip(np.rint(g * inv[..., None]), -127, 127)
-    return q.reshape(R, K).astype(np.int8), s, q.sum(-1).astype(np.int32)
+    return q.reshape(R, K).astype(np.int8), np.where(bad, F32(np.nan), s).astype(F32), q.sum(-1).astype(np.int32)
 
 
 def qmatmul(x: np.ndarray, u, s16, m16, fmt: str, G: int) -> np.ndarray:
@@ -325,9 +327,9 @@ def activate_exact(g, u, ex):
     if ex.activation in ("silu", "swiglu"):
         v = gb / (F32(1) + expf_poly(-gb))
     elif ex.activation == "relu":
-        v = np.where(gb > 0, gb, F32(0))
+        v = np.where(gb < 0, F32(0), gb)
     elif ex.activation == "relu2":
-        v = np.where(gb > 0, gb * gb, F32(0))
+        v = np.where(gb < 0, F32(0), gb * gb)
     elif ex.activation == "gpt_oss":
         a = np.minimum(gb, F32(ex.limit))
         v = a / (F32(1) + expf_poly(F32(-ex.alpha) * a))

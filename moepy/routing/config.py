@@ -128,6 +128,7 @@ class RouterConfig:
 
     @property
     def drops_tokens(self) -> bool:
+        """True when a capacity (or capacity factor) can drop slots."""
         return self._drops
 
 

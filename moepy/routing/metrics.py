@@ -5,13 +5,15 @@ losses are values, not gradients: what a training run would add to its loss, for
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Optional
 
 import numpy as np
 
 from .. import _ops
-from .route import Routing
+from .._inputs import as_float32, as_int
+from .route import ExpertChoice, Routing
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,13 @@ class BalanceStats:
     num_experts: int
     top_k: int
 
+    def __repr__(self) -> str:
+        return (f"BalanceStats(T={self.num_tokens}, E={self.num_experts}, k={self.top_k}: cv {self.cv:.3f}, "
+                f"max/mean {self.max_over_mean:.2f}, entropy {self.normalized_entropy:.3f} of log E, "
+                f"dead {self.dead_experts}, drop {100 * self.drop_rate:.2f}%, aux loss {self.aux_loss:.4f})")
+
     def as_dict(self) -> dict:
+        """A JSON-ready dict (arrays as lists)."""
         d = asdict(self)
         d["counts"] = self.counts.tolist()
         d["fraction"] = self.fraction.tolist()
@@ -43,8 +51,14 @@ def tokens_per_expert(routing: Routing) -> np.ndarray:
     return routing.counts()
 
 
-def balance_stats(routing: Routing) -> BalanceStats:
-    """Every balance measure of one routing in one pass over the C load kernel."""
+def balance_stats(routing) -> BalanceStats:
+    """Every balance measure of one routing in one pass over the C load kernel. `routing` is a Routing or
+    an ExpertChoice (each expert takes C tokens, so the expert load is flat by construction; its drop_rate is
+    the share of tokens no expert took, top_k the largest number of experts a token got)."""
+    if isinstance(routing, ExpertChoice):
+        return _expert_choice_stats(routing)
+    if not isinstance(routing, Routing):
+        raise TypeError(f"routing must be a Routing or an ExpertChoice, got {type(routing).__name__}")
     E, T, K = routing.num_experts, routing.num_tokens, routing.top_k
     counts, _ = _ops.expert_load(routing.experts, routing.dropped, None, E)
     total = counts.sum()
@@ -68,6 +82,15 @@ def balance_stats(routing: Routing) -> BalanceStats:
     )
 
 
+def _expert_choice_stats(ec: ExpertChoice) -> BalanceStats:
+    r = ec.to_routing()
+    st = balance_stats(Routing(r.weights, r.experts, r.scores, r.dropped, None, r.scoring))
+    T, E = ec.num_tokens, ec.num_experts
+    f = st.counts / T if T else np.zeros(E)
+    aux = float(E * (f * ec.scores.mean(axis=0, dtype=np.float64)).sum()) if T else 0.0
+    return dataclasses.replace(st, drop_rate=float((ec.coverage == 0).mean()) if T else 0.0, aux_loss=aux)
+
+
 def load_balancing_loss(routing: Routing, scores: Optional[np.ndarray] = None) -> float:
     """Switch / Mixtral auxiliary loss E * sum_i f_i P_i (transformers' load_balancing_loss_func).
 
@@ -88,7 +111,7 @@ def load_balancing_loss(routing: Routing, scores: Optional[np.ndarray] = None) -
 
 def router_z_loss(logits: np.ndarray) -> float:
     """ST-MoE / Switch router z-loss: mean over tokens of logsumexp(logits)^2 (float64)."""
-    x = _ops.as_input(logits, "logits", np.float32, 2).astype(np.float64)
+    x = as_float32(logits, "logits", (2,)).astype(np.float64)
     if x.shape[0] == 0:
         return 0.0
     m = x.max(axis=1, keepdims=True)
@@ -103,7 +126,8 @@ def sequence_aux_loss(routing: Routing, seq_len: int, alpha: float = 1.0) -> flo
     chose i), P_i = mean over the sequence of s_i / sum_j s_j (the normalised scores); loss =
     alpha * sum_i f_i P_i (1 * alpha under perfect balance)."""
     T, E, K = routing.num_tokens, routing.num_experts, routing.top_k
-    if seq_len < 1 or T % seq_len:
+    seq_len = as_int(seq_len, "seq_len", lo=1)
+    if T % seq_len:
         raise ValueError(f"seq_len must be >= 1 and divide the {T} tokens, got {seq_len}")
     if T == 0:
         return 0.0
@@ -142,6 +166,7 @@ class BiasBalancer:
         self.history: list[float] = []
 
     def update(self, routing: Routing) -> np.ndarray:
+        """Move the bias by gamma * sign(mean load - load) from one batch's routing."""
         counts = routing.counts()
         mean = counts.mean()
         self.history.append(float(counts.max() / mean) if mean else 0.0)
@@ -149,6 +174,7 @@ class BiasBalancer:
         return self.bias
 
     def route(self, logits: np.ndarray, config) -> Routing:
+        """Route one batch with the current bias, then update the bias from its load; returns the Routing."""
         from .route import route
 
         r = route(logits, config, bias=self.bias)

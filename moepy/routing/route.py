@@ -11,6 +11,7 @@ from typing import Optional
 import numpy as np
 
 from .. import _ops
+from .._inputs import as_float32, as_int
 from .config import PRIORITIES, RouterConfig
 
 
@@ -35,14 +36,17 @@ class Routing:
 
     @property
     def num_tokens(self) -> int:
+        """T."""
         return self.experts.shape[0]
 
     @property
     def num_experts(self) -> int:
+        """E."""
         return self.scores.shape[1]
 
     @property
     def top_k(self) -> int:
+        """K, experts per token."""
         return self.experts.shape[1]
 
     def counts(self) -> np.ndarray:
@@ -50,20 +54,40 @@ class Routing:
         return _ops.expert_load(self.experts, self.dropped, None, self.num_experts)[0]
 
 
-def route(logits: np.ndarray, config: RouterConfig, bias: Optional[np.ndarray] = None) -> Routing:
-    """Route tokens: logits (T, E) float32 -> Routing (weights (T, K), experts (T, K), scores (T, E)).
+def _fast_input(a) -> bool:
+    """An array route() can hand to C as it is (the hot path: no conversion, no copy)."""
+    return (type(a) is np.ndarray and a.dtype == np.float32 and a.ndim == 2 and a.flags.c_contiguous
+            and a.flags.aligned and a.dtype.isnative)
 
-    bias (E,) float32 shifts selection only (DeepSeek-V3's e_score_correction_bias / the
-    auxiliary-loss-free balancing bias). With a capacity in `config`, over-capacity slots are
-    dropped and returned in `Routing.dropped`.
+
+def route(logits, config: RouterConfig, bias=None) -> Routing:
+    """Route tokens: logits (T, E), or (B, S, E) -> Routing over the T = B * S tokens (weights (T, K),
+    experts (T, K), scores (T, E)).
+
+    logits and bias follow moepy's input rule (moepy/_inputs.py: array-likes and DLPack tensors; other float
+    precisions converted to float32). bias (E,) shifts selection only (DeepSeek-V3's e_score_correction_bias /
+    the auxiliary-loss-free balancing bias). With a capacity in `config`, over-capacity slots are dropped and
+    returned in `Routing.dropped`; for (B, S, E) logits the capacity applies per sequence (Switch's groups).
     Raises ValueError naming the first row with a NaN, or the offending parameter.
     """
-    if type(logits) is not np.ndarray:
-        logits = _ops.as_input(logits, "logits", np.float32, 2)
-    if config.num_experts is not None and logits.ndim == 2 and logits.shape[1] != config.num_experts:
-        raise ValueError(f"logits has {logits.shape[1]} expert columns but config.num_experts={config.num_experts}")
-    if bias is not None and type(bias) is not np.ndarray:
-        bias = _ops.as_input(bias, "bias", np.float32, 1)
+    if not isinstance(config, RouterConfig):
+        raise TypeError(f"config must be a RouterConfig, got {type(config).__name__}")
+    if not _fast_input(logits):
+        logits = as_float32(logits, "logits", (2, 3))
+    E = logits.shape[-1]
+    if config.num_experts is not None and E != config.num_experts:
+        raise ValueError(f"logits has {E} expert columns but config.num_experts={config.num_experts}")
+    if bias is not None and not (type(bias) is np.ndarray and bias.dtype == np.float32 and bias.flags.c_contiguous):
+        bias = as_float32(bias, "bias", (1,))
+    if logits.ndim == 3:
+        B, S, _ = logits.shape
+        flat = logits.reshape(B * S, E)
+        if not config.drops_tokens or B <= 1:
+            return route(flat, config, bias)
+        parts = [route(flat[b * S:(b + 1) * S], config, bias) for b in range(B)]  # capacity per sequence
+        cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+        return Routing(cat("weights"), cat("experts"), cat("scores"), cat("dropped"), parts[0].capacity,
+                       parts[0].scoring)
     weights, experts, scores = _ops.route_arrays(logits, bias, config.c_params)
     if not config.drops_tokens:
         return Routing(weights, experts, scores, None, None, config.scoring)
@@ -72,9 +96,11 @@ def route(logits: np.ndarray, config: RouterConfig, bias: Optional[np.ndarray] =
     return Routing(weights, experts, scores, dropped, cap, config.scoring)
 
 
-def topk(x: np.ndarray, k: int):
-    """Row-wise top-k of x (R, M) float32 -> (values (R, k) float32, indices (R, k) int64), sorted
-    descending, ties to the lower index. A 1-D x is treated as one row. NaN raises ValueError."""
+def topk(x, k: int):
+    """Row-wise top-k of x (R, M) -> (values (R, k) float32, indices (R, k) int64), sorted descending, ties to
+    the lower index. A 1-D x is treated as one row. x follows moepy's input rule; NaN raises ValueError."""
+    k = as_int(k, "k", lo=1)
+    x = as_float32(x, "x", (1, 2))
     return _ops.topk(x, k)
 
 
@@ -82,12 +108,13 @@ def apply_capacity(routing: Routing, capacity: int, priority: str = "rank") -> R
     """A copy of `routing` with slots past `capacity` tokens per expert dropped (weights zeroed)."""
     if priority not in PRIORITIES:
         raise ValueError(f"priority must be one of {PRIORITIES}, got {priority!r}")
+    capacity = as_int(capacity, "capacity", lo=0)
     weights = routing.weights.copy()
     dropped, _ = _ops.apply_capacity(weights, routing.experts, routing.num_experts, capacity, priority)
     if routing.dropped is not None:
         dropped |= routing.dropped
         weights[routing.dropped] = 0.0
-    return Routing(weights, routing.experts, routing.scores, dropped, int(capacity), routing.scoring)
+    return Routing(weights, routing.experts, routing.scores, dropped, capacity, routing.scoring)
 
 
 @dataclass(frozen=True)
@@ -103,16 +130,58 @@ class ExpertChoice:
 
     @property
     def capacity(self) -> int:
+        """C, the tokens each expert takes."""
         return self.tokens.shape[1]
+
+    @property
+    def num_tokens(self) -> int:
+        """T."""
+        return self.scores.shape[0]
+
+    @property
+    def num_experts(self) -> int:
+        """E."""
+        return self.scores.shape[1]
+
+    def to_routing(self) -> Routing:
+        """The same assignment seen from the tokens: a Routing whose row t lists the experts that took token t,
+        best gate first (ties to the lower expert), padded to the largest coverage K with dropped slots (weight
+        0, `dropped` True, an expert id the row does not use). What a layer's experts run on (the combine is
+        the same sum over a token's experts); `coverage` 0 rows are all dropped."""
+        T, E, C = self.num_tokens, self.num_experts, self.capacity
+        K = max(1, int(self.coverage.max()) if T else 1)
+        e_ids = np.repeat(np.arange(E, dtype=np.int64), C)
+        t_ids = self.tokens.ravel()
+        g = self.gates.ravel()
+        order = np.lexsort((e_ids, -g.astype(np.float64), t_ids))  # by token, best gate first, lower expert
+        t_sorted = t_ids[order]
+        starts = np.searchsorted(t_sorted, np.arange(T))
+        rank = np.arange(t_sorted.size) - starts[t_sorted]
+        experts = np.empty((T, K), np.int32)
+        weights = np.zeros((T, K), np.float32)
+        dropped = np.ones((T, K), np.bool_)
+        experts[t_sorted, rank] = e_ids[order]
+        weights[t_sorted, rank] = g[order]
+        dropped[t_sorted, rank] = False
+        if (self.coverage < K).any():  # padding slots take the lowest expert ids the row does not use
+            used = np.zeros((T, E), np.bool_)
+            used[t_sorted, e_ids[order]] = True
+            free = np.argsort(used, axis=1, kind="stable")  # unused ids first, ascending
+            pad_rank = np.arange(K)[None, :] - self.coverage[:, None]  # 0, 1, ... for padding slots
+            rows, cols = np.nonzero(pad_rank >= 0)
+            experts[rows, cols] = free[rows, pad_rank[rows, cols]]
+        return Routing(weights, experts, self.scores, dropped, None, "softmax")
 
 
 def expert_choice(logits: np.ndarray, capacity: Optional[int] = None, capacity_factor: float = 1.0) -> ExpertChoice:
     """Expert-choice routing (Zhou et al., 2022): scores = softmax over experts of logits (T, E); each
     expert takes its C highest-scoring tokens, C = capacity or ceil(capacity_factor * T / E) (a
     factor of k gives each token k experts on average). Ties go to the lower token index."""
-    logits = _ops.as_input(logits, "logits", np.float32, 2)
+    logits = as_float32(logits, "logits", (2,))
     T, E = logits.shape
-    if capacity is None:
+    if capacity is not None:
+        capacity = as_int(capacity, "capacity", lo=1, hi=T)
+    else:
         if not (capacity_factor > 0 and math.isfinite(capacity_factor)):
             raise ValueError(f"capacity_factor must be finite and > 0, got {capacity_factor!r}")
         capacity = min(T, max(1, int(math.ceil(capacity_factor * T / E))))

@@ -236,9 +236,7 @@ def test_expert_choice_matches_reference(rng):
 def test_bad_inputs_raise_clear_errors(rng):
     x = rng.standard_normal((10, 8)).astype(np.float32)
     cfg = RouterConfig.mixtral(8, 2)
-    with pytest.raises(TypeError, match="logits.*float32"):
-        moepy.route(x.astype(np.float64), cfg)
-    with pytest.raises(ValueError, match="logits must be 2-dimensional"):
+    with pytest.raises(ValueError, match="logits must be 2-D or 3-D"):  # other dtypes: tests/test_inputs.py
         moepy.route(x[0], cfg)
     with pytest.raises(ValueError, match="num_experts=8"):
         moepy.route(x[:, :6], cfg)
@@ -254,8 +252,8 @@ def test_bad_inputs_raise_clear_errors(rng):
         moepy.route(x, RouterConfig(top_k=4, n_group=4, topk_group=1))
     with pytest.raises(ValueError, match="bias must have shape"):
         moepy.route(x, cfg, bias=np.zeros(7, np.float32))
-    with pytest.raises(TypeError, match="bias must have dtype float32"):
-        moepy.route(x, cfg, bias=np.zeros(8, np.float64))
+    with pytest.raises(TypeError, match="bias must hold floating-point"):
+        moepy.route(x, cfg, bias=np.zeros(8, np.bool_))
     with pytest.raises(ValueError, match="capacity must be"):
         RouterConfig.switch(8, expert_capacity=-1)
     r = moepy.route(x, cfg)
@@ -265,7 +263,7 @@ def test_bad_inputs_raise_clear_errors(rng):
         moepy.topk(x, 9)
     with pytest.raises(ValueError, match="scoring"):
         RouterConfig(top_k=1, scoring="relu")
-    with pytest.raises(ValueError, match="capacity must be in"):
+    with pytest.raises(ValueError, match="capacity must be <= 10"):
         moepy.expert_choice(x, capacity=11)
 
 
