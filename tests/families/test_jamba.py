@@ -145,10 +145,10 @@ def test_dt_rank_auto_and_other_layouts():
 
 @pytest.mark.parametrize("change,match", [
     (dict(expert_layer_offset=2), "expert_layer_offset=2"),
-    (dict(attn_layer_period=0), "attn_layer_offset"),
-    (dict(mamba_conv_bias="false"), "mamba_conv_bias must be true or false"),
-    (dict(mamba_dt_rank=2.5), "mamba_dt_rank must be an int"),
-    (dict(mamba_d_state="16"), "mamba_d_state must be an int"),
+    (dict(attn_layer_period=0), "'attn_layer_period' must be >= 1"),
+    (dict(mamba_conv_bias="false"), "'mamba_conv_bias' must be a bool, got str"),
+    (dict(mamba_dt_rank=2.5), "'mamba_dt_rank' must be an int, got float"),
+    (dict(mamba_d_state="16"), "'mamba_d_state' must be an int, got str"),
     (dict(intermediate_size=None), "missing field 'intermediate_size'"),
     (dict(num_experts=None), "missing field 'num_experts'"),
 ])
