@@ -64,7 +64,9 @@ def read_hf(d, mt):
     ffns = tuple("moe" if m and E > 1 else "dense" for m in moe)  # JambaMLP where the layer has one expert
     mixers = tuple("attention" if a else "mamba" for a in attn)
     dt_rank = f.opt("mamba_dt_rank", "auto")
-    dt_rank = math.ceil(H / 16) if dt_rank == "auto" else typed(dt_rank, int, f"{mt} config.json: field 'mamba_dt_rank'")
+    if dt_rank == "auto":  # transformers' default: ceil(hidden / 16)
+        dt_rank = math.ceil(H / 16)
+    dt_rank = typed(dt_rank, int, f"{mt} config.json: field 'mamba_dt_rank'")
     mamba = dict(d_state=f.opt_int("mamba_d_state", 16), d_conv=f.opt_int("mamba_d_conv", 4),
                  expand=f.opt_int("mamba_expand", 2), dt_rank=dt_rank, conv_bias=f.opt_bool("mamba_conv_bias", True),
                  proj_bias=f.opt_bool("mamba_proj_bias", False), inner_norms=True)

@@ -76,32 +76,33 @@ def read_hf(d, mt):
     f = Fields(d, mt)
     pat = pattern_of(d, mt)
     f.used.update({"hybrid_override_pattern", "layers_block_type", "num_hidden_layers"})
-    latent = _get(f, ("moe_latent_size",), None, int)
     H, nh = f.req_size("hidden_size", "hidden_size"), f.req_int("num_attention_heads")
-    E, k = f.req_size("num_experts", "n_routed_experts", "num_local_experts"), f.req_int("num_experts_per_tok")
-    ns = _get(f, ("n_shared_experts",), 1, int)
+    E = f.req_size("num_experts", "n_routed_experts", "num_local_experts")
+    k = f.req_int("num_experts_per_tok")
     mixers = tuple(CODES[c][0] for c in pat)
     ffns = tuple(CODES[c][1] for c in pat)
-    has_dense = "dense" in ffns
-    dense = _get(f, ("intermediate_size",), 21504 if has_dense else 0, int)
+    mlp_width = f.opt_int("intermediate_size", 21504)  # transformers' default
+    dense = mlp_width if "dense" in ffns or "intermediate_size" in d else 0
     # NemotronHMLP takes `intermediate_size or config.intermediate_size`: a 0-wide shared expert gets the MLP width
-    S = f.req_size("shared_intermediate_size", "moe_shared_expert_intermediate_size") or _get(f, ("intermediate_size",), 21504, int)
-    mamba = dict(d_state=_get(f, ("ssm_state_size",), 128, int), d_conv=_get(f, ("conv_kernel", "mamba_d_conv"), 4, int),
-                 num_heads=_get(f, ("mamba_num_heads",), 128, int), head_dim=_get(f, ("mamba_head_dim",), 64, int),
+    S = f.req_size("shared_intermediate_size", "moe_shared_expert_intermediate_size") or mlp_width
+    ns = f.opt_int("n_shared_experts", 1)
+    mamba = dict(d_state=f.opt_int("ssm_state_size", 128), d_conv=_get(f, ("conv_kernel", "mamba_d_conv"), 4, int),
+                 num_heads=f.opt_int("mamba_num_heads", 128), head_dim=f.opt_int("mamba_head_dim", 64),
                  n_groups=_get(f, ("n_groups", "mamba_n_groups"), 8, int),
                  conv_bias=_get(f, ("use_conv_bias", "mamba_conv_bias"), True, bool),
-                 proj_bias=_get(f, ("use_bias",), False, bool))
-    r = router(E, k, n_group=_get(f, ("n_group",), 1, int), topk_group=_get(f, ("topk_group",), 1, int),
-               routed_scaling_factor=_get(f, ("routed_scaling_factor",), 1.0, float),
-               norm_topk_prob=_get(f, ("norm_topk_prob",), True, bool))
+                 proj_bias=f.opt_bool("use_bias", False))
+    r = router(E, k, n_group=f.opt_int("n_group", 1), topk_group=f.opt_int("topk_group", 1),
+               routed_scaling_factor=f.opt_float("routed_scaling_factor", 1.0),
+               norm_topk_prob=f.opt_bool("norm_topk_prob", True))
     # tie_word_embeddings is not read: NemotronHForCausalLM never ties (its _tied_weights_keys is empty)
-    kw = dict(family="nemotron_h", vocab_size=f.req_size("vocab_size", "vocab_size"), hidden_size=H, num_layers=len(pat), num_heads=nh,
-              num_kv_heads=_get(f, ("num_key_value_heads",), nh, int), head_dim=_get(f, ("head_dim",), 128, int),
-              mlp_bias=_get(f, ("mlp_bias",), False, bool), moe_latent_size=latent or 0,
-              max_context=_get(f, ("max_position_embeddings",), 0, int),
-              activation=_get(f, ("mlp_hidden_act",), "relu2", str), layer_mixers=mixers, layer_ffns=ffns,
+    kw = dict(family="nemotron_h", vocab_size=f.req_size("vocab_size", "vocab_size"), hidden_size=H,
+              num_layers=len(pat), num_heads=nh, num_kv_heads=f.opt_int("num_key_value_heads", nh),
+              head_dim=f.opt_int("head_dim", 128), mlp_bias=f.opt_bool("mlp_bias", False),
+              moe_latent_size=f.opt_int("moe_latent_size", 0), max_context=f.opt_int("max_position_embeddings", 0),
+              activation=f.opt_str("mlp_hidden_act", "relu2"), layer_mixers=mixers, layer_ffns=ffns,
               dense_intermediate_size=dense, dense_glu=False, num_experts=E, top_k=k,
-              expert_intermediate_size=f.req_size("expert_intermediate_size", "moe_intermediate_size"), expert_glu=False,
+              expert_intermediate_size=f.req_size("expert_intermediate_size", "moe_intermediate_size"),
+              expert_glu=False,
               # NemotronHMoE always holds one shared MLP of this width, whatever n_shared_experts says
               num_shared_experts=ns if ns > 0 else 1, shared_intermediate_size=S,
               router=r, selection_bias=True, mamba=mamba if "mamba2" in mixers else None)
