@@ -186,7 +186,8 @@ def _fold_latent(T: Tensors, up, down, shared_down_bias, dtype: str):
 def moe_block(c: dict, tensors, i: int, dtype: str, stack: str = "") -> MoELayer:
     E = int(first_of(c, "n_routed_experts", "num_local_experts", default=8))
     K = int(first_of(c, "num_experts_per_tok", default=2))
-    r = router(E, K, n_group=int(first_of(c, "n_group", default=1)), topk_group=int(first_of(c, "topk_group", default=1)),
+    r = router(E, K, n_group=int(first_of(c, "n_group", default=1)),
+               topk_group=int(first_of(c, "topk_group", default=1)),
                routed_scaling_factor=float(first_of(c, "routed_scaling_factor", default=1.0)),
                norm_topk_prob=bool(first_of(c, "norm_topk_prob", default=True)))
     T = Tensors(tensors, find_prefix(tensors, [f"layers.{i}.mixer."], "gate.weight"))
