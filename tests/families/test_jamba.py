@@ -70,6 +70,12 @@ def test_published_counts(preset, quantity, published, half_unit, source):
         assert abs(got - published) <= half_unit, f"{preset} {quantity}: {got:.5g} does not round to {published:.5g}"
 
 
+@pytest.mark.xfail(strict=True, reason="AI21 publishes Jamba-1.5-Large as 398B total; its config gives 398.56B, "
+                                       "which rounds to 399B (0.14% off: the published figure is truncated)")
+def test_jamba_15_large_total_rounds_to_398b():
+    assert abs(C.get("jamba-1.5-large").count_params().total - 398 * B) <= 0.5 * B
+
+
 def test_exact_counts_pinned():
     # equal to what transformers allocates (test_full_size_count_equals_transformers)
     v01 = C.get("jamba-v0.1").count_params()

@@ -64,6 +64,13 @@ def test_published_counts(quantity, published, half_unit, source):
     assert abs(got - published) / published <= 0.01, f"{quantity}: {got:.5g} vs {published:.5g} ({source})"
 
 
+@pytest.mark.xfail(strict=True, reason="NVIDIA's NeMo Megatron-Bridge page on Nemotron 3 Nano says 3.5B active and "
+                                       "30B total; the released config gives 3.58B active with embeddings (rounds to "
+                                       "3.6B, as the model card says), 3.23B without the input embedding, 31.58B total")
+def test_nemo_docs_active_35b():
+    assert abs(C.get("nemotron-3-nano-30b-a3b").count_params().active - 3.5 * B) <= 0.05 * B
+
+
 def test_exact_counts_pinned():
     p = C.get("nemotron-3-nano-30b-a3b").count_params()
     assert (p.total, p.active, p.active_without_input_embedding) == (31_577_940_288, 3_580_076_352, 3_227_754_816)
