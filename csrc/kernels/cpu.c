@@ -3,10 +3,17 @@
  * The active table is read by OpenMP threads and by Python threads that run without the GIL while
  * another thread may call moe_force_isa: it is one atomic pointer to a constant table (stored with
  * release, loaded with acquire), so a reader sees the old table or the new one, never a mix. Each
- * entry point loads it once (moe_kernels()) and uses that table throughout its call. */
+ * entry point loads it once (moe_kernels()) and uses that table throughout its call.
+ *
+ * A process forked from one that has run OpenMP regions cannot use OpenMP's thread pool (the pool's threads
+ * do not exist in the child: GNU libgomp waits for them forever). A fork handler marks the child, and
+ * moe_get_num_threads() is 1 there, so kernels run on the calling thread: multiprocessing's "fork" workers
+ * work (serially); "spawn" / "forkserver" workers get a fresh runtime and all threads. */
+#define _POSIX_C_SOURCE 200809L
 #include "moe.h"
 #include "kernels.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +22,13 @@
 #endif
 
 static atomic_int requested_threads = 0; /* 0: the OpenMP default */
+static atomic_int in_forked_child = 0;    /* 1 in a child forked after this library was loaded */
+
+static void mark_forked_child(void) { atomic_store_explicit(&in_forked_child, 1, memory_order_relaxed); }
+
+__attribute__((constructor)) static void register_fork_handler(void) { pthread_atfork(NULL, NULL, mark_forked_child); }
+
+int moe_in_forked_child(void) { return atomic_load_explicit(&in_forked_child, memory_order_relaxed); }
 
 int moe_openmp_enabled(void) {
 #ifdef _OPENMP
@@ -26,6 +40,7 @@ int moe_openmp_enabled(void) {
 
 int moe_get_num_threads(void) {
 #ifdef _OPENMP
+    if (moe_in_forked_child()) return 1; /* see the file comment */
     const int n = atomic_load_explicit(&requested_threads, memory_order_relaxed);
     return n > 0 ? n : omp_get_max_threads();
 #else

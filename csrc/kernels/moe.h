@@ -28,7 +28,8 @@ typedef enum {
 typedef enum { MOE_ISA_SCALAR = 0, MOE_ISA_AVX2 = 1, MOE_ISA_AVX512 = 2 } moe_isa;
 
 int moe_openmp_enabled(void);
-int moe_get_num_threads(void);
+int moe_get_num_threads(void);           /* 1 in a process forked after the library loaded (cpu.c) */
+int moe_in_forked_child(void);
 void moe_set_num_threads(int n);          /* n <= 0 restores the default (all cores) */
 moe_isa moe_detected_isa(void);           /* best ISA this CPU and build support */
 moe_isa moe_active_isa(void);             /* the ISA the kernels use now */
