@@ -90,7 +90,7 @@ def kimi_k2() -> ModelConfig:
 
 
 FAMILY = Family(
-    name="deepseek_v3", order=40, router=router,
+    name="deepseek_v3", order=40, router=router, routers={"kimi_k2": kimi_k2_router},
     default_router=default_router,
     model_types=('deepseek_v3', 'kimi_k2'),
     architectures=('DeepseekV3ForCausalLM',),
