@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from . import mamba as _mamba
 from .fields import PARTS, is_int
 
 def expert_combinations(num_experts: int, top_k: int) -> int:
@@ -118,19 +119,21 @@ class ParamCount:
     moe_layers: int
     dense_layers: int
     tied_embeddings: bool
+    mamba: int = 0  # the Mamba / Mamba-2 mixers of hybrid designs (their inner norms are in `norms`)
+    moe_latent: int = 0  # the projections into and out of a latent MoE's expert space (always active)
 
     @property
     def total(self) -> int:
         """Every parameter, the embedding and the head included (the head once if tied), the vision tower
         included, multi-token-prediction modules excluded."""
         return (self.embedding + self.lm_head + self.attention + self.norms + self.dense_mlp + self.routed_experts
-                + self.shared_experts + self.router + self.vision)
+                + self.shared_experts + self.router + self.vision + self.mamba + self.moe_latent)
 
     @property
     def active(self) -> int:
         """Parameters one text token uses: all but the unselected routed experts and the vision tower."""
         return (self.embedding + self.lm_head + self.attention + self.norms + self.dense_mlp
-                + self.routed_experts_active + self.shared_experts + self.router)
+                + self.routed_experts_active + self.shared_experts + self.router + self.mamba + self.moe_latent)
 
     @property
     def total_non_embedding(self) -> int:
@@ -172,7 +175,9 @@ class FlopCount:
     """Forward FLOPs (2 per multiply-add) of one token that attends to `context` tokens.
 
     The linear parts are 2 x their active weights; `attention_scores` is QK^T and AV against the context
-    (local-attention layers see at most their window). Norms, activations and softmax are not counted."""
+    (local-attention layers see at most their window). Norms, activations and softmax are not counted.
+    Hybrid designs: `mamba` is 2 x the Mamba mixers' weights (projections, convolution, per-channel vectors) and
+    `ssm_scan` their state update and readout (independent of the context)."""
 
     context: int
     attention_proj: int
@@ -182,6 +187,8 @@ class FlopCount:
     shared_experts: int
     router: int
     lm_head: int
+    mamba: int = 0
+    ssm_scan: int = 0
 
     @property
     def attention(self) -> int:
@@ -192,7 +199,7 @@ class FlopCount:
     def total(self) -> int:
         """Every counted FLOP."""
         return (self.attention_proj + self.attention_scores + self.dense_mlp + self.routed_experts
-                + self.shared_experts + self.router + self.lm_head)
+                + self.shared_experts + self.router + self.lm_head + self.mamba + self.ssm_scan)
 
     def as_dict(self) -> dict:
         """A JSON-ready dict, the derived totals included."""
@@ -281,13 +288,21 @@ def mlp_tensors(cfg, prefix: str, width: int, glu: bool) -> List[Tuple[str, Tupl
     H = cfg.hidden_size
     up = [(f"{prefix}.gate_proj", (width, H)), (f"{prefix}.up_proj", (width, H))] if glu else \
         [(f"{prefix}.up_proj", (width, H))]
-    return up + [(f"{prefix}.down_proj", (H, width))]
+    t = up + [(f"{prefix}.down_proj", (H, width))]
+    if cfg.mlp_bias:
+        t += [(n + ".bias", (width,)) for n, _ in up] + [(f"{prefix}.down_proj.bias", (H,))]
+    return t
 
 
 def moe_tensors(cfg) -> List[Tuple[str, str, Tuple[int, ...]]]:
     """(name, part, shape) of one MoE layer's MLP block."""
     H, E, I = cfg.hidden_size, cfg.num_experts, cfg.expert_intermediate_size
     t = [("router", "router", (E, H))]
+    Lt = cfg.moe_latent_size
+    if Lt:  # the experts read and write the latent space
+        t += [("latent.fc1", "moe_latent", (Lt, H)), ("latent.fc2", "moe_latent", (H, Lt))]
+        t += [("latent.fc1.bias", "moe_latent", (Lt,)), ("latent.fc2.bias", "moe_latent", (H,))] if cfg.mlp_bias else []
+        H = Lt
     if cfg.router_bias:
         t.append(("router.bias", "router", (E,)))
     if cfg.selection_bias:
@@ -298,6 +313,7 @@ def moe_tensors(cfg) -> List[Tuple[str, str, Tuple[int, ...]]]:
     if cfg.expert_bias:
         t += [("experts.gate_up_proj_bias" if cfg.expert_glu else "experts.up_proj_bias", "routed_experts", (E, up)),
               ("experts.down_proj_bias", "routed_experts", (E, H))]
+    H = cfg.hidden_size
     if cfg.shared_intermediate_size:
         t += [(n, "shared_experts", s)
               for n, s in mlp_tensors(cfg, "shared_experts", cfg.shared_intermediate_size, cfg.expert_glu)]
@@ -324,15 +340,21 @@ def tensors(cfg, include_vision: bool = True, include_mtp: bool = False) -> List
     add("norm", "norms", (H,), 2 if cfg.is_encoder_decoder else 1)
     attn = attention_tensors(cfg)
     for n, s in attn:
-        add(f"layers.self_attn.{n}", "attention", s, L)
-    add("layers.input_layernorm", "norms", (H,), L)
-    add("layers.post_attention_layernorm", "norms", (H,), L)
+        add(f"layers.self_attn.{n}", "attention", s, len(cfg.attention_layers))
+    for kind in ("mamba", "mamba2"):
+        n_kind = sum(1 for i in range(L) if cfg.mixer(i) == kind)
+        if n_kind:
+            for n, part, s in _mamba.tensors(cfg.mamba, kind, H):
+                add(f"layers.{kind}.{n}", part, s, n_kind)
+    # one pre-norm per sublayer: before the mixer (input_layernorm) and before the feed-forward block
+    add("layers.input_layernorm", "norms", (H,), sum(1 for i in range(L) if cfg.mixer(i) != "none"))
+    add("layers.post_attention_layernorm", "norms", (H,), sum(1 for i in range(L) if cfg.ffn(i) != "none"))
     if cfg.is_encoder_decoder:
         n_dec = L - cfg.encoder_layers
         for n, s in attn:
             add(f"layers.cross_attn.{n}", "attention", s, n_dec)
         add("layers.cross_attn_layernorm", "norms", (H,), n_dec)
-    n_dense, n_moe = len(cfg.dense_layers), len(cfg.moe_layers)
+    n_dense, n_moe = len(cfg.dense_mlp_layers), len(cfg.moe_layers)
     for n, s in mlp_tensors(cfg, "layers.mlp", cfg.dense_intermediate_size, cfg.dense_glu):
         add(n, "dense_mlp", s, n_dense)
     for n, part, s in moe_tensors(cfg):
@@ -363,7 +385,8 @@ def count_params(cfg) -> ParamCount:
         routed_experts_active=routed * cfg.top_k // cfg.num_experts,
         shared_experts=parts["shared_experts"], router=parts["router"], vision=parts["vision"], mtp=parts["mtp"],
         num_experts=cfg.num_experts, top_k=cfg.top_k, moe_layers=len(cfg.moe_layers),
-        dense_layers=len(cfg.dense_layers), tied_embeddings=cfg.tie_embeddings)
+        dense_layers=len(cfg.dense_layers), tied_embeddings=cfg.tie_embeddings, mamba=parts["mamba"],
+        moe_latent=parts["moe_latent"])
 
 
 def memory_bytes(cfg, dtype="bf16", *, experts_only: bool = False, group_size: Optional[int] = None,
@@ -413,13 +436,14 @@ def flops_per_token(cfg, context: int = 0) -> FlopCount:
     n_local = cfg.local_attention_layers
     ctx_local = min(context, cfg.local_attention_window) if n_local else 0
     per_ctx = 2 * (dqk + dv)
-    scores = per_ctx * ((cfg.num_layers - n_local) * context + n_local * ctx_local)
+    scores = per_ctx * ((len(cfg.attention_layers) - n_local) * context + n_local * ctx_local)
+    scan = sum(_mamba.scan_flops(cfg.mamba, cfg.mixer(i), cfg.hidden_size) for i in cfg.mamba_layers)
     if cfg.is_encoder_decoder:
         scores += per_ctx * (cfg.num_layers - cfg.encoder_layers) * context
     return FlopCount(context=context, attention_proj=2 * p.attention, attention_scores=scores,
-                     dense_mlp=2 * p.dense_mlp, routed_experts=2 * p.routed_experts_active,
+                     dense_mlp=2 * p.dense_mlp, routed_experts=2 * (p.routed_experts_active + p.moe_latent),
                      shared_experts=2 * p.shared_experts, router=2 * p.router,
-                     lm_head=2 * cfg.vocab_size * cfg.hidden_size)
+                     lm_head=2 * cfg.vocab_size * cfg.hidden_size, mamba=2 * p.mamba, ssm_scan=scan)
 
 
 def kv_cache_bytes(cfg, context: int, dtype="bf16") -> int:
@@ -434,21 +458,32 @@ def kv_cache_bytes(cfg, context: int, dtype="bf16") -> int:
     per = (cfg.kv_lora_rank + cfg.qk_rope_head_dim) if cfg.is_mla else 2 * cfg.num_kv_heads * cfg.head_dim
     n_local = cfg.local_attention_layers
     ctx_local = min(context, cfg.local_attention_window) if n_local else 0
-    tokens = (cfg.num_layers - n_local) * context + n_local * ctx_local
+    tokens = (len(cfg.attention_layers) - n_local) * context + n_local * ctx_local
     return tokens * per * fmt.bits // 8
+
+
+def recurrent_state_bytes(cfg, dtype="fp32") -> int:
+    """Bytes of the Mamba layers' recurrent state for one sequence (SSM state and convolution window), the same
+    for any context length; 0 without Mamba layers. dtype: fp32 (transformers' default cache), bf16 or fp16."""
+    fmt = weight_format(dtype)
+    if fmt.bits not in (16, 32):
+        raise ValueError(f"recurrent_state_bytes supports 16 and 32-bit formats, got {fmt.name}")
+    n = sum(_mamba.state_elems(cfg.mamba, cfg.mixer(i), cfg.hidden_size) for i in cfg.mamba_layers)
+    return n * fmt.bits // 8
 
 
 def summary(cfg, context: int = 4096) -> str:
     """A readable breakdown: parameters by component, memory per format, FLOPs per token at `context`."""
     p, f = cfg.count_params(), cfg.flops_per_token(context)
     lines = [f"{cfg.name} ({cfg.family}): {fmt_count(p.total)} total, {fmt_count(p.active)} active "
-             f"({100 * p.activation_ratio:.1f}%), {cfg.num_layers} layers ({p.moe_layers} MoE), "
-             f"{cfg.num_experts} experts top-{cfg.top_k}"
+             f"({100 * p.activation_ratio:.1f}%), {cfg.num_layers} layers ({p.moe_layers} MoE"
+             + (f", {len(cfg.mamba_layers)} Mamba" if cfg.mamba_layers else "")
+             + f"), {cfg.num_experts} experts top-{cfg.top_k}"
              + (f" + {cfg.num_shared_experts} shared" if cfg.num_shared_experts else "")
              + f", C(E,k) = {fmt_combos(cfg.expert_combinations)}"]
     lines.append("  parameters:")
-    for part in ("embedding", "lm_head", "attention", "norms", "dense_mlp", "routed_experts", "shared_experts",
-                 "router", "vision", "mtp"):
+    for part in ("embedding", "lm_head", "attention", "mamba", "norms", "dense_mlp", "routed_experts",
+                 "shared_experts", "router", "vision", "mtp"):
         v = getattr(p, part)
         if v:
             extra = f"  (active {fmt_count(p.routed_experts_active)})" if part == "routed_experts" else ""
@@ -457,10 +492,12 @@ def summary(cfg, context: int = 4096) -> str:
     lines.append(f"    {'non-embedding':<16}{fmt_count(p.total_non_embedding):>10}  "
                  f"(active {fmt_count(p.active_non_embedding)})")
     lines.append("  weight memory: " + ", ".join(f"{k} {cfg.memory_bytes(k) / 1e9:.1f} GB" for k in WEIGHT_FORMATS))
-    terms = [("attention", f.attention), ("dense", f.dense_mlp), ("routed", f.routed_experts),
-             ("shared", f.shared_experts), ("router", f.router), ("head", f.lm_head)]
+    terms = [("attention", f.attention), ("mamba", f.mamba + f.ssm_scan), ("dense", f.dense_mlp),
+             ("routed", f.routed_experts), ("shared", f.shared_experts), ("router", f.router), ("head", f.lm_head)]
     lines.append(f"  forward FLOPs/token at context {context}: {fmt_count(f.total)} = "
                  + " + ".join(f"{k} {fmt_count(v)}" for k, v in terms if v)
                  + f" (attention scores {fmt_count(f.attention_scores)})")
-    lines.append(f"  KV cache at context {context}: {cfg.kv_cache_bytes(context) / 1e9:.2f} GB (bf16)")
+    lines.append(f"  KV cache at context {context}: {cfg.kv_cache_bytes(context) / 1e9:.2f} GB (bf16)"
+                 + (f"; Mamba state {recurrent_state_bytes(cfg) / 1e6:.1f} MB (fp32, any context)"
+                    if cfg.mamba_layers else ""))
     return "\n".join(lines)

@@ -10,8 +10,13 @@ import numbers
 ATTENTION_BIASES = ("none", "qkv", "all")
 QK_NORMS = ("none", "head", "proj", "l2")
 PARTS = ("embedding", "lm_head", "attention", "norms", "dense_mlp", "routed_experts", "shared_experts", "router",
-         "vision", "mtp")
-from .._limits import MAX_PARAMS, MAX_SIZE  # noqa: F401  (re-exported)
+         "vision", "mtp", "mamba", "moe_latent")
+# per-layer kinds of a hybrid design (ModelConfig.layer_mixers / layer_ffns): the token mixer of each layer
+# (self-attention, a Mamba / Mamba-2 state-space mixer, or none: Nemotron-H's MoE-only and MLP-only layers) and its
+# feed-forward block (an MoE block, a dense MLP, or none: Nemotron-H's mixer-only layers)
+MIXERS = ("attention", "mamba", "mamba2", "none")
+FFNS = ("moe", "dense", "none")
+from .._limits import MAX_PARAMS, MAX_SIZE  # noqa: F401,E402  (re-exported)
 
 
 def is_int(v) -> bool:

@@ -15,8 +15,9 @@ from ..families import registry
 from ..families._config_json import load_hf_config, merge_extra
 from ..routing.config import RouterConfig
 from .accounting import LLAMA4_VISION_DEFAULTS, FlopCount, ParamCount, Tensor, count_params, expert_combinations, \
-    flops_per_token, kv_cache_bytes, memory_bytes, summary, tensors, vision_tensors
-from .fields import ATTENTION_BIASES, MAX_PARAMS, MAX_SIZE, QK_NORMS, is_int
+    flops_per_token, kv_cache_bytes, memory_bytes, recurrent_state_bytes, summary, tensors, vision_tensors
+from . import mamba as _mamba
+from .fields import ATTENTION_BIASES, FFNS, MAX_PARAMS, MAX_SIZE, MIXERS, QK_NORMS, is_int
 from .scaling import scaled
 
 
@@ -47,7 +48,9 @@ class ModelConfig:
     matrices, SwiGLU-style) or 2 (Switch/GShard/GLaM); expert_bias (gpt-oss). Shared experts, always active:
     num_shared_experts as their makers count them, shared_intermediate_size their total width (one MLP in
     every implementation), shared_expert_gate (Qwen's sigmoid gate). residual_intermediate_size: Arctic's
-    dense MLP beside the MoE in every MoE layer (its own norm included).
+    dense MLP beside the MoE in every MoE layer (its own norm included). moe_latent_size: the routed experts
+    work in a latent space of this width between a down- and an up-projection of the hidden state (Nemotron-H's
+    moe_latent_size; 0 = none). mlp_bias: the dense and shared MLPs (and latent projections) have biases.
     router: the RouterConfig (default: the family's named constructor); router_bias (gpt-oss);
     selection_bias: DeepSeek-V3's e_score_correction_bias (E,) checkpoint tensor.
     tie_embeddings: one V x H matrix for embedding and head. encoder_layers: for encoder-decoder designs
@@ -58,6 +61,12 @@ class ModelConfig:
     tower, as HF vision_config keys (hidden_size, num_hidden_layers, num_attention_heads, num_channels,
     intermediate_size, vision_output_dim, image_size, patch_size, projector_input_dim, projector_output_dim;
     missing ones take transformers' defaults, other keys are dropped), counted into total parameters.
+    Hybrid designs (Jamba, Nemotron-H) name each layer's parts: layer_mixers[i] is "attention", "mamba",
+    "mamba2" or "none" and layer_ffns[i] is "moe", "dense" or "none" (a layer has at least one); empty means
+    every layer has attention and the MoE rule above places the MoE blocks (then first_dense_layers, moe_every and
+    mlp_only_layers must keep their defaults when layer_ffns is given). mamba: the sizes of the Mamba layers, one
+    mapping (moepy/configs/mamba.py lists its keys), counted into parameters, memory and FLOPs; moepy runs no
+    Mamba layer.
     hf_extra: config.json fields moepy does not model, kept so to_hf() returns them.
     Equality compares the architecture: `name` and `hf_extra` are not compared.
     """
@@ -94,6 +103,8 @@ class ModelConfig:
     shared_intermediate_size: int = 0
     shared_expert_gate: bool = False
     residual_intermediate_size: int = 0
+    moe_latent_size: int = 0
+    mlp_bias: bool = False
     router: Optional[RouterConfig] = None
     router_bias: bool = False
     selection_bias: bool = False
@@ -103,6 +114,9 @@ class ModelConfig:
     max_context: int = 0
     activation: str = "silu"
     vision_config: Optional[Mapping[str, Any]] = field(default=None, hash=False)
+    layer_mixers: Tuple[str, ...] = ()
+    layer_ffns: Tuple[str, ...] = ()
+    mamba: Optional[Mapping[str, Any]] = field(default=None, hash=False)
     hf_extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     # ------------------------------------------------------------------ validation
@@ -127,10 +141,10 @@ class ModelConfig:
         for a in ("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
                   "local_attention_layers", "local_attention_window", "first_dense_layers", "dense_intermediate_size",
                   "num_shared_experts", "shared_intermediate_size", "residual_intermediate_size", "encoder_layers",
-                  "mtp_layers", "max_context"):
+                  "mtp_layers", "max_context", "moe_latent_size"):
             pos_int(a, 0)
         for a in ("attention_sinks", "dense_glu", "expert_glu", "expert_bias", "shared_expert_gate", "router_bias",
-                  "selection_bias", "tie_embeddings"):
+                  "selection_bias", "tie_embeddings", "mlp_bias"):
             need(isinstance(getattr(self, a), bool), f"{a} must be a bool, got {getattr(self, a)!r}")
         need(isinstance(self.activation, str), f"activation must be a str, got {self.activation!r}")
         if self.num_kv_heads is None:
@@ -165,16 +179,21 @@ class ModelConfig:
         need(all(0 <= i < self.num_layers for i in mlo),
              f"mlp_only_layers {mlo} out of range for num_layers={self.num_layers}")
         object.__setattr__(self, "mlp_only_layers", mlo)
+        self._check_layer_kinds(need)
         need(self.first_dense_layers <= self.num_layers,
              f"first_dense_layers={self.first_dense_layers} exceeds num_layers={self.num_layers}")
         need(self.encoder_layers < self.num_layers,
              f"encoder_layers={self.encoder_layers} must be < num_layers={self.num_layers} (the rest are decoder layers)")
         moe = self.moe_layers
-        need(len(moe) > 0, "no layer is a MoE layer (check first_dense_layers, moe_every and mlp_only_layers)")
-        if len(moe) < self.num_layers:
-            need(self.dense_intermediate_size > 0,
-                 f"{self.num_layers - len(moe)} dense layers need dense_intermediate_size > 0")
-        need(self.local_attention_layers <= self.num_layers,
+        need(len(moe) > 0, "no layer is a MoE layer (check first_dense_layers, moe_every and mlp_only_layers"
+                           + (", layer_ffns)" if self.layer_ffns else ")"))
+        n_dense = len(self.dense_mlp_layers)
+        if n_dense:
+            need(self.dense_intermediate_size > 0, f"{n_dense} dense layers need dense_intermediate_size > 0")
+        n_attn = len(self.attention_layers)
+        need(self.local_attention_layers <= n_attn,
+             f"local_attention_layers={self.local_attention_layers} exceeds the {n_attn} attention layers"
+             if self.layer_mixers else
              f"local_attention_layers={self.local_attention_layers} exceeds num_layers={self.num_layers}")
         need((self.local_attention_layers == 0) == (self.local_attention_window == 0),
              "local_attention_layers and local_attention_window must be both 0 or both > 0")
@@ -201,6 +220,36 @@ class ModelConfig:
         n = sum(t.numel for t in tensors(self, include_vision=True, include_mtp=True))
         need(n <= MAX_PARAMS, f"{n:.3g} parameters exceed the bound {MAX_PARAMS:.3g} (an absurd size)")
 
+    def _check_layer_kinds(self, need) -> None:
+        """layer_mixers / layer_ffns / mamba (hybrid designs): normalised to tuples and a plain dict."""
+        L = self.num_layers
+        for attr, kinds in (("layer_mixers", MIXERS), ("layer_ffns", FFNS)):
+            v = getattr(self, attr)
+            need(isinstance(v, (tuple, list)) and all(isinstance(k, str) for k in v),
+                 f"{attr} must be a sequence of str, got {v!r}")
+            v = tuple(v)
+            need(len(v) in (0, L), f"{attr} has {len(v)} entries for num_layers={L}")
+            bad = sorted(set(v) - set(kinds))
+            need(not bad, f"{attr}: unknown kind(s) {bad}; expected one of {kinds}")
+            object.__setattr__(self, attr, v)
+        if self.layer_ffns:
+            need(self.first_dense_layers == 0 and self.moe_every == 1 and not self.mlp_only_layers,
+                 "layer_ffns places the MoE blocks: first_dense_layers, moe_every and mlp_only_layers must keep "
+                 "their defaults")
+        if self.layer_mixers or self.layer_ffns:
+            need(self.encoder_layers == 0, "layer_mixers / layer_ffns describe decoder-only models (encoder_layers=0)")
+            empty = [i for i in range(L) if self.mixer(i) == "none" and self.ffn(i) == "none"]
+            need(not empty, f"layers {empty} have neither a mixer nor a feed-forward block")
+        kinds = tuple(k for k in ("mamba", "mamba2") if k in self.layer_mixers)
+        if kinds:
+            need(self.mamba is not None, f"layers of kind {'/'.join(kinds)} need the mamba sizes")
+            try:
+                object.__setattr__(self, "mamba", _mamba.normalize(self.mamba, kinds))
+            except ValueError as exc:
+                need(False, str(exc))
+        else:
+            need(self.mamba is None, "mamba sizes given but no layer_mixers entry is 'mamba' or 'mamba2'")
+
     # ------------------------------------------------------------------ structure
     @property
     def is_mla(self) -> bool:
@@ -214,7 +263,19 @@ class ModelConfig:
 
     def is_moe_layer(self, i: int) -> bool:
         """True if layer i holds an MoE block (see the class docstring for the rule)."""
+        if self.layer_ffns:
+            return self.layer_ffns[i] == "moe"
         return i >= self.first_dense_layers and i not in self.mlp_only_layers and (i + 1) % self.moe_every == 0
+
+    def mixer(self, i: int) -> str:
+        """The token mixer of layer i: "attention", "mamba", "mamba2" or "none"."""
+        return self.layer_mixers[i] if self.layer_mixers else "attention"
+
+    def ffn(self, i: int) -> str:
+        """The feed-forward block of layer i: "moe", "dense" or "none"."""
+        if self.layer_ffns:
+            return self.layer_ffns[i]
+        return "moe" if self.is_moe_layer(i) else "dense"
 
     @property
     def moe_layers(self) -> Tuple[int, ...]:
@@ -223,8 +284,23 @@ class ModelConfig:
 
     @property
     def dense_layers(self) -> Tuple[int, ...]:
-        """Indices of the layers with a dense MLP (no MoE)."""
+        """Indices of the layers without an MoE block (with a dense MLP, or in a hybrid design also none)."""
         return tuple(i for i in range(self.num_layers) if not self.is_moe_layer(i))
+
+    @property
+    def dense_mlp_layers(self) -> Tuple[int, ...]:
+        """Indices of the layers with a dense MLP (dense_layers unless layer_ffns says otherwise)."""
+        return tuple(i for i in range(self.num_layers) if self.ffn(i) == "dense")
+
+    @property
+    def attention_layers(self) -> Tuple[int, ...]:
+        """Indices of the layers whose mixer is self-attention (every layer unless layer_mixers says otherwise)."""
+        return tuple(i for i in range(self.num_layers) if self.mixer(i) == "attention")
+
+    @property
+    def mamba_layers(self) -> Tuple[int, ...]:
+        """Indices of the layers whose mixer is a Mamba or Mamba-2 state-space mixer."""
+        return tuple(i for i in range(self.num_layers) if self.mixer(i) in ("mamba", "mamba2"))
 
     @property
     def expert_combinations(self) -> int:
@@ -257,6 +333,10 @@ class ModelConfig:
     def kv_cache_bytes(self, context: int, dtype="bf16") -> int:
         """Bytes of KV cache for `context` tokens of one sequence (MLA: the compressed latent)."""
         return kv_cache_bytes(self, context, dtype)
+
+    def recurrent_state_bytes(self, dtype="fp32") -> int:
+        """Bytes of the Mamba layers' recurrent state of one sequence (constant in the context; 0 without them)."""
+        return recurrent_state_bytes(self, dtype)
 
     def summary(self, context: int = 4096) -> str:
         """A readable breakdown: parameters by component, memory per format, FLOPs per token at `context`."""

@@ -91,15 +91,15 @@ def kimi_k2() -> ModelConfig:
                        max_context=131072)
 
 
-
 def gguf_config(meta, arch, shapes) -> dict:
     """config.json of a llama.cpp deepseek2 with sigmoid gating (expert_gating_func 2: DeepSeek-V3 / R1, Kimi K2)."""
     d = _deepseek_gguf(meta, arch, shapes, "deepseek_v3", "DeepseekV3ForCausalLM")
     d.update(scoring_func="sigmoid", topk_method="noaux_tc")
     return d
 
+
 FAMILY = Family(
-    name="deepseek_v3", order=40, router=router,
+    name="deepseek_v3", order=40, router=router, routers={"kimi_k2": kimi_k2_router},
     default_router=default_router,
     model_types=('deepseek_v3', 'kimi_k2'),
     architectures=('DeepseekV3ForCausalLM',),

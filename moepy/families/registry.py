@@ -31,6 +31,7 @@ class Family:
     config.json dict (None: moepy reads no checkpoint of this family). moe_layer_indices(d, stack): which
     layers hold an MoE block, when ModelConfig.from_hf(d).moe_layers cannot tell (encoder-decoders).
     presets: preset name -> function returning the ModelConfig; aliases: other spellings -> preset name.
+    routers: further named router constructors (RouterConfig.<key>), e.g. Kimi K2's in deepseek_v3.
     gguf: how llama.cpp's GGUF files of this family map to its checkpoint names and config.json
     (a moepy.families._gguf.GGUFSpec: the GGUF architecture names, tensor names, metadata keys; None: no
     GGUF reader). moepy.io.open_gguf uses it.
@@ -47,6 +48,7 @@ class Family:
     moe_block: Optional[Callable[..., Any]] = None
     moe_layer_indices: Optional[Callable[..., list]] = None
     presets: Mapping[str, Callable[[], Any]] = field(default_factory=dict)
+    routers: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     aliases: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     gguf: Optional[Any] = None

@@ -24,26 +24,37 @@ PRIORITIES = ("rank", "token")
 C_PARAMS_FORMAT = "@qiiifffqqif"
 
 
-class _family_router:
-    """RouterConfig.<family>(...): the router constructor of a family module (moepy/families/<module>.py),
-    looked up on first use so that routing imports no family module; help() shows the family's docstring."""
+class _FamilyRouters(type):
+    """RouterConfig.<name>(...) for every family of moepy/families: `RouterConfig.mixtral(8, 2)` is the
+    `router` of moepy/families/mixtral.py (and extra constructors a family names, e.g. `kimi_k2`), looked up in
+    the registry on first use, so a new family module brings its constructor with it and routing imports no
+    family module."""
 
-    def __init__(self, module: str, function: str):
-        self.module, self.function = module, function
+    _ready = False  # set once RouterConfig exists (dataclass() probes class attributes while building it)
 
-    def _target(self):
-        import importlib
-        return getattr(importlib.import_module(f"moepy.families.{self.module}"), self.function)
+    def __getattr__(cls, name):
+        if name.startswith("_") or not _FamilyRouters._ready:
+            raise AttributeError(name)
+        from ..families import registry
+        for fam in registry.all_families():
+            if name == fam.name:
+                return fam.router
+            if name in fam.routers:
+                return fam.routers[name]
+        raise AttributeError(f"type object 'RouterConfig' has no attribute {name!r} (the family constructors are "
+                             f"{', '.join(cls.family_constructors())})")
 
-    def __get__(self, obj, owner=None):
-        return self._target()
+    def __dir__(cls):
+        return sorted(set(super().__dir__()) | set(cls.family_constructors()))
 
-    def __set_name__(self, owner, name):
-        self.name = name
+    def family_constructors(cls):
+        """The names of the family constructors (RouterConfig.<name>)."""
+        from ..families import registry
+        return tuple(n for fam in registry.all_families() for n in (fam.name, *fam.routers))
 
 
 @dataclass(frozen=True)
-class RouterConfig:
+class RouterConfig(metaclass=_FamilyRouters):
     """How router logits (T, E) become K experts and K weights per token.
 
     top_k: experts per token (K).
@@ -140,16 +151,5 @@ class RouterConfig:
             return None
         return int(math.ceil(self.capacity_factor * num_tokens * self.top_k / num_experts))
 
-    # ---- named constructors: one per family, defined in its module of moepy/families ----
-    mixtral = _family_router("mixtral", "router")
-    qwen2_moe = _family_router("qwen2_moe", "router")
-    qwen3_moe = _family_router("qwen3_moe", "router")
-    olmoe = _family_router("olmoe", "router")
-    dbrx = _family_router("dbrx", "router")
-    deepseek_v2 = _family_router("deepseek_v2", "router")
-    deepseek_v3 = _family_router("deepseek_v3", "router")
-    kimi_k2 = _family_router("deepseek_v3", "kimi_k2_router")
-    llama4 = _family_router("llama4", "router")
-    gpt_oss = _family_router("gpt_oss", "router")
-    switch = _family_router("switch", "router")
-    gshard = _family_router("gshard", "router")
+
+_FamilyRouters._ready = True

@@ -35,6 +35,8 @@ FAMILIES = (
     "llama4",
     "gpt_oss",
     "switch",
+    "jamba",
+    "nemotron_h",
 )
 
 # Overrides that are not config fields (consumed by make_block itself).
@@ -48,12 +50,14 @@ _BUILDER_KNOBS = (
     "switch_stack",  # "encoder" (default) or "decoder"
     "llama4_text_only",  # True: model_type llama4_text, Llama4ForCausalLM names (model.layers...)
     "experts_implementation",  # "eager" (default: the per-expert index_add_ loop), "grouped_mm", "batched_mm"
+    "latent",  # nemotron_h: moe_latent_size (experts in a latent space of this width; default None)
 )
 
 # Families whose Experts class is decorated with @use_experts_implementation (dispatch on
 # config._experts_implementation).  NB: from_pretrained() defaults to "grouped_mm" when available (it is on
 # CPU with torch 2.13); a bare module built from a config falls back to the eager loop.
-_DISPATCHING = ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3", "gpt_oss")
+_DISPATCHING = ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3", "gpt_oss", "jamba",
+                "nemotron_h")
 
 # Config fields whose strict dataclass validation rejects ints.
 _FLOAT_FIELDS = {
@@ -117,6 +121,8 @@ class HFBlock:
         with torch.no_grad():
             if f == "dbrx":
                 logits = m.router(t2)
+            elif f == "jamba":
+                logits = m.router(t2)[0]
             elif f == "llama4":
                 logits = m.router(t2)[1]
             elif f == "gpt_oss":
@@ -141,7 +147,7 @@ class HFBlock:
                 scores, logits = m.router(t2)
                 idx = torch.topk(logits, m.router.top_k, dim=1).indices  # same call as inside Llama4Router
                 w = scores.gather(1, idx)
-            elif f == "gpt_oss":
+            elif f in ("gpt_oss", "jamba"):
                 _, w, idx = m.router(t2)
             elif f == "switch":
                 cap = m.router.expert_capacity
@@ -440,6 +446,79 @@ def _cfg_switch(H, F, E, K, L):
     }
 
 
+def _cfg_jamba(H, F, E, K, L):
+    """Jamba-v0.1-like, scaled down: MoE on odd layers, attention at i % 4 == 2 (Mamba elsewhere)."""
+    d = _base("JambaForCausalLM", "jamba", H, L)
+    d.update(
+        intermediate_size=F,  # expert AND dense-MLP width (Jamba has one)
+        num_experts=E,
+        num_experts_per_tok=K,
+        expert_layer_period=2,
+        expert_layer_offset=1,
+        attn_layer_period=4,
+        attn_layer_offset=2,
+        mamba_d_state=8,
+        mamba_d_conv=4,
+        mamba_expand=2,
+        mamba_dt_rank="auto",
+        mamba_conv_bias=True,
+        mamba_proj_bias=False,
+        router_aux_loss_coef=0.001,
+        output_router_logits=False,
+        use_mamba_kernels=False,
+    )
+    d.pop("rope_theta")
+    return d
+
+
+def _nemotron_pattern(L: int, layer_index: int) -> str:
+    """M, E alternating (E on odd layers), one attention layer (*) at 2 when there are >= 4 layers."""
+    pat = ["E" if i % 2 else "M" for i in range(L)]
+    if L >= 4 and layer_index != 2:
+        pat[2] = "*"
+    pat[layer_index] = "E"
+    return "".join(pat)
+
+
+def _cfg_nemotron_h(H, F, E, K, L):
+    """Nemotron 3 Nano-like, scaled down: relu2 experts, one shared expert of twice the width, sigmoid router with
+    e_score_correction_bias and routed_scaling_factor 2.5, one expert group."""
+    att = _tiny_attention(H)
+    return {
+        "architectures": ["NemotronHForCausalLM"],
+        "model_type": "nemotron_h",
+        "vocab_size": 64,
+        "hidden_size": H,
+        "num_hidden_layers": L,
+        "hybrid_override_pattern": _nemotron_pattern(L, 1 if L > 1 else 0),
+        **att,
+        "head_dim": H // att["num_attention_heads"],
+        "intermediate_size": 2 * F,  # dense MLP ('-') layers
+        "mlp_hidden_act": "relu2",
+        "mlp_bias": False,
+        "moe_intermediate_size": F,
+        "moe_shared_expert_intermediate_size": 2 * F,
+        "n_routed_experts": E,
+        "n_shared_experts": 1,
+        "num_experts_per_tok": K,
+        "n_group": 1,
+        "topk_group": 1,
+        "norm_topk_prob": True,
+        "routed_scaling_factor": 2.5,
+        "ssm_state_size": 8,
+        "mamba_num_heads": 4,
+        "mamba_head_dim": 8,
+        "n_groups": 2,
+        "conv_kernel": 4,
+        "use_conv_bias": True,
+        "use_bias": False,
+        "layer_norm_epsilon": 1e-5,
+        "max_position_embeddings": 128,
+        "tie_word_embeddings": False,
+        "torch_dtype": "float32",
+    }
+
+
 def _config_class(family: str):
     import transformers as tf
 
@@ -454,6 +533,8 @@ def _config_class(family: str):
         "llama4": tf.Llama4TextConfig,
         "gpt_oss": tf.GptOssConfig,
         "switch": tf.SwitchTransformersConfig,
+        "jamba": tf.JambaConfig,
+        "nemotron_h": tf.NemotronHConfig,
     }[family]
 
 
@@ -485,6 +566,10 @@ def _is_moe_layer(family: str, d: dict, cfg, i: int, switch_stack: str) -> bool:
     if family == "switch":
         step = cfg.decoder_sparse_step if switch_stack == "decoder" else cfg.encoder_sparse_step
         return (i % step == 1 or step == 1) if step > 0 else False
+    if family == "jamba":
+        return cfg.layers_num_experts[i] > 1
+    if family == "nemotron_h":
+        return cfg.layers_block_type[i] == "moe"
     return True  # mixtral, olmoe, dbrx, gpt_oss: every layer
 
 
@@ -519,10 +604,14 @@ def _split_fused(family: str, fused: dict[str, np.ndarray], prefix_fused: str, p
     mixtral / qwen2_moe patterns; identity for dbrx, llama4, gpt_oss, switch)."""
     out: dict[str, np.ndarray] = {}
     w_gate, w_up, w_down = ("w1", "w3", "w2") if family == "mixtral" else ("gate_proj", "up_proj", "down_proj")
-    convert = family in ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3")
+    convert = family in ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3", "jamba")
     for k, v in fused.items():
         rel = k[len(prefix_fused):]
-        if convert and rel == "experts.gate_up_proj":  # (E, 2I, H) = stack_e cat([gate_e; up_e], 0)
+        if family == "nemotron_h" and rel in ("experts.up_proj", "experts.down_proj"):  # ungated: MergeModulelist
+            for e in range(v.shape[0]):
+                out[f"{prefix_legacy}{rel}".replace("experts.", f"experts.{e}.") + ".weight"] = \
+                    np.ascontiguousarray(v[e])
+        elif convert and rel == "experts.gate_up_proj":  # (E, 2I, H) = stack_e cat([gate_e; up_e], 0)
             inter = v.shape[1] // 2
             for e in range(v.shape[0]):
                 out[f"{prefix_legacy}experts.{e}.{w_gate}.weight"] = np.ascontiguousarray(v[e, :inter])
@@ -578,10 +667,18 @@ def make_block(
         "llama4": _cfg_llama4_text,
         "gpt_oss": _cfg_gpt_oss,
         "switch": _cfg_switch,
+        "jamba": _cfg_jamba,
+        "nemotron_h": _cfg_nemotron_h,
     }
     d = builders[family](H, F, E, K, n_layers)
     if family.startswith("deepseek") and layer_index < d["first_k_dense_replace"]:
         d["first_k_dense_replace"] = layer_index
+    if family == "nemotron_h":
+        d["hybrid_override_pattern"] = _nemotron_pattern(n_layers, layer_index)
+        if knobs.get("latent") is not None:
+            d["moe_latent_size"] = int(knobs["latent"])
+    if family == "jamba" and layer_index % 2 == 0:
+        d["expert_layer_offset"] = 0  # make the requested layer an MoE layer
 
     # ---- shared_intermediate knob
     if "shared_intermediate" in knobs:
@@ -592,6 +689,8 @@ def make_block(
             if s % F:
                 raise ValueError("deepseek shared width must be n_shared_experts * moe_intermediate_size")
             d["n_shared_experts"] = s // F
+        elif family == "nemotron_h":
+            d["moe_shared_expert_intermediate_size"] = s
         elif family == "llama4" and s == F:
             pass
         else:
@@ -673,6 +772,14 @@ def make_block(
         block = M.gpt_oss.modeling_gpt_oss.GptOssMLP(cfg)
         pf = pl = f"model.layers.{layer_index}.mlp."
         E_, K_ = cfg.num_local_experts, cfg.num_experts_per_tok
+    elif family == "jamba":
+        block = M.jamba.modeling_jamba.JambaSparseMoeBlock(cfg)
+        pf = pl = f"model.layers.{layer_index}.feed_forward."
+        E_, K_ = cfg.num_experts, cfg.num_experts_per_tok
+    elif family == "nemotron_h":
+        block = M.nemotron_h.modeling_nemotron_h.NemotronHMoE(cfg, layer_idx=layer_index)
+        pf, pl = f"model.layers.{layer_index}.mixer.", f"backbone.layers.{layer_index}.mixer."
+        E_, K_ = cfg.n_routed_experts, cfg.num_experts_per_tok
     else:  # switch
         block = M.switch_transformers.modeling_switch_transformers.SwitchTransformersSparseMLP(cfg)
         ff = 2 if switch_stack == "decoder" else 1  # layer[0] self-attn, (layer[1] cross-attn), then FF

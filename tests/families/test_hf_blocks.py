@@ -158,6 +158,41 @@ def ref_moe(family: str, cfg: dict, T: dict, layer: int, x: np.ndarray, **kw):
 
         out = _combine(x, idx, w, ex)
         kw.setdefault("stats", {})["clamped"] = clamped[0]
+    elif family == "jamba":
+        p = f"model.layers.{layer}.feed_forward."
+        k = cfg["num_experts_per_tok"]
+        logits = x @ g(p + "router.weight").T
+        probs = _softmax(logits)
+        idx = _topk(probs, k)
+        w = np.take_along_axis(probs, idx, 1)  # NOT renormalised
+        names = ("gate_proj", "up_proj", "down_proj")
+        out = _combine(x, idx, w, lambda e, h: _swiglu(h, *(g(f"{p}experts.{e}.{n}.weight") for n in names)))
+    elif family == "nemotron_h":
+        p = f"backbone.layers.{layer}.mixer."
+        k, E = cfg["num_experts_per_tok"], cfg["n_routed_experts"]
+        ng, tg = cfg["n_group"], cfg["topk_group"]
+        logits = x @ g(p + "gate.weight").T
+        s = _sigmoid(logits)
+        choice = s + g(p + "gate.e_score_correction_bias")[None]
+        gs = np.sort(choice.reshape(N, ng, E // ng), -1)[..., -2:].sum(-1)
+        keep = np.zeros((N, ng), bool)
+        np.put_along_axis(keep, _topk(gs, tg), True, 1)
+        choice = np.where(np.repeat(keep, E // ng, 1), choice, -np.inf)
+        idx = _topk(choice, k)
+        w = np.take_along_axis(s, idx, 1)
+        if cfg["norm_topk_prob"]:
+            w = w / (w.sum(-1, keepdims=True) + 1e-20)
+        w = w * cfg["routed_scaling_factor"]
+        relu2 = lambda v: np.maximum(v, 0.0) ** 2  # noqa: E731
+        ungated = lambda h, up, down: relu2(h @ up.T) @ down.T  # noqa: E731
+        z = x
+        if cfg.get("moe_latent_size"):
+            z = x @ g(p + "fc1_latent_proj.weight").T
+        routed = _combine(z, idx, w, lambda e, h: ungated(h, g(f"{p}experts.{e}.up_proj.weight"),
+                                                              g(f"{p}experts.{e}.down_proj.weight")))
+        if cfg.get("moe_latent_size"):
+            routed = routed @ g(p + "fc2_latent_proj.weight").T
+        out = routed + ungated(x, g(p + "shared_experts.up_proj.weight"), g(p + "shared_experts.down_proj.weight"))
     elif family == "switch":
         stack = kw.get("stack", "encoder")
         p = f"{stack}.block.{layer}.layer.{2 if stack == 'decoder' else 1}.mlp."
@@ -215,6 +250,14 @@ CASES = [
     ("switch", {}),
     ("switch", {"expert_capacity": 3}),
     ("switch", {"expert_capacity": 2, "switch_stack": "decoder"}),
+    ("jamba", {}),
+    ("jamba", {"layer_index": 2, "num_hidden_layers": 4, "top_k": 3}),
+    ("jamba", {"experts_implementation": "grouped_mm"}),
+    ("nemotron_h", {}),
+    ("nemotron_h", {"n_group": 4, "topk_group": 2, "experts": 16, "top_k": 4}),
+    ("nemotron_h", {"norm_topk_prob": False, "routed_scaling_factor": 1.0, "layer_index": 3, "num_hidden_layers": 5}),
+    ("nemotron_h", {"latent": 16}),
+    ("nemotron_h", {"experts_implementation": "batched_mm"}),
 ]
 
 
@@ -304,12 +347,28 @@ def test_builder_shapes_names_and_config(fam):
         "switch": {f"encoder.block.{L}.layer.1.mlp.router.classifier.weight": (E, H),
                    f"encoder.block.{L}.layer.1.mlp.experts.expert_7.wi.weight": (F, H),
                    f"encoder.block.{L}.layer.1.mlp.experts.expert_7.wo.weight": (H, F)},
+        "jamba": {f"model.layers.{L}.feed_forward.router.weight": (E, H),
+                  f"model.layers.{L}.feed_forward.experts.7.gate_proj.weight": (F, H),
+                  f"model.layers.{L}.feed_forward.experts.0.up_proj.weight": (F, H),
+                  f"model.layers.{L}.feed_forward.experts.3.down_proj.weight": (H, F)},
+        "nemotron_h": {f"backbone.layers.{L}.mixer.gate.weight": (E, H),
+                       f"backbone.layers.{L}.mixer.gate.e_score_correction_bias": (E,),
+                       f"backbone.layers.{L}.mixer.experts.7.up_proj.weight": (F, H),
+                       f"backbone.layers.{L}.mixer.experts.0.down_proj.weight": (H, F),
+                       f"backbone.layers.{L}.mixer.shared_experts.up_proj.weight": (2 * F, H),
+                       f"backbone.layers.{L}.mixer.shared_experts.down_proj.weight": (H, 2 * F)},
     }[fam]
     for k, shp in expected.items():
         assert blk.tensors_legacy[k].shape == shp, k
-    if fam in ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3"):
+    if fam in ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3", "jamba"):
         pf = blk.prefix_fused
         assert blk.tensors_fused[pf + "experts.gate_up_proj"].shape == (E, 2 * F, H)
+        assert blk.tensors_fused[pf + "experts.down_proj"].shape == (E, H, F)
+        assert not any(".experts.0." in k for k in blk.tensors_fused)
+    elif fam == "nemotron_h":  # ungated experts, and the Hub's "backbone." is transformers v5's "model."
+        pf = blk.prefix_fused
+        assert pf == f"model.layers.{L}.mixer." and blk.prefix_legacy == f"backbone.layers.{L}.mixer."
+        assert blk.tensors_fused[pf + "experts.up_proj"].shape == (E, F, H)
         assert blk.tensors_fused[pf + "experts.down_proj"].shape == (E, H, F)
         assert not any(".experts.0." in k for k in blk.tensors_fused)
     else:
@@ -321,7 +380,8 @@ def test_builder_shapes_names_and_config(fam):
 
 @pytest.mark.parametrize("fam,kw", [(f, {}) for f in hb.FAMILIES]
                          + [("llama4", {"llama4_text_only": True}), ("switch", {"switch_stack": "decoder"}),
-                            ("deepseek_v2", {"layer_index": 2, "topk_method": "greedy"})])
+                            ("deepseek_v2", {"layer_index": 2, "topk_method": "greedy"}),
+                            ("nemotron_h", {"latent": 16, "layer_index": 3, "num_hidden_layers": 4})])
 def test_legacy_checkpoint_loads_into_transformers(tmp_path, fam, kw):
     """config.json + model.safetensors in Hub naming -> transformers.from_pretrained (which applies
     conversion_mapping.py) gives exactly tensors_fused, and the loaded layer computes the same output

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Initializing zero-element tensor
 RTOL = 1e-5
 FAMILIES = hf_blocks.FAMILIES  # mixtral ... switch
 ROUTER_REL = {"dbrx": "router.layer.weight", "llama4": "router.weight", "gpt_oss": "router.weight",
-              "switch": "router.classifier.weight"}
+              "switch": "router.classifier.weight", "jamba": "router.weight"}
 MAX_REL = {}  # family -> worst relative error seen (printed by test_zz_report with -s)
 
 
