@@ -66,6 +66,10 @@ class MoELayer:
         self._router_packed = pack_linear(np.concatenate([self.router_weight] + gate_rows))
         self._routed = experts.packed(dtype, group_size)
         self._shared = shared.packed(shared_dtype, group_size) if shared is not None else None
+        if dtype in quant.FORMATS:  # keep only the INT blocks, not the float weights they came from
+            experts = self.experts = _packed_only(experts, self._routed, dtype, group_size)
+        if shared is not None and shared_dtype in quant.FORMATS:
+            shared = self.shared = _packed_only(shared, self._shared, shared_dtype, group_size)
         self.last_routing: Optional[Routing] = None
         self._init_args = dict(router=router, router_weight=self.router_weight, experts=experts, shared=shared,
                                shared_gate_weight=self.shared_gate_weight, router_bias=self.router_bias,
@@ -210,10 +214,36 @@ class MoELayer:
 
     def to_float32_reference(self):
         """The NumPy twin of this layer (moepy.reference.moe_layer_forward arguments)."""
-        return dict(experts=self.experts.as_float32() if self.dtype == "float32" else _bf16_round(self.experts),
-                    shared=None if self.shared is None else
-                    (self.shared.as_float32() if self.shared_dtype == "float32" else _bf16_round(self.shared)),
+        def ref(ex, dt):
+            if dt == "float32" or dt in quant.FORMATS:  # INT experts: their dequantized blocks
+                return ex.as_float32()
+            return _bf16_round(ex)
+        return dict(experts=ref(self.experts, self.dtype),
+                    shared=None if self.shared is None else ref(self.shared, self.shared_dtype),
                     scale_input=self.scale_input)
+
+    # ---- files
+    def save(self, path, metadata: Optional[dict] = None) -> None:
+        """Write this layer to one .safetensors file (moepy.io.layer_io): float experts as F32 / BF16 tensors
+        any safetensors reader loads, INT experts as their U8 blocks with format, group size and layout in
+        __metadata__; `MoELayer.load` reads it back bit-exact without requantizing."""
+        from ..io.layer_io import save_layer
+        save_layer(self, path, metadata)
+
+    @classmethod
+    def load(cls, path) -> "MoELayer":
+        """A layer written by `save` (memory-mapped: bf16 experts stay bf16, INT blocks are used as stored)."""
+        from ..io.layer_io import load_layer
+        return load_layer(path)
+
+
+def _packed_only(ex, packed: tuple, fmt: str, group_size: int):
+    """INT experts as their blocks alone (moepy.moe.packed): the float weights are not kept."""
+    from .packed import PackedOnlyExperts
+    if isinstance(ex, PackedOnlyExperts):
+        return ex if ex.format == fmt and ex.group_size == group_size else \
+            PackedOnlyExperts.from_packed(ex, packed, fmt, group_size)
+    return PackedOnlyExperts.from_packed(ex, packed, fmt, group_size)
 
 
 def _rebuild_layer(args: dict) -> "MoELayer":

@@ -1,5 +1,10 @@
 """FP8 block-scaled (DeepSeek-V3) and MXFP4 (gpt-oss) tensors: dequantized as transformers 5.23 does, one
 tensor at a time, through open_checkpoint; requantized to moepy's INT formats tensor by tensor."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "families"))  # hf_blocks
+
 import json
 
 import ml_dtypes

@@ -1,5 +1,10 @@
 """GGUF files of deepseek2 (DeepSeek-V2 softmax and V3 sigmoid gating) and gpt-oss, written as llama.cpp's
 converter lays them out: the MoE layer read from them equals the one read from the Hugging Face tensors."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "families"))  # hf_blocks
+
 import gguf
 import numpy as np
 import pytest

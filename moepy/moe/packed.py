@@ -1,0 +1,128 @@
+"""Experts held only in the kernels' packed layout (INT blocks): no float copy of the weights.
+
+A layer whose routed experts are quantized keeps `PackedOnlyExperts` as its `experts`: the shape, activation and
+biases, and the packed tuple the kernels read. `packed(dtype, group_size)` hands that tuple back when asked for
+the same format (so a layer rebuilt from it, by pickling or by moepy.io's MoELayer.load, is bit-identical and
+never requantized); `as_float32()` dequantizes the blocks (for NumPy references and for requantizing to another
+format), one call at a time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from .. import _ops
+from . import quant
+
+
+@dataclass(eq=False)
+class PackedOnlyExperts:
+    """E experts as INT blocks: w_in (gate and up interleaved per block, or up alone) and w_out, uint8 in
+    moepy.moe.quant's layout; biases float32 in canonical form (gate_bias/up_bias (E, I), down_bias (E, H))."""
+
+    E: int
+    H: int
+    I: int
+    gated: bool
+    activation: str
+    alpha: float
+    limit: float
+    format: str
+    group_size: int
+    w_in: np.ndarray
+    w_out: np.ndarray
+    gate_bias: Optional[np.ndarray] = None
+    up_bias: Optional[np.ndarray] = None
+    down_bias: Optional[np.ndarray] = None
+
+    def __post_init__(self):
+        quant.check_format(self.format, self.group_size)
+        bb = quant.block_bytes(self.format, self.group_size)
+        E, H, I, G = self.E, self.H, self.I, self.group_size
+        if H % G or I % G:
+            raise ValueError(f"group_size {G} must divide H = {H} and I = {I}")
+        want_in = E * (-(-I // 16)) * (H // G) * (2 if self.gated else 1) * bb
+        want_out = E * (-(-H // 16)) * (I // G) * bb
+        for name, a, want in (("w_in", self.w_in, want_in), ("w_out", self.w_out, want_out)):
+            if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 1 or a.size != want:
+                raise ValueError(f"{name} must be {want} uint8 bytes for {self.format} (E={E}, H={H}, I={I}, "
+                                 f"G={G}, gated={self.gated}), got {getattr(a, 'dtype', type(a))} "
+                                 f"{getattr(a, 'shape', '')}")
+
+    @classmethod
+    def from_packed(cls, experts, packed: tuple, fmt: str, group_size: int) -> "PackedOnlyExperts":
+        """From an ExpertWeights and the packed tuple its `packed(fmt, group_size)` returned."""
+        return cls(int(packed[0]), int(packed[1]), int(packed[2]), bool(packed[3]), experts.activation,
+                   float(experts.alpha), float(experts.limit), fmt, int(group_size),
+                   np.ascontiguousarray(packed[7]), np.ascontiguousarray(packed[8]),
+                   _f32(experts.gate_bias), _f32(experts.up_bias), _f32(experts.down_bias))
+
+    @property
+    def shape(self):
+        """(E, H, I)"""
+        return self.E, self.H, self.I
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the INT blocks."""
+        return int(self.w_in.nbytes + self.w_out.nbytes)
+
+    def num_params(self) -> int:
+        """Weights (and biases) the blocks stand for."""
+        n = self.E * self.H * self.I * (3 if self.gated else 2)
+        return n + sum(int(b.size) for b in (self.gate_bias, self.up_bias, self.down_bias) if b is not None)
+
+    def packed(self, dtype: str, group_size: int = 32) -> tuple:
+        """The kernels' tuple: the stored blocks for this format and group size; another format requantizes
+        the dequantized weights (lossy: a second rounding)."""
+        if dtype == self.format and int(group_size) == self.group_size:
+            from .weights import ExpertWeights, ACTIVATIONS
+            b_in, b_out = ExpertWeights._packed_biases(self)
+            return (self.E, self.H, self.I, int(self.gated), ACTIVATIONS[self.activation], float(self.alpha),
+                    float(self.limit), self.w_in, self.w_out, b_in, b_out, quant.DTYPE_CODES[self.format],
+                    int(self.group_size))
+        return self.as_float32().packed(dtype, group_size)
+
+    def matrices(self, which=("gate", "up", "down")):
+        """Dequantized (gate or None, up, down) float32 in canonical form (only those in `which`)."""
+        code = quant.FORMATS[self.format]
+        G = self.group_size
+        gate = up = down = None
+        if self.gated:
+            if "gate" in which:
+                gate = _ops.dequantize(self.w_in, self.E, self.I, self.H, code, G, 2, 0)
+            if "up" in which:
+                up = _ops.dequantize(self.w_in, self.E, self.I, self.H, code, G, 2, 1)
+        elif "up" in which:
+            up = _ops.dequantize(self.w_in, self.E, self.I, self.H, code, G)
+        if "down" in which:
+            down = _ops.dequantize(self.w_out, self.E, self.H, self.I, code, G)
+        return gate, up, down
+
+    @property
+    def gate(self) -> Optional[np.ndarray]:
+        """The dequantized gate (E, I, H) float32, computed on each access (not stored); None if ungated."""
+        return self.matrices(("gate",))[0] if self.gated else None
+
+    @property
+    def up(self) -> np.ndarray:
+        """The dequantized up (E, I, H) float32, computed on each access (not stored)."""
+        return self.matrices(("up",))[1]
+
+    @property
+    def down(self) -> np.ndarray:
+        """The dequantized down (E, H, I) float32, computed on each access (not stored)."""
+        return self.matrices(("down",))[2]
+
+    def as_float32(self):
+        """An ExpertWeights of the dequantized weights (float32)."""
+        from .weights import ExpertWeights
+        gate, up, down = self.matrices()
+        return ExpertWeights(up=up, down=down, gate=gate, gate_bias=self.gate_bias, up_bias=self.up_bias,
+                             down_bias=self.down_bias, activation=self.activation, alpha=self.alpha, limit=self.limit)
+
+
+def _f32(b):
+    return None if b is None else np.ascontiguousarray(b, dtype=np.float32)
