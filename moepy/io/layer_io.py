@@ -84,7 +84,7 @@ def save_layer(layer, path, metadata: Optional[dict] = None) -> None:
     save_file(tensors, path, meta)
 
 
-def _experts(f: SafetensorsFile, prefix: str, info: dict):
+def _experts(f: SafetensorsFile, prefix: str, info: dict, mmap: bool = False):
     from ..moe import quant
     from ..moe.packed import PackedOnlyExperts
     from ..moe.weights import ExpertWeights
@@ -92,6 +92,7 @@ def _experts(f: SafetensorsFile, prefix: str, info: dict):
     biases = {n: (np.asarray(f[f"{prefix}.{n}"]) if f"{prefix}.{n}" in f else None)
               for n in ("gate_bias", "up_bias", "down_bias")}
     dtype = info["dtype"]
+    blocks = (lambda n: f[n]) if mmap else (lambda n: np.array(f[n]))  # noqa: E731
     if dtype in quant.FORMATS:
         md = f.metadata or {}
         fmt, G = md.get(f"{prefix}.format"), md.get(f"{prefix}.group_size")
@@ -100,8 +101,8 @@ def _experts(f: SafetensorsFile, prefix: str, info: dict):
                                                             f"for {dtype} experts")
         try:
             return PackedOnlyExperts(E, H, I, bool(info["gated"]), info["activation"], float(info["alpha"]),
-                                     float(info["limit"]), fmt, int(G), f[f"{prefix}.w_in"], f[f"{prefix}.w_out"],
-                                     **biases)
+                                     float(info["limit"]), fmt, int(G), blocks(f"{prefix}.w_in"),
+                                     blocks(f"{prefix}.w_out"), **biases)
         except ValueError as exc:
             raise CheckpointError(f.path, f"{prefix}.w_in", str(exc)) from None
     get = lambda n: f[f"{prefix}.{n}"] if f"{prefix}.{n}" in f else None  # noqa: E731
@@ -112,8 +113,11 @@ def _experts(f: SafetensorsFile, prefix: str, info: dict):
                          alpha=float(info["alpha"]), limit=float(info["limit"]), **biases)
 
 
-def load_layer(path):
-    """A MoELayer from a file written by save_layer; CheckpointError for a file that is not one."""
+def load_layer(path, mmap: bool = False):
+    """A MoELayer from a file written by save_layer; CheckpointError for a file that is not one.
+    INT blocks are copied into private memory, or with mmap=True used in place from the read-only map (no copy;
+    the file must then not be modified or truncated while the layer lives: a truncated file faults on access).
+    Float experts are packed from the map (one copy: the packed one)."""
     from ..moe.layer import MoELayer
     from ..routing.config import RouterConfig
     f = SafetensorsFile(path)
@@ -123,8 +127,8 @@ def load_layer(path):
     try:
         d = json.loads(md["layer"])
         router = RouterConfig(**d["router"])
-        experts = _experts(f, "experts", d["experts"])
-        shared = _experts(f, "shared", d["shared"]) if "shared" in d else None
+        experts = _experts(f, "experts", d["experts"], mmap)
+        shared = _experts(f, "shared", d["shared"], mmap) if "shared" in d else None
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, CheckpointError):
             raise

@@ -66,9 +66,9 @@ class MoELayer:
         self._router_packed = pack_linear(np.concatenate([self.router_weight] + gate_rows))
         self._routed = experts.packed(dtype, group_size)
         self._shared = shared.packed(shared_dtype, group_size) if shared is not None else None
-        if dtype in quant.FORMATS:  # keep only the INT blocks, not the float weights they came from
-            experts = self.experts = _packed_only(experts, self._routed, dtype, group_size)
-        if shared is not None and shared_dtype in quant.FORMATS:
+        # keep one copy of the weights: the packed one (INT blocks, or float panels unpacked on access)
+        experts = self.experts = _packed_only(experts, self._routed, dtype, group_size)
+        if shared is not None:
             shared = self.shared = _packed_only(shared, self._shared, shared_dtype, group_size)
         self.last_routing: Optional[Routing] = None
         self._init_args = dict(router=router, router_weight=self.router_weight, experts=experts, shared=shared,
@@ -231,19 +231,23 @@ class MoELayer:
         save_layer(self, path, metadata)
 
     @classmethod
-    def load(cls, path) -> "MoELayer":
-        """A layer written by `save` (memory-mapped: bf16 experts stay bf16, INT blocks are used as stored)."""
+    def load(cls, path, mmap: bool = False) -> "MoELayer":
+        """A layer written by `save`, bit-exact: bf16 experts stay bf16 (packed from the file's map), INT blocks are
+        used as stored (copied, or with mmap=True read in place from the map; see moepy.io.layer_io)."""
         from ..io.layer_io import load_layer
-        return load_layer(path)
+        return load_layer(path, mmap)
 
 
-def _packed_only(ex, packed: tuple, fmt: str, group_size: int):
-    """INT experts as their blocks alone (moepy.moe.packed): the float weights are not kept."""
-    from .packed import PackedOnlyExperts
-    if isinstance(ex, PackedOnlyExperts):
-        return ex if ex.format == fmt and ex.group_size == group_size else \
-            PackedOnlyExperts.from_packed(ex, packed, fmt, group_size)
-    return PackedOnlyExperts.from_packed(ex, packed, fmt, group_size)
+def _packed_only(ex, packed: tuple, dtype: str, group_size: int):
+    """Experts as their packed form alone (moepy.moe.packed): INT blocks, or float / bf16 panels."""
+    from .packed import PackedFloatExperts, PackedOnlyExperts
+    if dtype in quant.FORMATS:
+        if isinstance(ex, PackedOnlyExperts) and ex.format == dtype and ex.group_size == group_size:
+            return ex
+        return PackedOnlyExperts.from_packed(ex, packed, dtype, group_size)
+    if isinstance(ex, PackedFloatExperts) and ex.dtype == dtype:
+        return ex
+    return PackedFloatExperts.from_packed(ex, packed, dtype)
 
 
 def _rebuild_layer(args: dict) -> "MoELayer":

@@ -126,3 +126,93 @@ class PackedOnlyExperts:
 
 def _f32(b):
     return None if b is None else np.ascontiguousarray(b, dtype=np.float32)
+
+
+@dataclass(eq=False)
+class PackedFloatExperts:
+    """E float32 or bf16 experts held only as the kernels' panels (csrc/kernels/pack.c): w_in (E, I/16, H, P, 16)
+    and w_out (E, H/16, Ip, 16), flattened. gate / up / down are unpacked on access (not stored), so a layer holds
+    one copy of its weights, not a canonical copy beside the packed one."""
+
+    E: int
+    H: int
+    I: int
+    gated: bool
+    activation: str
+    alpha: float
+    limit: float
+    dtype: str
+    w_in: np.ndarray
+    w_out: np.ndarray
+    gate_bias: Optional[np.ndarray] = None
+    up_bias: Optional[np.ndarray] = None
+    down_bias: Optional[np.ndarray] = None
+
+    @classmethod
+    def from_packed(cls, experts, packed: tuple, dtype: str) -> "PackedFloatExperts":
+        """From an ExpertWeights and the packed tuple its `packed(dtype)` returned."""
+        return cls(int(packed[0]), int(packed[1]), int(packed[2]), bool(packed[3]), experts.activation,
+                   float(experts.alpha), float(experts.limit), dtype, packed[7], packed[8],
+                   _f32(experts.gate_bias), _f32(experts.up_bias), _f32(experts.down_bias))
+
+    @property
+    def shape(self):
+        """(E, H, I)"""
+        return self.E, self.H, self.I
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the packed panels."""
+        return int(self.w_in.nbytes + self.w_out.nbytes)
+
+    def num_params(self) -> int:
+        """Weights (and biases)."""
+        n = self.E * self.H * self.I * (3 if self.gated else 2)
+        return n + sum(int(b.size) for b in (self.gate_bias, self.up_bias, self.down_bias) if b is not None)
+
+    def _view(self, a):
+        if self.dtype == "bfloat16":
+            import ml_dtypes
+            return a.view(ml_dtypes.bfloat16)
+        return a
+
+    def _unpack_in(self, p: int) -> np.ndarray:
+        E, H, I = self.E, self.H, self.I
+        P, npi = (2 if self.gated else 1), -(-I // 16)
+        a = self.w_in.reshape(E, npi, H, P, 16)[:, :, :, p, :]
+        return self._view(np.ascontiguousarray(a.transpose(0, 1, 3, 2).reshape(E, npi * 16, H)[:, :I]))
+
+    @property
+    def gate(self) -> Optional[np.ndarray]:
+        """gate (E, I, H), unpacked on each access; None if ungated."""
+        return self._unpack_in(0) if self.gated else None
+
+    @property
+    def up(self) -> np.ndarray:
+        """up (E, I, H), unpacked on each access."""
+        return self._unpack_in(1 if self.gated else 0)
+
+    @property
+    def down(self) -> np.ndarray:
+        """down (E, H, I), unpacked on each access."""
+        E, H, I = self.E, self.H, self.I
+        nph, Ip = -(-H // 16), -(-I // 16) * 16
+        a = self.w_out.reshape(E, nph, Ip, 16).transpose(0, 1, 3, 2).reshape(E, nph * 16, Ip)[:, :H, :I]
+        return self._view(np.ascontiguousarray(a))
+
+    def packed(self, dtype: str, group_size: int = 32) -> tuple:
+        """The kernels' tuple: the stored panels for this dtype; any other dtype packs the unpacked weights."""
+        if dtype == self.dtype:
+            from .weights import ACTIVATIONS, ExpertWeights
+            b_in, b_out = ExpertWeights._packed_biases(self)
+            return (self.E, self.H, self.I, int(self.gated), ACTIVATIONS[self.activation], float(self.alpha),
+                    float(self.limit), self.w_in, self.w_out, b_in, b_out)
+        return self.as_float32().packed(dtype, group_size)
+
+    def as_float32(self):
+        """An ExpertWeights of the weights in float32 (bf16 widened exactly)."""
+        from .weights import ExpertWeights
+        f = lambda w: None if w is None else np.asarray(w, dtype=np.float32)  # noqa: E731
+        return ExpertWeights(up=f(self.up), down=f(self.down), gate=f(self.gate), gate_bias=self.gate_bias,
+                             up_bias=self.up_bias, down_bias=self.down_bias, activation=self.activation,
+                             alpha=self.alpha, limit=self.limit)
