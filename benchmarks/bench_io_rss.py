@@ -59,7 +59,8 @@ def load(mode, d, L):
             if mode == "hf-bf16":
                 layers.append(MoELayer.from_hf(ck.config, ck, i, "bfloat16"))
             else:
-                layers.append(MoELayer.from_hf(ck.config, ck, i, "float32", quantize="int4", group_size=32))
+                # bf16 checkpoint: a bf16 intermediate is exact; quantized expert by expert from its panels
+                layers.append(MoELayer.from_hf(ck.config, ck, i, "bfloat16", quantize="int4", group_size=32))
     else:  # moepy's own layer files (int4-mmap: the blocks used in place from the map)
         fmt = mode.split("-")[1]  # bf16 / int4
         for i in range(L):

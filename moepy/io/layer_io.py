@@ -89,7 +89,7 @@ def _experts(f: SafetensorsFile, prefix: str, info: dict, mmap: bool = False):
     from ..moe.packed import PackedOnlyExperts
     from ..moe.weights import ExpertWeights
     E, H, I = info["shape"]
-    biases = {n: (np.asarray(f[f"{prefix}.{n}"]) if f"{prefix}.{n}" in f else None)
+    biases = {n: (np.array(f[f"{prefix}.{n}"]) if f"{prefix}.{n}" in f else None)
               for n in ("gate_bias", "up_bias", "down_bias")}
     dtype = info["dtype"]
     blocks = (lambda n: f[n]) if mmap else (lambda n: np.array(f[n]))  # noqa: E731
@@ -133,8 +133,8 @@ def load_layer(path, mmap: bool = False):
         if isinstance(exc, CheckpointError):
             raise
         raise CheckpointError(f.path, None, f"__metadata__ 'layer' does not describe a layer ({exc})") from None
-    opt = lambda n: np.asarray(f[n]) if n in f else None  # noqa: E731
-    return MoELayer(router, np.asarray(f["router.weight"]), experts, shared=shared,
+    opt = lambda n: np.array(f[n]) if n in f else None  # noqa: E731  (copies: the map is released after load)
+    return MoELayer(router, np.array(f["router.weight"]), experts, shared=shared,
                     shared_gate_weight=opt("shared_gate.weight"), router_bias=opt("router.bias"),
                     selection_bias=opt("selection_bias"), scale_input=bool(d["scale_input"]), dtype=d["dtype"],
                     family=d["family"], group_size=int(d["group_size"]), shared_dtype=d["shared_dtype"])

@@ -201,13 +201,48 @@ class PackedFloatExperts:
         return self._view(np.ascontiguousarray(a))
 
     def packed(self, dtype: str, group_size: int = 32) -> tuple:
-        """The kernels' tuple: the stored panels for this dtype; any other dtype packs the unpacked weights."""
+        """The kernels' tuple: the stored panels for this dtype; an INT format is quantized expert by expert from
+        the panels (one expert in float32 at a time); float32 <-> bf16 repacks the whole."""
+        from .weights import ACTIVATIONS, ExpertWeights
+        head = (self.E, self.H, self.I, int(self.gated), ACTIVATIONS[self.activation], float(self.alpha),
+                float(self.limit))
         if dtype == self.dtype:
-            from .weights import ACTIVATIONS, ExpertWeights
             b_in, b_out = ExpertWeights._packed_biases(self)
-            return (self.E, self.H, self.I, int(self.gated), ACTIVATIONS[self.activation], float(self.alpha),
-                    float(self.limit), self.w_in, self.w_out, b_in, b_out)
+            return head + (self.w_in, self.w_out, b_in, b_out)
+        if dtype in quant.FORMATS:
+            w_in, w_out = self._quantize_per_expert(dtype, group_size)
+            b_in, b_out = ExpertWeights._packed_biases(self)
+            return head + (w_in, w_out, b_in, b_out, quant.DTYPE_CODES[dtype], int(group_size))
         return self.as_float32().packed(dtype, group_size)
+
+    def _one(self, e: int) -> "PackedFloatExperts":
+        E, H, I = self.E, self.H, self.I
+        n_in, n_out = self.w_in.size // E, self.w_out.size // E
+        return PackedFloatExperts(1, H, I, self.gated, self.activation, self.alpha, self.limit, self.dtype,
+                                  self.w_in[e * n_in:(e + 1) * n_in], self.w_out[e * n_out:(e + 1) * n_out])
+
+    def _quantize_per_expert(self, fmt: str, G: int):
+        quant.check_format(fmt, G)
+        E, H, I = self.E, self.H, self.I
+        for what, k in (("hidden size H", H), ("expert width I", I)):
+            if k % G:
+                raise ValueError(f"group_size {G} must divide the {what} = {k}")
+        bb, code = quant.block_bytes(fmt, G), quant.FORMATS[fmt]
+        per_in = (-(-I // 16)) * (H // G) * (2 if self.gated else 1) * bb
+        per_out = (-(-H // 16)) * (I // G) * bb
+        w_in, w_out = np.empty(E * per_in, np.uint8), np.empty(E * per_out, np.uint8)
+        f32 = lambda w: np.ascontiguousarray(w, dtype=np.float32)  # noqa: E731
+        for e in range(E):
+            one = self._one(e)
+            dst_in, dst_out = w_in[e * per_in:(e + 1) * per_in], w_out[e * per_out:(e + 1) * per_out]
+            if self.gated:
+                both = _ops.quantize(f32(one.gate), code, G, 2, 0)
+                _ops.quantize(f32(one.up), code, G, 2, 1, out=both)
+                dst_in[:] = both
+            else:
+                dst_in[:] = _ops.quantize(f32(one.up), code, G)
+            dst_out[:] = _ops.quantize(f32(one.down), code, G)
+        return w_in, w_out
 
     def as_float32(self):
         """An ExpertWeights of the weights in float32 (bf16 widened exactly)."""
