@@ -374,6 +374,37 @@ class GGUFCheckpoint(Mapping):
             raise CheckpointError(self.path, gguf_name, f"a quantized tensor must be a matrix, got shape {shape}")
         return relayout(self._tensors[gguf_name].data, kind, shape)
 
+    def moe_layer(self, layer_index: int, dtype: str = "float32"):
+        """The MoELayer of block `layer_index`. When its three expert tensors (ffn_{gate,up,down}_exps) are all
+        Q8_0, Q4_0 or Q4_1, the routed experts keep those very blocks, re-laid bit for bit into moepy's int8 /
+        int4 / int4_asym format (groups of 32): llama.cpp's weights, not a requantization. Otherwise, and for
+        everything else (router, shared expert), the tensors are read as MoELayer.from_hf reads them (dtype
+        "float32" or "bfloat16"). The float layer is built first (one layer's dequantized weights, transient)."""
+        from ..moe.layer import MoELayer
+        from ..moe.packed import PackedOnlyExperts
+        from ..moe.quant import block_bytes
+        layer = MoELayer.from_hf(self.config, self, layer_index, dtype)
+        names = [f"blk.{layer_index}.ffn_{w}_exps.weight" for w in ("gate", "up", "down")]
+        kinds = {self._info[n][2] for n in names if n in self._info}
+        if len(kinds) != 1 or len([n for n in names if n in self._info]) != 3 or next(iter(kinds)) not in INT_FORMAT:
+            return layer
+        g, u, d = (self.quantized(n) for n in names)
+        E, H, I = layer.experts.shape
+        if g.shape != (E, I, H) or u.shape != (E, I, H) or d.shape != (E, H, I):
+            raise CheckpointError(self.path, names[0], f"expert tensors of shapes {g.shape}, {u.shape}, {d.shape} "
+                                                       f"do not make a layer of E={E}, H={H}, I={I}")
+        fmt = g.format
+        bb = block_bytes(fmt, 32)
+        w_in = np.stack([g.blocks.reshape(E, -(-I // 16), H // 32, bb), u.blocks.reshape(E, -(-I // 16), H // 32, bb)],
+                        axis=3).reshape(-1)
+        ex = layer.experts
+        packed = PackedOnlyExperts(E, H, I, True, ex.activation, ex.alpha, ex.limit, fmt, 32, w_in, d.blocks,
+                                   ex.gate_bias, ex.up_bias, ex.down_bias)
+        return MoELayer(layer.router, layer.router_weight, packed, shared=layer.shared,
+                        shared_gate_weight=layer.shared_gate_weight, router_bias=layer.router_bias,
+                        selection_bias=layer.selection_bias, scale_input=layer.scale_input, dtype=fmt,
+                        family=layer.family, group_size=32, shared_dtype=layer.shared_dtype)
+
     # ---- the Mapping
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._names:

@@ -99,3 +99,29 @@ def test_gpt_oss_gguf(tmp_path):
     gm = open_gguf(tmp_path / "mx.gguf")
     with pytest.raises(CheckpointError, match="tensor type MXFP4 is not supported"):
         MoELayer.from_hf(gm.config, gm, i)
+
+
+@pytest.mark.parametrize("kind", ["Q8_0", "Q4_0", "Q4_1"])
+@pytest.mark.parametrize("family", ["olmoe", "mixtral", "qwen2_moe"])
+def test_gguf_int_layer_keeps_llama_cpp_blocks(tmp_path, family, kind):
+    """Expert tensors all Q8_0 / Q4_0 / Q4_1: the layer's INT experts are those blocks, bit for bit."""
+    from gguf_files import write_gguf
+    from moepy.moe.packed import PackedOnlyExperts
+    b = make_block(family, hidden=64, intermediate=32, experts=4, top_k=2, seed=5)
+    cfg = dict(b.hf_config)
+    qt = getattr(gguf.GGMLQuantizationType, kind)
+    write_gguf(tmp_path / "q.gguf", b.tensors_legacy, cfg, qtype=qt)
+    g = open_gguf(tmp_path / "q.gguf")
+    i = b.layer_index
+    m = g.moe_layer(i)
+    assert m.dtype == {"Q8_0": "int8", "Q4_0": "int4", "Q4_1": "int4_asym"}[kind] and m.group_size == 32
+    assert isinstance(m.experts, PackedOnlyExperts)
+    reader = {t.name: t for t in gguf.GGUFReader(str(tmp_path / "q.gguf")).tensors}
+    for w, got in (("gate", m.experts.gate), ("up", m.experts.up), ("down", m.experts.down)):
+        t = reader[f"blk.{i}.ffn_{w}_exps.weight"]
+        ref = gguf.quants.dequantize(t.data, t.tensor_type).reshape(got.shape)
+        assert np.array_equal(got, ref), w  # llama.cpp's values exactly
+    x = make_input(9, 64, seed=6)
+    f = MoELayer.from_hf(g.config, g, i)  # the same weights dequantized, float32 kernels
+    y, yf = m(x), f(x)
+    assert np.abs(y - yf).max() < 0.05 * np.abs(yf).max()  # only the activations' int8 rounding differs
