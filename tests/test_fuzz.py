@@ -1,15 +1,13 @@
 """Hypothesis drives the C entry points with arbitrary arrays and parameters: a clean Python
 exception or a valid result, never a crash; results always equal the NumPy twin."""
-import struct
-
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from moepy import _C
+from moepy import _C, _ops
 from moepy import reference as ref
-from moepy.routing.config import C_PARAMS_FORMAT
+from moepy.routing.config import RouterConfig
 
 ALLOWED = (TypeError, ValueError, OverflowError, MemoryError)
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
@@ -21,17 +19,48 @@ any_array = (hnp.arrays(dtypes, hnp.array_shapes(min_dims=0, max_dims=3, min_sid
                           elements=st.integers(-3, 9)))
 floats = st.floats(width=32, allow_nan=True, allow_infinity=True)
 logits_arrays = hnp.arrays(np.float32, st.tuples(st.integers(0, 20), st.integers(1, 40)), elements=floats)
-params = st.builds(
-    lambda *a: struct.pack(C_PARAMS_FORMAT, *a),
+PARAM_NAMES = ("top_k", "scoring", "topk_before_score", "normalize", "norm_p", "norm_eps", "scale", "n_group",
+               "topk_group", "group_score", "group_mask_value")
+param_values = st.tuples(
     st.integers(-2, 45), st.integers(-1, 2), st.integers(0, 1), st.integers(0, 1),
     st.floats(-1, 3, width=32) | st.just(float("nan")), st.floats(0, 0.0009765625, width=32) | st.just(-1.0),
     st.floats(-4, 4, width=32), st.integers(-1, 9), st.integers(-1, 9), st.integers(-1, 2),
     st.sampled_from([float("-inf"), 0.0, 1.0, float("nan")]))
+junk = st.one_of(st.booleans(), st.floats(), st.text(max_size=3), st.integers(-2**70, 2**70), st.none())
+
+
+def config_of(v):
+    """A RouterConfig from raw values, or None where RouterConfig refuses them (ValueError)."""
+    kw = dict(zip(PARAM_NAMES, v))
+    names = {"scoring": ("softmax", "sigmoid"), "group_score": ("max", "top2_sum")}
+    for k, opts in names.items():
+        kw[k] = opts[kw[k]] if 0 <= kw[k] < len(opts) else "bogus"
+    kw["topk_before_score"], kw["normalize"] = bool(kw["topk_before_score"]), bool(kw["normalize"])
+    try:
+        return RouterConfig(**kw)
+    except ValueError:
+        return None
 
 
 @SETTINGS
-@given(logits=logits_arrays | any_array, p=params, use_bias=st.booleans())
-def test_route_never_crashes(logits, p, use_bias):
+@given(v=param_values, bad_field=st.sampled_from(PARAM_NAMES), bad=junk)
+def test_route_params_reject_junk(v, bad_field, bad):
+    kw = dict(zip(PARAM_NAMES, v))
+    for case in (kw, {**kw, bad_field: bad}):
+        try:
+            p = _C.route_params(**case)
+        except ALLOWED:
+            continue
+        assert isinstance(p, bytes) and len(p) == _C.ROUTE_PARAMS_BYTES
+
+
+@SETTINGS
+@given(logits=logits_arrays | any_array, v=param_values, use_bias=st.booleans())
+def test_route_never_crashes(logits, v, use_bias):
+    cfg = config_of(v)
+    if cfg is None:
+        return
+    p = _ops.route_params(cfg)
     E = logits.shape[1] if logits.ndim == 2 else 1
     bias = np.linspace(-1, 1, E).astype(np.float32) if use_bias else None
     before = logits.copy()
@@ -43,7 +72,7 @@ def test_route_never_crashes(logits, p, use_bias):
     T = logits.shape[0]
     assert ((e >= 0) & (e < E)).all()
     assert all(len(set(row)) == len(row) for row in e.tolist())
-    rw, re_, rs = ref.route(logits, struct.unpack(C_PARAMS_FORMAT, p), bias)  # no NaN: the twin accepts too
+    rw, re_, rs = ref.route(logits, cfg, bias)  # no NaN: the twin accepts too
     assert w.shape == rw.shape == e.shape == re_.shape and s.shape == rs.shape == (T, E)
     np.testing.assert_array_equal(logits, before)
 

@@ -1,7 +1,7 @@
 """Quantized expert weights: INT8 and INT4 (symmetric and asymmetric) with a scale per group.
 
 A matrix W (N outputs, K inputs) is stored as blocks of 16 output columns x G inputs (G = 32, 64 or
-128 dividing K), each with fp16 scales (and, for "int4_asym", fp16 offsets): see csrc/quant.h for
+128 dividing K), each with fp16 scales (and, for "int4_asym", fp16 offsets): see csrc/kernels/quant.h for
 the byte layout and the dequantisation rules:
     int8       w = s (u - 128),  s = max|w| / 127                   8.5 bits per weight at G = 32
     int4       w = s (u - 8),    s = (signed max) / -8              4.5 bits per weight at G = 32
@@ -18,15 +18,15 @@ import numpy as np
 
 from .. import _ops
 
-FORMATS = {"int8": 0, "int4": 1, "int4_asym": 2}
-DTYPE_CODES = {"int8": 2, "int4": 3, "int4_asym": 4}  # moe_dtype in csrc/moe.h
+FORMATS = dict(_ops.QFORMATS)  # name -> moe_qformat (csrc/kernels/moe.h), read from moepy._C
+DTYPE_CODES = {f: _ops.DTYPES[f] for f in FORMATS}  # name -> moe_dtype
 GROUP_SIZES = (32, 64, 128)
 
 
 def block_bytes(fmt: str, group_size: int) -> int:
-    """Bytes of one block of 16 columns x group_size inputs."""
-    header = 64 if fmt == "int4_asym" else 32
-    return header + (16 if fmt == "int8" else 8) * group_size
+    """Bytes of one block of 16 columns x group_size inputs (the structs of csrc/kernels/quant.h)."""
+    check_format(fmt, group_size)
+    return _ops.QBLOCK_BYTES[(fmt, group_size)]
 
 
 def bits_per_weight(fmt: str, group_size: int = 32) -> float:
@@ -44,7 +44,7 @@ def check_format(fmt: str, group_size: int):
 
 @dataclass(frozen=True)
 class QuantizedTensor:
-    """E matrices (N, K) quantized into blocks (uint8, the layout of csrc/quant.h)."""
+    """E matrices (N, K) quantized into blocks (uint8, the layout of csrc/kernels/quant.h)."""
 
     blocks: np.ndarray
     shape: tuple  # (E, N, K)
@@ -70,7 +70,7 @@ def quantize(weights: np.ndarray, format: str = "int8", group_size: int = 32) ->
     dimension). Raises ValueError for NaN/inf weights (naming the index), a group size that does not
     divide K, or an unknown format; TypeError for a dtype other than float32."""
     check_format(format, group_size)
-    w = np.asarray(weights)
+    w = _ops._native(np.asarray(weights))  # big-endian float32 is converted, not misread
     if w.dtype != np.float32:
         raise TypeError(f"weights must be float32, got {w.dtype}")
     if w.ndim == 2:
@@ -90,17 +90,9 @@ def dequantize(q: QuantizedTensor) -> np.ndarray:
 
 def pack_experts(gate, up, down, fmt: str, group_size: int):
     """Quantized w_in (gate and up blocks interleaved per panel and group, or up alone when gate is
-    None) and w_out blocks for the C engine. gate/up (E, I, H), down (E, H, I) float32."""
+    None) and w_out blocks for the C engine. gate/up (E, I, H), down (E, H, I) float32.
+    (moepy._ops.pack_experts builds the whole PackedExperts.)"""
     check_format(fmt, group_size)
-    E, I, H = up.shape
-    for name, k in (("hidden size H", H), ("expert width I", I)):
-        if k % group_size:
-            raise ValueError(f"group_size {group_size} must divide the {name} = {k}")
-    code = FORMATS[fmt]
-    if gate is not None:
-        w_in = _ops.quantize(np.ascontiguousarray(gate, dtype=np.float32), code, group_size, 2, 0)
-        _ops.quantize(np.ascontiguousarray(up, dtype=np.float32), code, group_size, 2, 1, out=w_in)
-    else:
-        w_in = _ops.quantize(np.ascontiguousarray(up, dtype=np.float32), code, group_size)
-    w_out = _ops.quantize(np.ascontiguousarray(down, dtype=np.float32), code, group_size)
-    return w_in, w_out
+    p = _ops.pack_experts(up, down, gate, activation="silu" if gate is not None else "relu", dtype=fmt,
+                          group_size=group_size)
+    return p.w_in, p.w_out

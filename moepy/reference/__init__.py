@@ -49,22 +49,23 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
         return (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32)
 
 
-def route(logits: np.ndarray, params, bias=None):
+def route(logits: np.ndarray, config, bias=None):
     """Twin of moepy._ops.route_arrays: logits (T, E) -> weights (T, K), experts (T, K) int32, scores (T, E).
-    params: RouterConfig.c_params_tuple (or the RouterConfig itself)."""
-    params = getattr(params, "c_params_tuple", params)
-    (K, scoring, before, normalize, norm_p, norm_eps, scale, G, topk_group, group_score, mask_value) = params
+    config: a moepy.routing.RouterConfig (its routing fields; capacity is not applied here)."""
+    K, before, normalize = config.top_k, config.topk_before_score, config.normalize
+    norm_p, norm_eps, scale, G = config.norm_p, config.norm_eps, config.scale, config.n_group
+    topk_group, mask_value = config.topk_group, config.group_mask_value
     x = np.asarray(logits, np.float32)
     T, E = x.shape
     _check_nan(x, "logits")
-    act = softmax if SCORINGS[scoring] == "softmax" else sigmoid
+    act = softmax if config.scoring == "softmax" else sigmoid
     scores = act(x)
     sel = (x if before else scores).copy()
     if bias is not None:
         sel = sel + np.asarray(bias, np.float32)[None, :]
     if G > 1:
         grouped = sel.reshape(T, G, E // G)
-        if GROUP_SCORES[group_score] == "top2_sum" and E // G > 1:
+        if config.group_score == "top2_sum" and E // G > 1:
             two = -np.sort(-grouped, axis=2)[:, :, :2]
             gscore = two[:, :, 0] + two[:, :, 1]
         else:
