@@ -304,6 +304,10 @@ def test_clear_exception_types_at_the_c_entry_points():
         _ops.quantize(np.zeros((1, 4, 32), np.float32), "int3", 32)
     with pytest.raises(TypeError, match="n must be an int"):
         _C.set_num_threads(1.5)
+    with pytest.raises(ValueError, match="up must be 3-dimensional"):
+        ExpertWeights(np.zeros((4, 8), np.float32), np.zeros((1, 8, 4), np.float32))
+    with pytest.raises(TypeError, match="logits must be a numpy.ndarray"):
+        _C.route([[1.0, 2.0]], None, _ops.route_params(RouterConfig(top_k=1)))
 
 
 # ---------------------------------------------------------------- hardening: NaN in x named as x

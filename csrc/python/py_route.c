@@ -88,7 +88,8 @@ MOE_PY_FN(py_route) {
     }
     if (moe_route_check(&p, E) != MOE_OK) { route_params_error(&p, E); goto fail; }
     if (bias_o != Py_None) {
-        if (!(bias = get_input(bias_o, "bias", NPY_FLOAT32, 1))) goto fail;
+        /* private: the NaN check below must hold for the memory the kernel reads */
+        if (!(bias = get_private(bias_o, "bias", NPY_FLOAT32, 1))) goto fail;
         if (PyArray_DIM(bias, 0) != E) {
             PyErr_Format(PyExc_ValueError, "bias must have shape (E,) = (%lld,), got (%lld,)", (long long)E,
                          (long long)PyArray_DIM(bias, 0));

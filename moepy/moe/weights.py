@@ -72,6 +72,10 @@ class ExpertWeights:
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        for name in ("up", "down", "gate"):
+            w = getattr(self, name)
+            if w is not None and len(np.shape(w)) != 3:
+                raise ValueError(f"{name} must be 3-dimensional (E, I, H) / (E, H, I), got shape {np.shape(w)}")
         E, I, H = self.up.shape
         if self.down.shape != (E, H, I):
             raise ValueError(f"down must be (E, H, I) = {(E, H, I)}, got {self.down.shape}")
