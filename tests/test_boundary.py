@@ -120,6 +120,36 @@ def test_mutating_expert_ids_from_another_thread_never_crashes():
         t.join()
 
 
+def test_mutating_a_large_routing_during_plan_and_capacity_never_crashes():
+    """The window between validation and use grows with T: 65536 tokens crashed the old build (segfault in
+    the plan's scatter or the capacity pass) about one run in two."""
+    T, K, E = 1 << 16, 2, 8
+    rng = np.random.default_rng(0)
+    good = np.stack([rng.permutation(E)[:K] for _ in range(64)] * (T // 64)).astype(np.int32)
+    experts, bad = good.copy(), np.full_like(good, 10**6)
+    weights = np.full((T, K), 0.5, np.float32)
+    stop = threading.Event()
+
+    def mutate():
+        while not stop.is_set():
+            experts[...] = bad
+            experts[...] = good
+
+    t = threading.Thread(target=mutate)
+    t.start()
+    try:
+        for _ in range(100):
+            for call in (lambda: _ops.dispatch_plan(experts, None, E),
+                         lambda: _ops.apply_capacity(weights.copy(), experts, E, 4)):
+                try:
+                    call()
+                except ValueError as exc:
+                    assert "out of range" in str(exc)
+    finally:
+        stop.set()
+        t.join()
+
+
 # ---------------------------------------------------------------- hardening: byte order
 def test_big_endian_inputs_are_converted_everywhere():
     cfg = RouterConfig.mixtral(16, 2)
