@@ -6,6 +6,7 @@
  * per token (or per expert row for the down projection) instead of float rows. */
 #include "moe.h"
 #include "kernels.h"
+#include "dispatch.h"
 #include "parallel.h"
 #include "quant.h"
 
@@ -254,45 +255,6 @@ int64_t moe_forward_workspace(int64_t T, int64_t K, const moe_experts *routed, c
     return workspace_bytes(T, K, routed, shared, scale_input);
 }
 
-/* out (T, H) <- routed rows of y (ld ldy) in ascending expert order per token, + gate * ys (ld ldys).
- * Returns -1 (after finishing) if a row holds a duplicate expert id or a position is out of [-1, N). */
-static int combine_tokens(float *out, const float *y, int64_t ldy, int64_t N, const int64_t *position,
-                          const int32_t *experts, const float *weights, int64_t T, int64_t K, int64_t H,
-                          int32_t scale_input, const float *ys, int64_t ldys, const float *shared_gate,
-                          int nthreads) {
-    int invalid = 0;
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (T * H * K >= MOE_PARALLEL_MIN_WORK) \
-    reduction(| : invalid)
-    for (int64_t t = 0; t < T; t++) {
-        float *o = out + t * H;
-        memset(o, 0, (size_t)H * sizeof(float));
-        int32_t last = -1;
-        int64_t n = 0;
-        for (; n < K; n++) { /* next slot: smallest expert id above `last` */
-            int64_t best = -1;
-            for (int64_t k = 0; k < K; k++) {
-                const int32_t e = experts[t * K + k];
-                if (e > last && (best < 0 || e < experts[t * K + best])) best = k;
-            }
-            if (best < 0) break;
-            last = experts[t * K + best];
-            const int64_t row = position[t * K + best];
-            if (row < 0) continue; /* dropped */
-            if (row >= N) { invalid = 1; continue; }
-            const float w = scale_input ? 1.0f : weights[t * K + best];
-            const float *src = y + row * ldy;
-            for (int64_t j = 0; j < H; j++) o[j] += w * src[j];
-        }
-        if (n < K) invalid = 1; /* fewer distinct ids than slots: a duplicate */
-        if (ys) {
-            const float g = shared_gate ? shared_gate[t] : 1.0f;
-            const float *src = ys + t * ldys;
-            for (int64_t j = 0; j < H; j++) o[j] += g * src[j];
-        }
-    }
-    return invalid ? -1 : 0;
-}
-
 moe_status moe_forward(float *out, const float *x, int64_t T, const float *weights, const int32_t *experts,
                        const uint8_t *dropped, int64_t K, const moe_experts *routed, const moe_experts *shared,
                        const float *shared_gate, int32_t scale_input, void *work, int64_t work_bytes) {
@@ -329,19 +291,16 @@ moe_status moe_forward(float *out, const float *x, int64_t T, const float *weigh
     const int quant_tokens_once = rq && !scale_input;
     if (quant_tokens_once) quantize_parallel(&xq_tok, x, H, T, routed->group, kt, nthreads);
     const int64_t ngx = rq ? H / routed->group : 0;
+    if (quant_tokens_once) { /* the quantised rows of each dispatched token */
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (rows * H >= MOE_PARALLEL_MIN_WORK)
-    for (int64_t r = 0; r < rows; r++) {
-        const int64_t slot = order[r], t = slot / K;
-        if (quant_tokens_once) {
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t t = order[r] / K;
             memcpy(xq_rows.q + r * H, xq_tok.q + t * H, (size_t)H);
             memcpy(xq_rows.s + r * ngx, xq_tok.s + t * ngx, (size_t)ngx * sizeof(float));
             memcpy(xq_rows.sum + r * ngx, xq_tok.sum + t * ngx, (size_t)ngx * sizeof(int32_t));
-        } else if (scale_input) {
-            const float w = weights[slot];
-            for (int64_t j = 0; j < H; j++) xs[r * H + j] = w * x[t * H + j];
-        } else {
-            memcpy(xs + r * H, x + t * H, (size_t)H * sizeof(float));
         }
+    } else if ((st = moe_gather(xs, x, T, H, order, rows, K, scale_input ? weights : NULL)) != MOE_OK) {
+        goto done; /* the gather piece itself (float rows, scaled for Llama 4) */
     }
     if (rq && scale_input) quantize_parallel(&xq_rows, xs, H, rows, routed->group, kt, nthreads);
     rows_in routed_in = rq ? qbuf_rows(&xq_rows) : (rows_in){xs, NULL, NULL, NULL, H, 0};
@@ -381,7 +340,7 @@ moe_status moe_forward(float *out, const float *x, int64_t T, const float *weigh
     run_items(&out_items, 1, kt, nthreads);
 
     /* combine per token: routed contributions in ascending expert order, then the shared expert */
-    if (combine_tokens(out, y, Hp, rows, position, experts, weights, T, K, H, scale_input, ys, Hp, shared_gate,
+    if (moe_combine_rows(out, y, Hp, rows, position, experts, weights, T, K, H, scale_input, ys, Hp, shared_gate,
                        nthreads) < 0)
         st = MOE_EINVAL; /* duplicate expert ids in a row */
 done:
@@ -415,29 +374,7 @@ moe_status moe_linear(float *out, const float *x, int64_t T, const moe_experts *
     return MOE_OK;
 }
 
-/* ---------------------------------------------------------------- the pieces of moe_forward */
-
-moe_status moe_gather(float *xs, const float *x, int64_t T, int64_t H, const int64_t *order, int64_t N, int64_t K,
-                      const float *weights) {
-    if (T < 0 || H < 1 || N < 0 || K < 1) return MOE_EINVAL;
-    const int64_t TK = moe_mul_checked(T, K);
-    if (TK < 0 || moe_mul_checked(N, H) < 0) return MOE_EOVERFLOW;
-    int invalid = 0;
-#pragma omp parallel for schedule(static) num_threads(moe_get_num_threads()) if (N * H >= MOE_PARALLEL_MIN_WORK) \
-    reduction(| : invalid)
-    for (int64_t r = 0; r < N; r++) {
-        const int64_t slot = order[r]; /* read once, checked before use */
-        if (slot < 0 || slot >= TK) { invalid = 1; continue; }
-        const int64_t t = slot / K;
-        if (weights) {
-            const float w = weights[slot];
-            for (int64_t j = 0; j < H; j++) xs[r * H + j] = w * x[t * H + j];
-        } else {
-            memcpy(xs + r * H, x + t * H, (size_t)H * sizeof(float));
-        }
-    }
-    return invalid ? MOE_EINVAL : MOE_OK;
-}
+/* ---------------------------------------------------------------- the grouped FFN piece of moe_forward */
 
 moe_status moe_grouped_ffn(float *ys, const float *xs, const int64_t *offsets, const moe_experts *ex) {
     moe_status st = check_experts(ex, ex ? ex->H : 0, 1);
@@ -502,13 +439,4 @@ done:
     free(base);
     free(counts);
     return st;
-}
-
-moe_status moe_combine(float *out, const float *ys, int64_t N, const int64_t *position, const int32_t *experts,
-                       const float *weights, int64_t T, int64_t K, int64_t H, int32_t scale_input,
-                       const float *shared_y, const float *shared_gate) {
-    if (T < 0 || K < 1 || H < 1 || N < 0) return MOE_EINVAL;
-    if (moe_mul_checked(moe_mul_checked(T, K), H) < 0 || moe_mul_checked(N, H) < 0) return MOE_EOVERFLOW;
-    return combine_tokens(out, ys, H, N, position, experts, weights, T, K, H, scale_input, shared_y, H, shared_gate,
-                          moe_get_num_threads()) < 0 ? MOE_EINVAL : MOE_OK;
 }

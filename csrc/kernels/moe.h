@@ -1,7 +1,7 @@
 /* moe.h: the public API of moepy's C core.
  *
- * Pure C11 on raw pointers and int64_t sizes. No Python here: pymodule.c is the only file that
- * sees Python.h / NumPy. Kernels never allocate Python objects, print or abort; they return a status.
+ * Pure C11 on raw pointers and int64_t sizes. No Python here: csrc/python/ holds the only files that
+ * see Python.h / NumPy. Kernels never allocate Python objects, print or abort; they return a status.
  *
  * Dimension legend (used in every shape comment):
  *   T  tokens (rows of the activation matrix)      H  hidden size
@@ -113,7 +113,7 @@ moe_status moe_dispatch_plan(int64_t *counts, int64_t *offsets, int64_t *order, 
 moe_status moe_gather(float *xs, const float *x, int64_t T, int64_t H, const int64_t *order, int64_t N, int64_t K,
                       const float *weights);
 /* ys (N, H) <- f_e(xs) for the rows [offsets[e], offsets[e+1]) of each expert e (offsets (E + 1),
- * offsets[0] = 0, non-decreasing, N = offsets[E]); the arithmetic of moe_forward's FFN. */
+ * offsets[0] = 0, non-decreasing, N = offsets[E]); the arithmetic of moe_forward's FFN (ffn.c). */
 moe_status moe_grouped_ffn(float *ys, const float *xs, const int64_t *offsets, const struct moe_experts_s *ex);
 /* out (T, H) <- per token t, over its slots in ascending expert order, the kept rows
  * w[t,k] * ys[position[t K + k]] (w = 1 when scale_input), then + shared_gate[t] * shared_y[t]
