@@ -210,9 +210,9 @@ def test_moe_forward_never_crashes(T, K, E, gated, act, dtype, ids, bad, scale_i
     elif bad == 2:
         args[1] = weights[:, :-1] if K > 1 else weights[:0]
     elif bad == 3:
-        args[4] = routed[:7] + (routed[7][:-1],) + routed[8:]
+        args[4] = routed._replace(w_in=routed.w_in[:-1])
     elif bad == 4:
-        args[4] = routed[:2] + (routed[2] + 16,) + routed[3:]
+        args[4] = routed._replace(I=routed.I + 16)
     elif bad == 5:
         args[5] = _experts_tuple(2, H, I, gated, act, dtype)
     elif bad == 6:
@@ -235,3 +235,35 @@ def test_dispatch_plan_never_crashes(experts, E, with_dropped):
         return
     for got, want in zip(plan, ref.dispatch_plan(experts, dropped, E)):
         np.testing.assert_array_equal(got, want)
+
+
+@SETTINGS
+@given(T=st.integers(0, 10), K=st.integers(1, 3), E=st.integers(1, 5), dtype=st.sampled_from(["float32", "int8"]),
+       ids=st.lists(st.integers(-1, 6), min_size=0, max_size=40), order=any_array, offsets=any_array,
+       position=any_array, mode=st.integers(0, 3), scale_input=st.booleans())
+def test_dispatch_pieces_never_crash(T, K, E, dtype, ids, order, offsets, position, mode, scale_input):
+    """plan -> gather -> grouped_ffn -> combine with arbitrary (often invalid) plans: a clean exception or
+    a result; valid plans give the fused layer's result bitwise."""
+    H, I = 32, 32
+    routed = _experts_tuple(E, H, I, True, 0, dtype)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((T, H)).astype(np.float32)
+    experts = np.resize(np.array(ids or [0], np.int32), (T, K)).astype(np.int32)
+    weights = rng.random((T, K)).astype(np.float32)
+    try:
+        counts, offs, ordr, pos = _C.dispatch_plan(experts, None, E)
+    except ALLOWED:
+        counts = None
+    if mode == 1 or counts is None:  # arbitrary arrays in place of the plan
+        ordr, offs, pos = order, offsets, position
+    elif mode == 2 and counts is not None:
+        ordr = ordr[::-1].copy()
+    try:
+        rows = _C.gather(x, ordr, K, weights if scale_input else None)
+        ys = _C.grouped_ffn(rows, offs, routed)
+        out = _C.combine(ys, pos, experts, weights, scale_input)
+    except ALLOWED:
+        return
+    assert out.shape == (T, H)
+    if mode in (0, 3) and counts is not None:
+        np.testing.assert_array_equal(out, _C.moe_forward(x, weights, experts, None, routed, None, None, scale_input))
