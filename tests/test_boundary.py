@@ -219,6 +219,13 @@ def test_duplicate_expert_ids_are_errors():
         layer.run_experts(x, w, dup)
     with pytest.raises(ValueError, match="twice"):
         _ops.combine(np.zeros((8, 64), np.float32), np.arange(8), dup, w)
+    wide = small_layer(E=32)  # rows wider than 16 slots take the per-expert stamp path
+    wide_ids = np.stack([np.random.default_rng(i).permutation(32)[:20] for i in range(4)]).astype(np.int32)
+    ww = np.ones((4, 20), np.float32)
+    _ops.moe_forward(x, ww, wide_ids, None, wide._routed, None, None, False)
+    wide_ids[2, 17] = wide_ids[2, 3]
+    with pytest.raises(ValueError, match=f"row 2 holds expert {wide_ids[2, 3]} twice \\(slots 3 and 17\\)"):
+        _ops.moe_forward(x, ww, wide_ids, None, wide._routed, None, None, False)
 
 
 def test_buffers_overlapping_packed_weights_or_inputs_are_errors():
