@@ -72,6 +72,11 @@ def test_packed_experts_are_named_and_read_by_name():
     with pytest.raises(TypeError, match="routed.gated must be an int"):
         _ops.moe_forward(x, r.weights, r.experts, None, p._replace(gated=1.5), None, None, False)
     assert pickle.loads(pickle.dumps(p)).E == 8
+    with pytest.raises(ValueError, match="routed.activation = 9 is not a kernel activation"):
+        _ops.moe_forward(x, r.weights, r.experts, None, p._replace(activation=9), None, None, False)
+    with pytest.raises(ValueError, match="for gated experts"):
+        _ops.moe_forward(x, r.weights, r.experts, None, p._replace(activation=_ops.ACTIVATIONS["none"]), None, None,
+                         False)
 
 
 # ---------------------------------------------------------------- task 3: router params packed in _ops only

@@ -140,13 +140,16 @@ static int add_phase(work_list *l, const moe_experts *routed, const int64_t *cou
 static moe_status check_experts(const moe_experts *ex, int64_t H, int need_out) {
     if (!ex || ex->E < 1 || ex->H != H || ex->inter < 1 || !ex->w_in || (need_out && !ex->w_out)) return MOE_EINVAL;
     if (ex->dtype < MOE_DT_F32 || ex->dtype > MOE_DT_INT4_ASYM) return MOE_EINVAL;
-    if (ex->activation < MOE_ACT_SILU || ex->activation > MOE_ACT_NONE) return MOE_EINVAL;
-    if (ex->activation == MOE_ACT_NONE && ex->gated) return MOE_EINVAL;
+    if (!moe_activation_valid(ex->activation, ex->gated)) return MOE_EINVAL;
     if (MOE_DT_IS_QUANT(ex->dtype) && (!moe_qgroup_ok(ex->group) || ex->H % ex->group || ex->inter % ex->group))
         return MOE_EINVAL;
     if (moe_packed_in_elems(ex->E, ex->H, ex->inter, ex->gated) < 0 || moe_packed_out_elems(ex->E, ex->H, ex->inter) < 0)
         return MOE_EOVERFLOW;
     return MOE_OK;
+}
+
+int moe_activation_valid(int32_t activation, int32_t gated) {
+    return activation >= MOE_ACT_SILU && activation <= MOE_ACT_NONE && !(activation == MOE_ACT_NONE && gated);
 }
 
 /* ---- quantised activations: a (rows, K) int8 buffer with per-group scales and sums */

@@ -152,6 +152,9 @@ typedef struct moe_experts_s {
     const float *b_in, *b_out;
 } moe_experts;
 
+/* 1 if the kernels implement this activation code (with gating, when gated), else 0 */
+int moe_activation_valid(int32_t activation, int32_t gated);
+
 int64_t moe_round_up(int64_t n, int64_t m);
 /* elements (not bytes) of the packed w_in / w_out of `ex` */
 int64_t moe_packed_in_elems(int64_t E, int64_t H, int64_t inter, int32_t gated);

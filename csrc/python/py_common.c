@@ -260,6 +260,11 @@ int parse_experts(PyObject *obj, const char *name, py_experts *ex, int need_out)
         get_int_field(obj, name, "group", 0, 128, &group) < 0 || get_float_field(obj, name, "alpha", &alpha) < 0 ||
         get_float_field(obj, name, "limit", &limit) < 0)
         return -1;
+    if (!moe_activation_valid((int32_t)act, (int32_t)gated)) {
+        PyErr_Format(PyExc_ValueError, "%s.activation = %lld is not a kernel activation%s (moepy._ops.ACTIVATIONS)",
+                     name, act, gated ? " for gated experts" : "");
+        return -1;
+    }
     static const char *fields[4] = {"w_in", "w_out", "b_in", "b_out"};
     for (int i = 0; i < 4; i++)
         if (!(ex->fields[i] = PyObject_GetAttrString(obj, fields[i]))) goto fail;
