@@ -205,7 +205,7 @@ ROUTERS = {
     "softmax_k20": RouterConfig(top_k=20, num_experts=40),
     "sigmoid_e8": RouterConfig(top_k=2, scoring="sigmoid", normalize=True, num_experts=8),
     "sigmoid_e48_scale": RouterConfig(top_k=6, scoring="sigmoid", normalize=True, scale=2.5, num_experts=48),
-    "topk_before_softmax": RouterConfig.gpt_oss(32, 4),
+    "topk_before_score": RouterConfig.gpt_oss(32, 4),
     "topk_before_sigmoid": RouterConfig.llama4(16, 1),
     "groups_v3": RouterConfig.deepseek_v3(64, 8, n_group=4, topk_group=2),
     "groups_v3_256": RouterConfig.deepseek_v3(256, 8, n_group=8, topk_group=4),

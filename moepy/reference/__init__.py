@@ -49,22 +49,23 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
         return (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32)
 
 
-def route(logits: np.ndarray, params, bias=None):
+def route(logits: np.ndarray, config, bias=None):
     """Twin of moepy._ops.route_arrays: logits (T, E) -> weights (T, K), experts (T, K) int32, scores (T, E).
-    params: RouterConfig.c_params_tuple (or the RouterConfig itself)."""
-    params = getattr(params, "c_params_tuple", params)
-    (K, scoring, before, normalize, norm_p, norm_eps, scale, G, topk_group, group_score, mask_value) = params
+    config: a moepy.routing.RouterConfig (its routing fields; capacity is not applied here)."""
+    K, before, normalize = config.top_k, config.topk_before_score, config.normalize
+    norm_p, norm_eps, scale, G = config.norm_p, config.norm_eps, config.scale, config.n_group
+    topk_group, mask_value = config.topk_group, config.group_mask_value
     x = np.asarray(logits, np.float32)
     T, E = x.shape
     _check_nan(x, "logits")
-    act = softmax if SCORINGS[scoring] == "softmax" else sigmoid
+    act = softmax if config.scoring == "softmax" else sigmoid
     scores = act(x)
     sel = (x if before else scores).copy()
     if bias is not None:
         sel = sel + np.asarray(bias, np.float32)[None, :]
     if G > 1:
         grouped = sel.reshape(T, G, E // G)
-        if GROUP_SCORES[group_score] == "top2_sum" and E // G > 1:
+        if config.group_score == "top2_sum" and E // G > 1:
             two = -np.sort(-grouped, axis=2)[:, :, :2]
             gscore = two[:, :, 0] + two[:, :, 1]
         else:
@@ -136,6 +137,45 @@ def dispatch_plan(experts: np.ndarray, dropped, num_experts: int):
     return counts, offsets, order.astype(np.int64), position
 
 
+def gather(x: np.ndarray, order: np.ndarray, top_k: int, weights=None) -> np.ndarray:
+    """Twin of moepy._ops.gather: row r = x[order[r] // top_k] (times weights.flat[order[r]] if given)."""
+    order = np.asarray(order, np.int64)
+    rows = np.asarray(x, np.float32)[order // top_k]
+    if weights is not None:
+        rows = (np.asarray(weights, np.float32).ravel()[order][:, None] * rows).astype(np.float32)
+    return rows
+
+
+def grouped_ffn(xs: np.ndarray, offsets: np.ndarray, ex) -> np.ndarray:
+    """Twin of moepy._ops.grouped_ffn in float64: rows offsets[e]:offsets[e+1] through expert e of ex
+    (a moepy.moe.ExpertWeights) -> (N, H) float32."""
+    out = np.zeros((xs.shape[0], ex.shape[1]), np.float64)
+    for e in range(len(offsets) - 1):
+        a, b = int(offsets[e]), int(offsets[e + 1])
+        if b > a:
+            out[a:b] = expert_ffn(xs[a:b], ex, e)
+    return out.astype(np.float32)
+
+
+def combine(ys: np.ndarray, position: np.ndarray, experts: np.ndarray, weights: np.ndarray, scale_input=False,
+            shared_y=None, shared_gate=None) -> np.ndarray:
+    """Twin of moepy._ops.combine in float32, the kernel's order: per token, kept slots in ascending expert
+    order (o += w * y), then o += gate * shared_y."""
+    T, K = experts.shape
+    H = ys.shape[1]
+    out = np.zeros((T, H), np.float32)
+    pos = np.asarray(position).reshape(T, K)
+    for t in range(T):
+        for k in np.argsort(experts[t], kind="stable"):
+            if pos[t, k] >= 0:
+                w = np.float32(1) if scale_input else np.float32(weights[t, k])
+                out[t] = out[t] + w * ys[pos[t, k]]
+        if shared_y is not None:
+            g = np.float32(1) if shared_gate is None else np.float32(shared_gate[t])
+            out[t] = out[t] + g * shared_y[t]
+    return out
+
+
 def _erf(x):
     from math import erf
     return np.vectorize(erf, otypes=[np.float64])(x)
@@ -196,7 +236,7 @@ def quantize_weights(w: np.ndarray, fmt: str, G: int):
     if not np.isfinite(g).all():
         raise ValueError("weights hold NaN or inf")
     m16 = None
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if fmt == "int8":
             s16 = (np.abs(g).max(-1) / F32(127)).astype(np.float16)
             s = s16.astype(F32)[..., None]
@@ -206,7 +246,7 @@ def quantize_weights(w: np.ndarray, fmt: str, G: int):
             idx = np.abs(g).argmax(-1)[..., None]
             mx = np.take_along_axis(g, idx, -1)[..., 0]
             best = np.full(mx.shape, np.inf)
-            s16 = np.zeros(mx.shape, np.float16)
+            s16 = np.full(mx.shape, np.inf, np.float16)  # stays inf when no candidate fits fp16
             for i in range(9):  # divisors 8, 8.25, ..., 10: least squared error wins (first on ties)
                 h = (mx / F32(-(8.0 + 0.25 * i))).astype(np.float16)
                 s = h.astype(F32)[..., None]
@@ -222,6 +262,11 @@ def quantize_weights(w: np.ndarray, fmt: str, G: int):
             lo, hi = g.min(-1), g.max(-1)
             s16 = ((hi - lo) / F32(15)).astype(np.float16)
             m16 = lo.astype(np.float16)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isinf(s16).any() or (m16 is not None and np.isinf(m16).any()):  # as moe_quantize: MOE_ERANGE
+            raise ValueError("weights are too large for fp16 block scales")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if fmt == "int4_asym":
             s, m = s16.astype(F32)[..., None], m16.astype(F32)[..., None]
             u = np.clip(np.where(s > 0, np.rint((g - m) / s), F32(0)), 0, 15)
     return u.reshape(E, N, K).astype(np.uint8), s16, m16
