@@ -1,7 +1,7 @@
 /* kernels.h: internal ISA-specific kernels, one table per instruction set.
  * simd_kernels.inc is compiled once per ISA (isa_scalar.c, isa_avx2.c, isa_avx512.c); cpu.c picks
- * the table at run time. Within one ISA every kernel's arithmetic order is fixed, so results do not
- * depend on the thread count. */
+ * the table at run time. Every kernel's arithmetic order is fixed and the same on every ISA, so
+ * results depend neither on the thread count nor on the ISA. */
 #ifndef MOEPY_KERNELS_H
 #define MOEPY_KERNELS_H
 

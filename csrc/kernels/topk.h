@@ -65,6 +65,7 @@ static inline int moe_before_nan_last(float va, int64_t ia, float vb, int64_t ib
     return va > vb || (va == vb && ia < ib);
 }
 
+/* vals (K), idx (K) <- the K best of x (M) by moe_before_nan_last */
 static inline void moe_topk_nan_safe(float *vals, int32_t *idx, const float *x, int64_t M, int K) {
     int n = 0;
     for (int64_t j = 0; j < M; j++) {
