@@ -12,7 +12,9 @@
  * intrinsic, so the compiler must not fuse on its own. GCC fuses only in GNU modes (-std=gnu11
  * means -ffp-contract=fast; the build uses -std=c11); clang fuses within expressions by default,
  * which the pragma turns off. */
+#if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
+#endif
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__STRICT_ANSI__) && !defined(MOE_FP_CONTRACT_OFF)
 #error "build with -std=c11 (or -ffp-contract=off -DMOE_FP_CONTRACT_OFF): GNU modes let GCC fuse a * b + c per ISA"
 #endif
