@@ -211,6 +211,9 @@ ROUTERS = {
     "groups_v3_256": RouterConfig.deepseek_v3(256, 8, n_group=8, topk_group=4),
     "groups_v2": RouterConfig.deepseek_v2(160, 6, n_group=8, topk_group=3),
     "groups_odd": RouterConfig.deepseek_v3(24, 4, n_group=3, topk_group=2),
+    "groups_g32": RouterConfig(top_k=8, scoring="sigmoid", normalize=True, n_group=32, topk_group=4,
+                               group_score="top2_sum", num_experts=512),
+    "groups_tg20": RouterConfig(top_k=20, n_group=24, topk_group=20, group_score="max", num_experts=384),
 }
 
 
