@@ -211,6 +211,9 @@ ROUTERS = {
     "groups_v3_256": RouterConfig.deepseek_v3(256, 8, n_group=8, topk_group=4),
     "groups_v2": RouterConfig.deepseek_v2(160, 6, n_group=8, topk_group=3),
     "groups_odd": RouterConfig.deepseek_v3(24, 4, n_group=3, topk_group=2),
+    "groups_g32": RouterConfig(top_k=8, scoring="sigmoid", normalize=True, n_group=32, topk_group=4,
+                               group_score="top2_sum", num_experts=512),
+    "groups_tg20": RouterConfig(top_k=20, n_group=24, topk_group=20, group_score="max", num_experts=384),
 }
 
 
@@ -366,3 +369,21 @@ def test_moepy_isa_environment_variable_lowers_the_first_table():
     env = dict(os.environ, MOEPY_ISA="scalar")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "scalar"
+
+
+@pytest.mark.parametrize("act", ["silu", "gelu", "gelu_tanh", "relu", "relu2", "gpt_oss"])
+def test_activation_twins_are_bit_exact(act):
+    """activate_exact (NumPy, float32) equals the kernels' activation bit for bit: an INT layer's
+    hidden activations are the twin applied to the INT dots, so check through the INT numpy model on
+    a layer of that activation (the same integers, the same float32 operations)."""
+    gated = act not in ("relu", "relu2")
+    rng = np.random.default_rng(11)
+    E, H, I = 4, 64, 64
+    ex = ExpertWeights(up=_w(rng, E, I, H), down=_w(rng, E, H, I), gate=_w(rng, E, I, H) if gated else None,
+                       activation=act)
+    layer = MoELayer(RouterConfig.mixtral(E, 2), _w(rng, E, H, std=1 / np.sqrt(H)), ex).quantize("int8", 32)
+    x = (rng.standard_normal((40, H)) * 3).astype(np.float32)
+    for cpu_isa in ISAS:
+        with isa(cpu_isa):
+            y, model = int_twin(layer, "int8", 32, x)
+        np.testing.assert_array_equal(y, model)

@@ -344,7 +344,7 @@ def qmatmul(x: np.ndarray, u, s16, m16, fmt: str, G: int) -> np.ndarray:
 
 
 def expf_poly(x):
-    """Bit-exact twin of the kernels' expf (csrc/simd_kernels.inc) in float32."""
+    """Bit-exact twin of the kernels' expf_poly (csrc/kernels/simd_kernels.inc) in float32."""
     x = np.asarray(x, F32)
     xc = np.maximum(np.minimum(x, F32(88.7228393)), F32(-104.0))
     n = (xc * F32(1.44269504088896341) + F32(12582912.0)) - F32(12582912.0)
@@ -365,12 +365,29 @@ def expf_poly(x):
     return np.where(x < F32(-104.0), F32(0), y).astype(F32)
 
 
+def erf_approx(x):
+    """Bit-exact twin of the kernels' erf_approx (Abramowitz & Stegun 7.1.26) in float32."""
+    x = np.asarray(x, F32)
+    ax = np.abs(x)
+    t = F32(1) / (F32(1) + F32(0.3275911) * ax)
+    poly = t * (F32(0.254829592) + t * (F32(-0.284496736) + t * (F32(1.421413741) + t * (F32(-1.453152027)
+                                                                                       + t * F32(1.061405429)))))
+    return np.copysign(F32(1) - poly * expf_poly(-ax * ax), x).astype(F32)
+
+
 def activate_exact(g, u, ex):
-    """Twin of the kernels' fused activation (csrc/ffn_kernels.inc activate) in float32."""
+    """Twin of the kernels' fused activation (csrc/kernels/ffn_kernels.inc activate) in float32."""
     g = np.asarray(g, F32)
     gb = g + (F32(0) if ex.gate_bias is None else 0)
     if ex.activation in ("silu", "swiglu"):
         v = gb / (F32(1) + expf_poly(-gb))
+    elif ex.activation == "gelu":
+        v = F32(0.5) * gb * (F32(1) + erf_approx(gb * F32(0.70710678118654752)))
+    elif ex.activation in ("gelu_tanh", "gelu_new", "gelu_pytorch_tanh"):
+        z = F32(0.7978845608028654) * (gb + F32(0.044715) * gb * gb * gb)
+        with np.errstate(over="ignore"):
+            th = F32(1) - F32(2) / (expf_poly(F32(2) * z) + F32(1))
+        v = F32(0.5) * gb * (F32(1) + th)
     elif ex.activation == "relu":
         v = np.where(gb < 0, F32(0), gb)
     elif ex.activation == "relu2":
