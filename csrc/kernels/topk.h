@@ -146,10 +146,7 @@ static inline void moe_topk_row(float *vals, int64_t *idx, const float *x, int64
         for (int64_t i = 0; i < nc; i++) {
             const float v = x[cand[i]];
             if (i < K) {
-                int64_t pos = i;
-                while (pos > 0 && v > vals[pos - 1]) { vals[pos] = vals[pos - 1]; idx[pos] = idx[pos - 1]; pos--; }
-                vals[pos] = v;
-                idx[pos] = cand[i];
+                moe_topk_insert(vals, idx, i + 1, v, cand[i]); /* the list grows to i + 1 */
             } else if (v > vals[K - 1]) {
                 moe_topk_insert(vals, idx, K, v, cand[i]);
             }
@@ -157,17 +154,7 @@ static inline void moe_topk_row(float *vals, int64_t *idx, const float *x, int64
         return;
     }
     if (K <= 32) { /* sorted list; blocks of 16 below the current K-th value are skipped at once */
-        for (int64_t j = 0; j < K; j++) {
-            const float v = x[j * stride];
-            int64_t pos = j;
-            while (pos > 0 && v > vals[pos - 1]) {
-                vals[pos] = vals[pos - 1];
-                idx[pos] = idx[pos - 1];
-                pos--;
-            }
-            vals[pos] = v;
-            idx[pos] = j;
-        }
+        for (int64_t j = 0; j < K; j++) moe_topk_insert(vals, idx, j + 1, x[j * stride], j); /* the list grows */
         int64_t j = K;
         for (; j + 16 <= M; j += 16) {
             const float kth = vals[K - 1];
