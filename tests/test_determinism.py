@@ -387,3 +387,25 @@ def test_activation_twins_are_bit_exact(act):
         with isa(cpu_isa):
             y, model = int_twin(layer, "int8", 32, x)
         np.testing.assert_array_equal(y, model)
+
+
+def test_router_linear_fuses_multiply_add_on_every_isa():
+    """moe_linear accumulates with fused multiply-adds on every ISA, including the scalar build (whose
+    FMA without the instruction rounds a double sum once, and redoes midpoints and subnormals)."""
+    from moepy import _ops
+    from moepy.moe.weights import pack_linear
+    u = np.float32(2.0 ** -23)
+    # out = fma(x1, w1, fma(x0, w0, 0)) = fma(1 - u, (1 + u) 2^-24, 1 + u): exactly below the midpoint
+    # of 1 + u and 1 + 2u, so 1 + u; a separate multiply, or rounding the double sum twice, gives 1 + 2u
+    x = np.array([[1, 1 - u]], np.float32)
+    w = pack_linear(np.array([[1 + u, (1 + u) * np.float32(2.0 ** -24)]], np.float32))
+    rng = np.random.default_rng(12)
+    tiny_x = (rng.standard_normal((67, 40)) * 2.0 ** -70).astype(np.float32)  # subnormal products and sums
+    tiny_w = pack_linear((rng.standard_normal((33, 40)) * 2.0 ** -70).astype(np.float32))
+    mids_x = (rng.integers(-2 ** 12, 2 ** 12, (67, 40)) * 2.0 ** -12).astype(np.float32)  # exact ties
+    mids_w = pack_linear((rng.integers(-2 ** 12, 2 ** 12, (33, 40)) * 2.0 ** -13).astype(np.float32))
+    for name in ISAS:
+        with isa(name):
+            assert _ops.linear(x, w)[0, 0] == 1 + u, name
+    on_every_isa(lambda: _ops.linear(tiny_x, tiny_w))
+    on_every_isa(lambda: _ops.linear(mids_x, mids_w))
