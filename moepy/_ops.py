@@ -1,10 +1,19 @@
-"""The only module that imports moepy._C: input coercion, output allocation, shapes in docstrings.
+"""The only module that imports moepy._C: the whole C interface.
 
-Inputs must already have the documented dtype (a different dtype raises TypeError: no silent
-casts); Python sequences are converted, and non-contiguous arrays are copied to contiguous ones.
-Output arrays passed in (`out=`-style) must be C-contiguous, writeable and of the exact dtype.
+- Constants come from _C (the enums of csrc/kernels/moe.h, the panel width, the quant block geometry);
+  nothing here or elsewhere copies them by hand.
+- Packed experts are a named structure, `PackedExperts`, that the C side reads by field name.
+- Router parameters are packed (once per RouterConfig, cached) only here: `route_params(config)`.
+- Inputs must have the documented dtype (another dtype raises TypeError: no silent casts); Python
+  sequences are converted; non-contiguous, misaligned or non-native byte order arrays are copied.
+  Outputs passed in (`out=`-style) must be C-contiguous, aligned, native, writeable, of the exact dtype,
+  and must not overlap an input or the packed weights.
 """
 from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -15,16 +24,37 @@ set_num_threads = _C.set_num_threads
 get_num_threads = _C.get_num_threads
 set_isa = _C.set_isa
 
-PRIORITY_CODES = {"rank": 0, "token": 1}
+# ---------------------------------------------------------------- constants of moe.h (from _C)
+ACTIVATIONS: dict = dict(_C.ACTIVATIONS)      # name -> moe_activation ("none": a plain linear map)
+DTYPES: dict = dict(_C.DTYPES)                # "float32", "bfloat16", "int8", "int4", "int4_asym" -> moe_dtype
+QFORMATS: dict = dict(_C.QFORMATS)            # INT block formats -> moe_qformat
+SCORINGS: dict = dict(_C.SCORINGS)
+GROUP_SCORES: dict = dict(_C.GROUP_SCORES)
+PRIORITIES: dict = dict(_C.PRIORITIES)
+ISAS: dict = dict(_C.ISAS)
+PANEL: int = _C.PANEL                         # output columns per packed panel
+QBLOCK_BYTES: dict = dict(_C.QBLOCK_BYTES)    # (format, group_size) -> bytes of one 16 x G block
+QBLOCK_HEADER_BYTES: dict = dict(_C.QBLOCK_HEADER_BYTES)  # format -> fp16 scale (+ offset) bytes
+PRIORITY_CODES = PRIORITIES  # the old name
+
+
+def round_up(n: int, m: int = PANEL) -> int:
+    return (n + m - 1) // m * m
+
+
+def _native(x: np.ndarray) -> np.ndarray:
+    return x if x.dtype.isnative else x.astype(x.dtype.newbyteorder("="))
 
 
 def as_input(x, name: str, dtype, ndim: int) -> np.ndarray:
-    """x as a C-contiguous array of `dtype` and rank `ndim`; TypeError / ValueError naming `name`."""
+    """x as a C-contiguous, native-byte-order array of `dtype` and rank `ndim`; TypeError / ValueError
+    naming `name`. A big-endian array of the right kind is converted, not misread."""
     if not isinstance(x, np.ndarray):
         try:
             x = np.asarray(x, dtype=dtype)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must be an array of {np.dtype(dtype).name}: {exc}") from None
+    x = _native(x)
     if x.dtype != np.dtype(dtype):
         raise TypeError(f"{name} must have dtype {np.dtype(dtype).name}, got {x.dtype}")
     if x.ndim != ndim:
@@ -32,9 +62,27 @@ def as_input(x, name: str, dtype, ndim: int) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-# route() for ndarray inputs, the C entry itself (no wrapper frame on the fast path):
-# route_arrays(logits (T, E) f32, bias (E,) f32 | None, params) -> (weights, experts, scores);
-# the C side checks every argument and copies non-contiguous inputs.
+def _int(v, name: str) -> int:
+    """An int argument: ints and NumPy integers; bool, float and str raise TypeError."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
+    return int(v)
+
+
+# ---------------------------------------------------------------- routing
+@functools.lru_cache(maxsize=1024)
+def route_params(config) -> bytes:
+    """The bytes of the C struct moe_route_params for a RouterConfig (packed by _C, cached per config)."""
+    return _C.route_params(top_k=config.top_k, scoring=SCORINGS[config.scoring],
+                           topk_before_score=int(config.topk_before_score), normalize=int(config.normalize),
+                           norm_p=config.norm_p, norm_eps=config.norm_eps, scale=config.scale,
+                           n_group=config.n_group, topk_group=config.topk_group,
+                           group_score=GROUP_SCORES[config.group_score], group_mask_value=config.group_mask_value)
+
+
+# route_arrays(logits (T, E) f32, bias (E,) f32 | None, params: route_params(config)) -> (weights, experts,
+# scores): the C entry itself (no wrapper frame on the fast path); it checks every argument and copies
+# non-contiguous, misaligned or byte-swapped inputs.
 route_arrays = _C.route
 
 
@@ -43,22 +91,21 @@ def topk(x, k: int):
     x = np.asarray(x) if not isinstance(x, np.ndarray) else x
     one_row = x.ndim == 1
     x = as_input(x[None, :] if one_row else x, "x", np.float32, 2)
-    values, indices = _C.topk(x, int(k))
+    values, indices = _C.topk(x, k)
     return (values[0], indices[0]) if one_row else (values, indices)
 
 
 def apply_capacity(weights: np.ndarray, experts, num_experts: int, capacity: int, priority: str = "rank"):
     """In place on weights (T, K) f32; experts (T, K) i32 -> dropped (T, K) bool, kept counts (E,) i64."""
-    if priority not in PRIORITY_CODES:
-        raise ValueError(f"priority must be one of {tuple(PRIORITY_CODES)}, got {priority!r}")
+    if priority not in PRIORITIES:
+        raise ValueError(f"priority must be one of {tuple(PRIORITIES)}, got {priority!r}")
     experts = as_input(experts, "experts", np.int32, 2)
-    return _C.apply_capacity(weights, experts, int(num_experts), int(capacity), PRIORITY_CODES[priority])
+    return _C.apply_capacity(weights, experts, num_experts, capacity, PRIORITIES[priority])
 
 
 def expert_choice(scores, capacity: int):
     """scores (T, E) f32 -> gates (E, C) f32, tokens (E, C) i64: each expert's C best tokens."""
-    scores = as_input(scores, "scores", np.float32, 2)
-    return _C.expert_choice(scores, int(capacity))
+    return _C.expert_choice(as_input(scores, "scores", np.float32, 2), capacity)
 
 
 def expert_load(experts, dropped, scores, num_experts: int):
@@ -69,62 +116,210 @@ def expert_load(experts, dropped, scores, num_experts: int):
         dropped = as_input(dropped, "dropped", np.bool_, 2)
     if scores is not None:
         scores = as_input(scores, "scores", np.float32, 2)
-    return _C.expert_load(experts, dropped, scores, int(num_experts))
+    return _C.expert_load(experts, dropped, scores, num_experts)
+
+
+# ---------------------------------------------------------------- packed experts
+class PackedExperts(NamedTuple):
+    """E experts of one shape in the kernels' layout (csrc/kernels/moe.h, moe_experts); read by name in C.
+
+    w_in / w_out: float32 or uint16 (bf16) panels, or uint8 INT blocks (dtype an INT code, group G);
+    b_in (E * P * Ip,) / b_out (E * Hp,) float32 padded biases or None; w_out None only for pack_linear."""
+
+    E: int
+    H: int
+    I: int
+    gated: int
+    activation: int
+    alpha: float
+    limit: float
+    w_in: np.ndarray
+    w_out: Optional[np.ndarray]
+    b_in: Optional[np.ndarray]
+    b_out: Optional[np.ndarray]
+    dtype: int
+    group: int
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the packed weights the kernels read (biases excluded)."""
+        return int(self.w_in.nbytes) + (0 if self.w_out is None else int(self.w_out.nbytes))
+
+    @property
+    def dtype_name(self) -> str:
+        return next(k for k, v in DTYPES.items() if v == self.dtype)
 
 
 def pack(which: int, w, w2=None):
     """Pack expert weights into kernel panels. which 0: gate (E, I, H) [+ up]; 1: down (E, H, I).
     float32 or uint16 (raw bfloat16) -> 1-D packed array of the same dtype."""
-    return _C.pack(which, np.ascontiguousarray(w), None if w2 is None else np.ascontiguousarray(w2))
+    return _C.pack(which, w, w2)
 
 
-def moe_forward(x, weights, experts, dropped, routed: tuple, shared, shared_gate, scale_input: bool, out=None,
-                work=None):
-    """x (T, H) f32, weights (T, K) f32, experts (T, K) i32, dropped (T, K) bool | None,
-    routed / shared: packed expert tuples (moepy.moe.ExpertWeights.packed), shared_gate (T,) f32 | None
+def packed_out_elems(E: int, H: int, I: int) -> int:
+    """Elements of a packed output projection (E * round16(H) * round16(I)), from the C side."""
+    return _C.packed_elems(E, H, I, 0)[1]
+
+
+def _finite(a, name: str):
+    a = np.asarray(a)
+    if a.dtype == np.uint16:  # raw bf16 bits: exponent all ones is inf or NaN
+        bad = (a & 0x7F80) == 0x7F80
+    elif a.dtype.name == "bfloat16" or a.dtype.kind == "f":
+        bad = ~np.isfinite(a.astype(np.float32))
+    else:
+        return
+    if bad.any():
+        raise ValueError(f"{name} holds NaN or inf at {tuple(int(i) for i in np.argwhere(bad)[0])}")
+
+
+def _bias(b, name: str, shape) -> np.ndarray:
+    b = _native(np.asarray(b))
+    if b.dtype.kind not in "f" and b.dtype.name != "bfloat16":
+        raise TypeError(f"{name} must be a float array, got {b.dtype}")
+    b = b.astype(np.float32)
+    if b.shape != tuple(shape):
+        raise ValueError(f"{name} must be {tuple(shape)}, got {b.shape}")
+    _finite(b, name)
+    return b
+
+
+def pack_experts(up, down, gate=None, *, gate_bias=None, up_bias=None, down_bias=None, activation: str = "silu",
+                 alpha: float = 1.702, limit: float = 7.0, dtype: str = "float32", group_size: int = 32,
+                 name: str = "experts") -> PackedExperts:
+    """Pack E experts (nn.Linear orientation: gate/up (E, I, H), down (E, H, I); float32, or uint16 raw
+    bf16 bits for dtype "bfloat16") for the kernels. dtype: "float32", "bfloat16" or an INT format
+    ("int8", "int4", "int4_asym"; float32 input, groups of group_size). Biases (E, I) / (E, H) float."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
+    for nm, v in (("alpha", alpha), ("limit", limit)):
+        if isinstance(v, (bool, str)) or not math.isfinite(float(v)):
+            raise ValueError(f"{name}.{nm} must be a finite number, got {v!r}")
+    E, I, H = np.shape(up)
+    gated = gate is not None
+    first = gate if gated else up
+    if dtype in QFORMATS:
+        if group_size not in (32, 64, 128):
+            raise ValueError(f"group_size must be 32, 64 or 128, got {group_size!r}")
+        for what, k in (("hidden size H", H), ("expert width I", I)):
+            if k % group_size:
+                raise ValueError(f"group_size {group_size} must divide the {what} = {k}")
+        code = QFORMATS[dtype]
+        f32 = lambda w: as_input(w, "weights", np.float32, 3)  # noqa: E731
+        if gated:
+            w_in = _C.quantize(f32(gate), code, group_size, 2, 0, name=f"{name}.gate")
+            _C.quantize(f32(up), code, group_size, 2, 1, out=w_in, name=f"{name}.up")
+        else:
+            w_in = _C.quantize(f32(up), code, group_size, name=f"{name}.up")
+        w_out = _C.quantize(f32(down), code, group_size, name=f"{name}.down")
+        group = int(group_size)
+    else:
+        etype = np.uint16 if dtype == "bfloat16" else np.float32
+        conv = lambda w, nm: as_input(w, f"{name}.{nm}", etype, 3)  # noqa: E731
+        w_in = _C.pack(0, conv(first, "gate" if gated else "up"), conv(up, "up") if gated else None)
+        w_out = _C.pack(1, conv(down, "down"))
+        group = 0
+    Ip, Hp, P = round_up(I), round_up(H), 2 if gated else 1
+    b_in = b_out = None
+    if gate_bias is not None or up_bias is not None:
+        b = np.zeros((E, P, Ip), np.float32)
+        first_bias = gate_bias if gated else up_bias
+        if first_bias is not None:
+            b[:, 0, :I] = _bias(first_bias, f"{name}.{'gate' if gated else 'up'}_bias", (E, I))
+        if gated and up_bias is not None:
+            b[:, 1, :I] = _bias(up_bias, f"{name}.up_bias", (E, I))
+        b_in = b.ravel()
+    if down_bias is not None:
+        b = np.zeros((E, Hp), np.float32)
+        b[:, :H] = _bias(down_bias, f"{name}.down_bias", (E, H))
+        b_out = b.ravel()
+    return PackedExperts(int(E), int(H), int(I), int(gated), ACTIVATIONS[activation], float(alpha), float(limit),
+                         w_in, w_out, b_in, b_out, DTYPES[dtype], group)
+
+
+def pack_linear(weight) -> PackedExperts:
+    """weight (N, H) float32 -> the packed weight `linear` takes (one ungated expert, activation none)."""
+    w = as_input(weight, "weight", np.float32, 2)
+    N, H = w.shape
+    return PackedExperts(1, int(H), int(N), 0, ACTIVATIONS["none"], 0.0, 0.0, _C.pack(0, w[None]), None, None,
+                         None, DTYPES["float32"], 0)
+
+
+def linear(x, packed_weight: PackedExperts):
+    """x (T, H) f32 @ W^T with W packed by pack_linear -> (T, N) f32. Each row's result is
+    independent of the other rows (unlike BLAS, whose kernel choice depends on T)."""
+    return _C.linear(as_input(x, "x", np.float32, 2), packed_weight)
+
+
+# ---------------------------------------------------------------- the MoE layer: fused, and piece by piece
+def moe_forward(x, weights, experts, dropped, routed: PackedExperts, shared: Optional[PackedExperts], shared_gate,
+                scale_input: bool, out=None, work=None):
+    """x (T, H) f32, weights (T, K) f32, experts (T, K) i32 (unique per row), dropped (T, K) bool | None,
+    routed / shared: PackedExperts, shared_gate (T,) f32 | None
     -> out (T, H) f32 = the routed experts' weighted sum (+ the gated shared expert).
     work: a uint8 scratch buffer of at least forward_workspace(...) bytes, reused across calls."""
     return _C.moe_forward(x, weights, experts, dropped, routed, shared, shared_gate, bool(scale_input), out, work)
 
 
-def forward_workspace(T: int, K: int, routed: tuple, shared, scale_input: bool) -> int:
+def forward_workspace(T: int, K: int, routed: PackedExperts, shared: Optional[PackedExperts],
+                      scale_input: bool) -> int:
     """Bytes of the scratch moe_forward needs for T tokens with K experts each."""
-    return _C.forward_workspace(int(T), int(K), routed, shared, bool(scale_input))
+    return _C.forward_workspace(T, K, routed, shared, bool(scale_input))
 
 
 def dispatch_plan(experts, dropped, num_experts: int):
     """experts (T, K) i32, dropped (T, K) bool | None -> counts (E,), offsets (E + 1,), order (N,) slot ids
-    grouped by expert, position (T * K,) row of each slot or -1 (all int64)."""
+    t * K + k grouped by expert (slot order within an expert), position (T * K,) row of each slot or -1."""
     experts = as_input(experts, "experts", np.int32, 2)
     if dropped is not None:
         dropped = as_input(dropped, "dropped", np.bool_, 2)
-    return _C.dispatch_plan(experts, dropped, int(num_experts))
+    return _C.dispatch_plan(experts, dropped, num_experts)
 
 
-def linear(x, packed_weight: tuple):
-    """x (T, H) f32 @ W^T with W packed by moepy.moe.pack_linear -> (T, N) f32. Each row's result is
-    independent of the other rows (unlike BLAS, whose kernel choice depends on T)."""
-    return _C.linear(as_input(x, "x", np.float32, 2), packed_weight)
+def gather(x, order, top_k: int, weights=None):
+    """xs (N, H) f32: row r = x[order[r] // top_k] (times weights.flat[order[r]] when weights (T, K) is
+    given: Llama 4's scaled expert input)."""
+    return _C.gather(as_input(x, "x", np.float32, 2), as_input(order, "order", np.int64, 1), top_k,
+                     None if weights is None else as_input(weights, "weights", np.float32, 2))
 
 
-def packed_out_elems(E: int, H: int, I: int) -> int:
-    """Elements of a packed output projection (csrc/pack.c): E * round16(H) * round16(I)."""
-    r = lambda n: (n + 15) // 16 * 16  # noqa: E731
-    return E * r(H) * r(I)
+def grouped_ffn(xs, offsets, experts: PackedExperts):
+    """ys (N, H) f32: rows offsets[e]:offsets[e+1] of xs (N, H) through expert e (the FFN of moe_forward)."""
+    return _C.grouped_ffn(as_input(xs, "xs", np.float32, 2), as_input(offsets, "offsets", np.int64, 1), experts)
 
 
-def quantize(w, fmt: int, group: int, interleave: int = 1, slot: int = 0, out=None):
-    """w (E, N, K) f32 -> uint8 blocks (csrc/quant.h); interleave=2 puts this matrix's blocks in
-    slot 0 or 1 of gate/up pairs (write both into one `out`)."""
-    return _C.quantize(as_input(w, "weights", np.float32, 3), int(fmt), int(group), int(interleave), int(slot), out)
+def combine(ys, position, experts, weights, scale_input: bool = False, shared_y=None, shared_gate=None):
+    """out (T, H) f32: per token, its kept rows of ys (N, H) (position (T * K,), -1 = dropped) weighted by
+    weights (T, K) (1 when scale_input), in ascending expert order, then + shared_gate * shared_y."""
+    return _C.combine(as_input(ys, "ys", np.float32, 2), as_input(position, "position", np.int64, 1),
+                      as_input(experts, "experts", np.int32, 2), as_input(weights, "weights", np.float32, 2),
+                      bool(scale_input), None if shared_y is None else as_input(shared_y, "shared_y", np.float32, 2),
+                      None if shared_gate is None else as_input(shared_gate, "shared_gate", np.float32, 1))
 
 
-def dequantize(blocks, E: int, N: int, K: int, fmt: int, group: int, interleave: int = 1, slot: int = 0):
+# ---------------------------------------------------------------- quantized blocks
+def _qcode(fmt) -> int:
+    if isinstance(fmt, str):
+        if fmt not in QFORMATS:
+            raise ValueError(f"format must be one of {tuple(QFORMATS)}, got {fmt!r}")
+        return QFORMATS[fmt]
+    return fmt
+
+
+def quantize(w, fmt, group: int, interleave: int = 1, slot: int = 0, out=None, name: str = "weights"):
+    """w (E, N, K) f32 -> uint8 blocks (csrc/kernels/quant.h); interleave=2 puts this matrix's blocks in
+    slot 0 or 1 of gate/up pairs (write both into one `out`). ValueError naming `name` for NaN/inf or
+    values whose fp16 block scale would overflow."""
+    return _C.quantize(as_input(w, name, np.float32, 3), _qcode(fmt), group, interleave, slot, out, name)
+
+
+def dequantize(blocks, E: int, N: int, K: int, fmt, group: int, interleave: int = 1, slot: int = 0):
     """uint8 blocks -> (E, N, K) f32."""
-    return _C.dequantize(as_input(blocks, "blocks", np.uint8, 1), int(E), int(N), int(K), int(fmt), int(group),
-                         int(interleave), int(slot))
+    return _C.dequantize(as_input(blocks, "blocks", np.uint8, 1), E, N, K, _qcode(fmt), group, interleave, slot)
 
 
 def quantize_rows(x, group: int):
     """The kernels' activation quantisation: x (R, K) f32 -> xq (R, K) i8, scales (R, K/G) f32, sums (R, K/G) i32."""
-    return _C.quantize_rows(as_input(x, "x", np.float32, 2), int(group))
+    return _C.quantize_rows(as_input(x, "x", np.float32, 2), group)

@@ -205,12 +205,15 @@ ROUTERS = {
     "softmax_k20": RouterConfig(top_k=20, num_experts=40),
     "sigmoid_e8": RouterConfig(top_k=2, scoring="sigmoid", normalize=True, num_experts=8),
     "sigmoid_e48_scale": RouterConfig(top_k=6, scoring="sigmoid", normalize=True, scale=2.5, num_experts=48),
-    "topk_before_softmax": RouterConfig.gpt_oss(32, 4),
+    "topk_before_score": RouterConfig.gpt_oss(32, 4),
     "topk_before_sigmoid": RouterConfig.llama4(16, 1),
     "groups_v3": RouterConfig.deepseek_v3(64, 8, n_group=4, topk_group=2),
     "groups_v3_256": RouterConfig.deepseek_v3(256, 8, n_group=8, topk_group=4),
     "groups_v2": RouterConfig.deepseek_v2(160, 6, n_group=8, topk_group=3),
     "groups_odd": RouterConfig.deepseek_v3(24, 4, n_group=3, topk_group=2),
+    "groups_g32": RouterConfig(top_k=8, scoring="sigmoid", normalize=True, n_group=32, topk_group=4,
+                               group_score="top2_sum", num_experts=512),
+    "groups_tg20": RouterConfig(top_k=20, n_group=24, topk_group=20, group_score="max", num_experts=384),
 }
 
 
@@ -366,3 +369,43 @@ def test_moepy_isa_environment_variable_lowers_the_first_table():
     env = dict(os.environ, MOEPY_ISA="scalar")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "scalar"
+
+
+@pytest.mark.parametrize("act", ["silu", "gelu", "gelu_tanh", "relu", "relu2", "gpt_oss"])
+def test_activation_twins_are_bit_exact(act):
+    """activate_exact (NumPy, float32) equals the kernels' activation bit for bit: an INT layer's
+    hidden activations are the twin applied to the INT dots, so check through the INT numpy model on
+    a layer of that activation (the same integers, the same float32 operations)."""
+    gated = act not in ("relu", "relu2")
+    rng = np.random.default_rng(11)
+    E, H, I = 4, 64, 64
+    ex = ExpertWeights(up=_w(rng, E, I, H), down=_w(rng, E, H, I), gate=_w(rng, E, I, H) if gated else None,
+                       activation=act)
+    layer = MoELayer(RouterConfig.mixtral(E, 2), _w(rng, E, H, std=1 / np.sqrt(H)), ex).quantize("int8", 32)
+    x = (rng.standard_normal((40, H)) * 3).astype(np.float32)
+    for cpu_isa in ISAS:
+        with isa(cpu_isa):
+            y, model = int_twin(layer, "int8", 32, x)
+        np.testing.assert_array_equal(y, model)
+
+
+def test_router_linear_fuses_multiply_add_on_every_isa():
+    """moe_linear accumulates with fused multiply-adds on every ISA, including the scalar build (whose
+    FMA without the instruction rounds a double sum once, and redoes midpoints and subnormals)."""
+    from moepy import _ops
+    from moepy.moe.weights import pack_linear
+    u = np.float32(2.0 ** -23)
+    # out = fma(x1, w1, fma(x0, w0, 0)) = fma(1 - u, (1 + u) 2^-24, 1 + u): exactly below the midpoint
+    # of 1 + u and 1 + 2u, so 1 + u; a separate multiply, or rounding the double sum twice, gives 1 + 2u
+    x = np.array([[1, 1 - u]], np.float32)
+    w = pack_linear(np.array([[1 + u, (1 + u) * np.float32(2.0 ** -24)]], np.float32))
+    rng = np.random.default_rng(12)
+    tiny_x = (rng.standard_normal((67, 40)) * 2.0 ** -70).astype(np.float32)  # subnormal products and sums
+    tiny_w = pack_linear((rng.standard_normal((33, 40)) * 2.0 ** -70).astype(np.float32))
+    mids_x = (rng.integers(-2 ** 12, 2 ** 12, (67, 40)) * 2.0 ** -12).astype(np.float32)  # exact ties
+    mids_w = pack_linear((rng.integers(-2 ** 12, 2 ** 12, (33, 40)) * 2.0 ** -13).astype(np.float32))
+    for name in ISAS:
+        with isa(name):
+            assert _ops.linear(x, w)[0, 0] == 1 + u, name
+    on_every_isa(lambda: _ops.linear(tiny_x, tiny_w))
+    on_every_isa(lambda: _ops.linear(mids_x, mids_w))

@@ -1,15 +1,13 @@
 """Hypothesis drives the C entry points with arbitrary arrays and parameters: a clean Python
 exception or a valid result, never a crash; results always equal the NumPy twin."""
-import struct
-
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from moepy import _C
+from moepy import _C, _ops
 from moepy import reference as ref
-from moepy.routing.config import C_PARAMS_FORMAT
+from moepy.routing.config import RouterConfig
 
 ALLOWED = (TypeError, ValueError, OverflowError, MemoryError)
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
@@ -21,17 +19,48 @@ any_array = (hnp.arrays(dtypes, hnp.array_shapes(min_dims=0, max_dims=3, min_sid
                           elements=st.integers(-3, 9)))
 floats = st.floats(width=32, allow_nan=True, allow_infinity=True)
 logits_arrays = hnp.arrays(np.float32, st.tuples(st.integers(0, 20), st.integers(1, 40)), elements=floats)
-params = st.builds(
-    lambda *a: struct.pack(C_PARAMS_FORMAT, *a),
+PARAM_NAMES = ("top_k", "scoring", "topk_before_score", "normalize", "norm_p", "norm_eps", "scale", "n_group",
+               "topk_group", "group_score", "group_mask_value")
+param_values = st.tuples(
     st.integers(-2, 45), st.integers(-1, 2), st.integers(0, 1), st.integers(0, 1),
     st.floats(-1, 3, width=32) | st.just(float("nan")), st.floats(0, 0.0009765625, width=32) | st.just(-1.0),
     st.floats(-4, 4, width=32), st.integers(-1, 9), st.integers(-1, 9), st.integers(-1, 2),
     st.sampled_from([float("-inf"), 0.0, 1.0, float("nan")]))
+junk = st.one_of(st.booleans(), st.floats(), st.text(max_size=3), st.integers(-2**70, 2**70), st.none())
+
+
+def config_of(v):
+    """A RouterConfig from raw values, or None where RouterConfig refuses them (ValueError)."""
+    kw = dict(zip(PARAM_NAMES, v))
+    names = {"scoring": ("softmax", "sigmoid"), "group_score": ("max", "top2_sum")}
+    for k, opts in names.items():
+        kw[k] = opts[kw[k]] if 0 <= kw[k] < len(opts) else "bogus"
+    kw["topk_before_score"], kw["normalize"] = bool(kw["topk_before_score"]), bool(kw["normalize"])
+    try:
+        return RouterConfig(**kw)
+    except ValueError:
+        return None
 
 
 @SETTINGS
-@given(logits=logits_arrays | any_array, p=params, use_bias=st.booleans())
-def test_route_never_crashes(logits, p, use_bias):
+@given(v=param_values, bad_field=st.sampled_from(PARAM_NAMES), bad=junk)
+def test_route_params_reject_junk(v, bad_field, bad):
+    kw = dict(zip(PARAM_NAMES, v))
+    for case in (kw, {**kw, bad_field: bad}):
+        try:
+            p = _C.route_params(**case)
+        except ALLOWED:
+            continue
+        assert isinstance(p, bytes) and len(p) == _C.ROUTE_PARAMS_BYTES
+
+
+@SETTINGS
+@given(logits=logits_arrays | any_array, v=param_values, use_bias=st.booleans())
+def test_route_never_crashes(logits, v, use_bias):
+    cfg = config_of(v)
+    if cfg is None:
+        return
+    p = _ops.route_params(cfg)
     E = logits.shape[1] if logits.ndim == 2 else 1
     bias = np.linspace(-1, 1, E).astype(np.float32) if use_bias else None
     before = logits.copy()
@@ -43,7 +72,7 @@ def test_route_never_crashes(logits, p, use_bias):
     T = logits.shape[0]
     assert ((e >= 0) & (e < E)).all()
     assert all(len(set(row)) == len(row) for row in e.tolist())
-    rw, re_, rs = ref.route(logits, struct.unpack(C_PARAMS_FORMAT, p), bias)  # no NaN: the twin accepts too
+    rw, re_, rs = ref.route(logits, cfg, bias)  # no NaN: the twin accepts too
     assert w.shape == rw.shape == e.shape == re_.shape and s.shape == rs.shape == (T, E)
     np.testing.assert_array_equal(logits, before)
 
@@ -181,9 +210,9 @@ def test_moe_forward_never_crashes(T, K, E, gated, act, dtype, ids, bad, scale_i
     elif bad == 2:
         args[1] = weights[:, :-1] if K > 1 else weights[:0]
     elif bad == 3:
-        args[4] = routed[:7] + (routed[7][:-1],) + routed[8:]
+        args[4] = routed._replace(w_in=routed.w_in[:-1])
     elif bad == 4:
-        args[4] = routed[:2] + (routed[2] + 16,) + routed[3:]
+        args[4] = routed._replace(I=routed.I + 16)
     elif bad == 5:
         args[5] = _experts_tuple(2, H, I, gated, act, dtype)
     elif bad == 6:
@@ -206,3 +235,35 @@ def test_dispatch_plan_never_crashes(experts, E, with_dropped):
         return
     for got, want in zip(plan, ref.dispatch_plan(experts, dropped, E)):
         np.testing.assert_array_equal(got, want)
+
+
+@SETTINGS
+@given(T=st.integers(0, 10), K=st.integers(1, 3), E=st.integers(1, 5), dtype=st.sampled_from(["float32", "int8"]),
+       ids=st.lists(st.integers(-1, 6), min_size=0, max_size=40), order=any_array, offsets=any_array,
+       position=any_array, mode=st.integers(0, 3), scale_input=st.booleans())
+def test_dispatch_pieces_never_crash(T, K, E, dtype, ids, order, offsets, position, mode, scale_input):
+    """plan -> gather -> grouped_ffn -> combine with arbitrary (often invalid) plans: a clean exception or
+    a result; valid plans give the fused layer's result bitwise."""
+    H, I = 32, 32
+    routed = _experts_tuple(E, H, I, True, 0, dtype)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((T, H)).astype(np.float32)
+    experts = np.resize(np.array(ids or [0], np.int32), (T, K)).astype(np.int32)
+    weights = rng.random((T, K)).astype(np.float32)
+    try:
+        counts, offs, ordr, pos = _C.dispatch_plan(experts, None, E)
+    except ALLOWED:
+        counts = None
+    if mode == 1 or counts is None:  # arbitrary arrays in place of the plan
+        ordr, offs, pos = order, offsets, position
+    elif mode == 2 and counts is not None:
+        ordr = ordr[::-1].copy()
+    try:
+        rows = _C.gather(x, ordr, K, weights if scale_input else None)
+        ys = _C.grouped_ffn(rows, offs, routed)
+        out = _C.combine(ys, pos, experts, weights, scale_input)
+    except ALLOWED:
+        return
+    assert out.shape == (T, H)
+    if mode in (0, 3) and counts is not None:
+        np.testing.assert_array_equal(out, _C.moe_forward(x, weights, experts, None, routed, None, None, scale_input))

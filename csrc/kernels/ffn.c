@@ -6,6 +6,7 @@
  * per token (or per expert row for the down projection) instead of float rows. */
 #include "moe.h"
 #include "kernels.h"
+#include "dispatch.h"
 #include "parallel.h"
 #include "quant.h"
 
@@ -135,16 +136,20 @@ static int add_phase(work_list *l, const moe_experts *routed, const int64_t *cou
     return 0;
 }
 
-static moe_status check_experts(const moe_experts *ex, int64_t H) {
-    if (!ex || ex->E < 1 || ex->H != H || ex->inter < 1 || !ex->w_in || !ex->w_out) return MOE_EINVAL;
+/* need_out = 0: w_out unused (moe_linear reads only w_in) */
+static moe_status check_experts(const moe_experts *ex, int64_t H, int need_out) {
+    if (!ex || ex->E < 1 || ex->H != H || ex->inter < 1 || !ex->w_in || (need_out && !ex->w_out)) return MOE_EINVAL;
     if (ex->dtype < MOE_DT_F32 || ex->dtype > MOE_DT_INT4_ASYM) return MOE_EINVAL;
-    if (ex->activation < MOE_ACT_SILU || ex->activation > MOE_ACT_RELU2) return MOE_EINVAL;
-    if (ex->activation == MOE_ACT_NONE && ex->gated) return MOE_EINVAL;
+    if (!moe_activation_valid(ex->activation, ex->gated)) return MOE_EINVAL;
     if (MOE_DT_IS_QUANT(ex->dtype) && (!moe_qgroup_ok(ex->group) || ex->H % ex->group || ex->inter % ex->group))
         return MOE_EINVAL;
     if (moe_packed_in_elems(ex->E, ex->H, ex->inter, ex->gated) < 0 || moe_packed_out_elems(ex->E, ex->H, ex->inter) < 0)
         return MOE_EOVERFLOW;
     return MOE_OK;
+}
+
+int moe_activation_valid(int32_t activation, int32_t gated) {
+    return activation >= MOE_ACT_SILU && activation <= MOE_ACT_RELU2 && !(activation == MOE_ACT_NONE && gated);
 }
 
 /* ---- quantised activations: a (rows, K) int8 buffer with per-group scales and sums */
@@ -229,9 +234,9 @@ static void quantize_parallel(qbuf *b, const float *x, int64_t ldx, int64_t rows
 
 static moe_status check_forward(int64_t T, int64_t K, const moe_experts *routed, const moe_experts *shared) {
     if (T < 0 || K < 1 || !routed) return MOE_EINVAL;
-    moe_status st = check_experts(routed, routed->H);
+    moe_status st = check_experts(routed, routed->H, 1);
     if (st != MOE_OK) return st;
-    if (shared && (st = check_experts(shared, routed->H)) != MOE_OK) return st;
+    if (shared && (st = check_experts(shared, routed->H, 1)) != MOE_OK) return st;
     if (shared && shared->E != 1) return MOE_EINVAL;
     const int64_t N = moe_mul_checked(T, K);
     if (N < 0 || moe_mul_checked(T, routed->H) < 0) return MOE_EOVERFLOW;
@@ -289,19 +294,16 @@ moe_status moe_forward(float *out, const float *x, int64_t T, const float *weigh
     const int quant_tokens_once = rq && !scale_input;
     if (quant_tokens_once) quantize_parallel(&xq_tok, x, H, T, routed->group, kt, nthreads);
     const int64_t ngx = rq ? H / routed->group : 0;
+    if (quant_tokens_once) { /* the quantised rows of each dispatched token */
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (rows * H >= MOE_PARALLEL_MIN_WORK)
-    for (int64_t r = 0; r < rows; r++) {
-        const int64_t slot = order[r], t = slot / K;
-        if (quant_tokens_once) {
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t t = order[r] / K;
             memcpy(xq_rows.q + r * H, xq_tok.q + t * H, (size_t)H);
             memcpy(xq_rows.s + r * ngx, xq_tok.s + t * ngx, (size_t)ngx * sizeof(float));
             memcpy(xq_rows.sum + r * ngx, xq_tok.sum + t * ngx, (size_t)ngx * sizeof(int32_t));
-        } else if (scale_input) {
-            const float w = weights[slot];
-            for (int64_t j = 0; j < H; j++) xs[r * H + j] = w * x[t * H + j];
-        } else {
-            memcpy(xs + r * H, x + t * H, (size_t)H * sizeof(float));
         }
+    } else if ((st = moe_gather(xs, x, T, H, order, rows, K, scale_input ? weights : NULL)) != MOE_OK) {
+        goto done; /* the gather piece itself (float rows, scaled for Llama 4) */
     }
     if (rq && scale_input) quantize_parallel(&xq_rows, xs, H, rows, routed->group, kt, nthreads);
     rows_in routed_in = rq ? qbuf_rows(&xq_rows) : (rows_in){xs, NULL, NULL, NULL, H, 0};
@@ -341,31 +343,9 @@ moe_status moe_forward(float *out, const float *x, int64_t T, const float *weigh
     run_items(&out_items, 1, kt, nthreads);
 
     /* combine per token: routed contributions in ascending expert order, then the shared expert */
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (T * H * K >= MOE_PARALLEL_MIN_WORK)
-    for (int64_t t = 0; t < T; t++) {
-        float *o = out + t * H;
-        memset(o, 0, (size_t)H * sizeof(float));
-        int32_t last = -1;
-        for (int64_t n = 0; n < K; n++) { /* next slot: smallest expert id above `last` */
-            int64_t best = -1;
-            for (int64_t k = 0; k < K; k++) {
-                const int32_t e = experts[t * K + k];
-                if (e > last && (best < 0 || e < experts[t * K + best])) best = k;
-            }
-            if (best < 0) break;
-            last = experts[t * K + best];
-            const int64_t row = position[t * K + best];
-            if (row < 0) continue; /* dropped */
-            const float w = scale_input ? 1.0f : weights[t * K + best];
-            const float *src = y + row * Hp;
-            for (int64_t j = 0; j < H; j++) o[j] += w * src[j];
-        }
-        if (shared) {
-            const float g = shared_gate ? shared_gate[t] : 1.0f;
-            const float *src = ys + t * Hp;
-            for (int64_t j = 0; j < H; j++) o[j] += g * src[j];
-        }
-    }
+    if (moe_combine_rows(out, y, Hp, rows, position, experts, weights, T, K, H, scale_input, ys, Hp, shared_gate,
+                       nthreads) < 0)
+        st = MOE_EINVAL; /* duplicate expert ids in a row */
 done:
     free(in_items.items);
     free(out_items.items);
@@ -376,7 +356,7 @@ done:
 moe_status moe_linear(float *out, const float *x, int64_t T, const moe_experts *w) {
     if (T < 0 || !w || w->E != 1 || w->gated || w->activation != MOE_ACT_NONE || MOE_DT_IS_QUANT(w->dtype))
         return MOE_EINVAL;
-    moe_status st = check_experts(w, w->H);
+    moe_status st = check_experts(w, w->H, 0);
     if (st != MOE_OK) return st;
     const int64_t N = w->inter, Np = moe_round_up(N, MOE_PANEL);
     const int64_t n = moe_mul_checked(T, Np);
@@ -395,4 +375,71 @@ moe_status moe_linear(float *out, const float *x, int64_t T, const moe_experts *
     free(items.items);
     free(buf);
     return MOE_OK;
+}
+
+/* ---------------------------------------------------------------- the grouped FFN piece of moe_forward */
+
+moe_status moe_grouped_ffn(float *ys, const float *xs, const int64_t *offsets, const moe_experts *ex) {
+    moe_status st = check_experts(ex, ex ? ex->H : 0, 1);
+    if (st != MOE_OK) return st;
+    const int64_t E = ex->E, H = ex->H;
+    if (offsets[0] != 0) return MOE_EINVAL;
+    for (int64_t e = 0; e < E; e++)
+        if (offsets[e + 1] < offsets[e]) return MOE_EINVAL;
+    const int64_t N = offsets[E];
+    const int64_t Hp = moe_round_up(H, MOE_PANEL), Ip = moe_round_up(ex->inter, MOE_PANEL);
+    const int rq = MOE_DT_IS_QUANT(ex->dtype);
+    int64_t *counts = malloc((size_t)E * sizeof(int64_t));
+    if (!counts) return MOE_ENOMEM;
+    for (int64_t e = 0; e < E; e++) counts[e] = offsets[e + 1] - offsets[e];
+    /* scratch: h (N, Ip), y (N, Hp) [, xq (N, H), hq (N, I) quantised]; a dry run sizes it */
+    float *h = NULL, *y = NULL;
+    qbuf xq = {0}, hq = {0};
+    arena a = {NULL, 0, 0, 0};
+    void *base = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        h = take(&a, moe_mul_checked(N, Ip), sizeof(float));
+        y = take(&a, moe_mul_checked(N, Hp), sizeof(float));
+        if (rq) {
+            qbuf_take(&xq, &a, N, H, ex->group);
+            qbuf_take(&hq, &a, N, ex->inter, ex->group);
+        }
+        if (pass == 0) {
+            if (a.overflow) { free(counts); return MOE_EOVERFLOW; }
+            base = malloc((size_t)(a.used + 64));
+            if (!base) { free(counts); return MOE_ENOMEM; }
+            a = (arena){(char *)(((uintptr_t)base + 63) / 64 * 64), a.used, 0, 0};
+        }
+    }
+    const int nthreads = moe_get_num_threads();
+    const moe_kernel_table *kt = moe_kernels();
+    work_list in_items = {0}, out_items = {0};
+    rows_in x_in = {xs, NULL, NULL, NULL, H, 0};
+    if (rq) {
+        quantize_parallel(&xq, xs, H, N, ex->group, kt, nthreads);
+        x_in = qbuf_rows(&xq);
+    }
+    rows_in none = {0};
+    if (add_phase(&in_items, ex, counts, offsets, x_in, h, Ip, NULL, none, NULL, 0, 0, nthreads) < 0) {
+        st = MOE_ENOMEM;
+        goto done;
+    }
+    run_items(&in_items, 0, kt, nthreads);
+    rows_in h_in = {h, NULL, NULL, NULL, Ip, 0};
+    if (rq) {
+        quantize_parallel(&hq, h, Ip, N, ex->group, kt, nthreads);
+        h_in = qbuf_rows(&hq);
+    }
+    if (add_phase(&out_items, ex, counts, offsets, h_in, y, Hp, NULL, none, NULL, 0, 0, nthreads) < 0) {
+        st = MOE_ENOMEM;
+        goto done;
+    }
+    run_items(&out_items, 1, kt, nthreads);
+    for (int64_t r = 0; r < N; r++) memcpy(ys + r * H, y + r * Hp, (size_t)H * sizeof(float));
+done:
+    free(in_items.items);
+    free(out_items.items);
+    free(base);
+    free(counts);
+    return st;
 }

@@ -1,7 +1,7 @@
 /* kernels.h: internal ISA-specific kernels, one table per instruction set.
  * simd_kernels.inc is compiled once per ISA (isa_scalar.c, isa_avx2.c, isa_avx512.c); cpu.c picks
- * the table at run time. Within one ISA every kernel's arithmetic order is fixed, so results do not
- * depend on the thread count. */
+ * the table at run time. Every kernel's arithmetic order is fixed and the same on every ISA, so
+ * results depend neither on the thread count nor on the ISA. */
 #ifndef MOEPY_KERNELS_H
 #define MOEPY_KERNELS_H
 
@@ -12,7 +12,9 @@
  * intrinsic, so the compiler must not fuse on its own. GCC fuses only in GNU modes (-std=gnu11
  * means -ffp-contract=fast; the build uses -std=c11); clang fuses within expressions by default,
  * which the pragma turns off. */
+#if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
+#endif
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__STRICT_ANSI__) && !defined(MOE_FP_CONTRACT_OFF)
 #error "build with -std=c11 (or -ffp-contract=off -DMOE_FP_CONTRACT_OFF): GNU modes let GCC fuse a * b + c per ISA"
 #endif

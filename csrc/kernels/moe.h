@@ -1,7 +1,7 @@
 /* moe.h: the public API of moepy's C core.
  *
- * Pure C11 on raw pointers and int64_t sizes. No Python here: pymodule.c is the only file that
- * sees Python.h / NumPy. Kernels never allocate Python objects, print or abort; they return a status.
+ * Pure C11 on raw pointers and int64_t sizes. No Python here: csrc/python/ holds the only files that
+ * see Python.h / NumPy. Kernels never allocate Python objects, print or abort; they return a status.
  *
  * Dimension legend (used in every shape comment):
  *   T  tokens (rows of the activation matrix)      H  hidden size
@@ -21,8 +21,13 @@ typedef enum {
     MOE_EINVAL = 1,   /* a parameter out of range */
     MOE_ENOMEM = 2,   /* an allocation failed */
     MOE_ENAN = 3,     /* NaN found in an input; *bad_index names the row */
-    MOE_EOVERFLOW = 4 /* a size computation overflowed int64 */
+    MOE_EOVERFLOW = 4, /* a size computation overflowed int64 */
+    MOE_ERANGE = 5     /* a value does not fit the storage format; *bad_index names it */
 } moe_status;
+
+/* Memory contract: every array a kernel reads must not change while the call runs (callers on
+ * other threads included); expert ids are validated in the same pass that uses them, or the
+ * caller hands in a private copy (the Python boundary copies them). */
 
 /* ---------- threads and CPU dispatch (cpu.c) ---------- */
 typedef enum { MOE_ISA_SCALAR = 0, MOE_ISA_AVX2 = 1, MOE_ISA_AVX512 = 2 } moe_isa;
@@ -93,6 +98,7 @@ moe_status moe_expert_load(int64_t *counts, double *prob_sum, const int32_t *exp
                            int64_t E);
 
 /* ---------- dispatch (dispatch.c) ---------- */
+struct moe_experts_s; /* moe_experts, below */
 /* The dispatch plan of a routing: slots (t, k) grouped by expert, in slot order within an expert.
  *   counts (E) i64: kept slots per expert; offsets (E + 1) i64: start of each expert's rows;
  *   order (N) i64: slot index t * K + k of each dispatched row (N = offsets[E]);
@@ -101,6 +107,21 @@ moe_status moe_expert_load(int64_t *counts, double *prob_sum, const int32_t *exp
 moe_status moe_dispatch_plan(int64_t *counts, int64_t *offsets, int64_t *order, int64_t *position,
                              const int32_t *experts, const uint8_t *dropped, int64_t T, int64_t K, int64_t E);
 
+/* The pieces of moe_forward, callable one by one (placement simulation, expert parallelism):
+ *   plan (above) -> gather -> grouped FFN -> combine  ==  moe_forward, bitwise.
+ * xs (N, H) <- x (T, H): row r is x[order[r] / K] (times weights[order[r]] when weights is not NULL:
+ * Llama 4's scaled input). */
+moe_status moe_gather(float *xs, const float *x, int64_t T, int64_t H, const int64_t *order, int64_t N, int64_t K,
+                      const float *weights);
+/* ys (N, H) <- f_e(xs) for the rows [offsets[e], offsets[e+1]) of each expert e (offsets (E + 1),
+ * offsets[0] = 0, non-decreasing, N = offsets[E]); the arithmetic of moe_forward's FFN (ffn.c). */
+moe_status moe_grouped_ffn(float *ys, const float *xs, const int64_t *offsets, const struct moe_experts_s *ex);
+/* out (T, H) <- per token t, over its slots in ascending expert order, the kept rows
+ * w[t,k] * ys[position[t K + k]] (w = 1 when scale_input), then + shared_gate[t] * shared_y[t]
+ * (shared_y (T, H) or NULL; shared_gate NULL = 1). experts (T, K) must be unique per row. */
+moe_status moe_combine(float *out, const float *ys, int64_t N, const int64_t *position, const int32_t *experts,
+                       const float *weights, int64_t T, int64_t K, int64_t H, int32_t scale_input,
+                       const float *shared_y, const float *shared_gate);
 /* ---------- grouped expert FFN (ffn.c, pack.c) ---------- */
 typedef enum {
     MOE_ACT_SILU = 0,      /* silu(gate) * up (SwiGLU) */
@@ -124,7 +145,7 @@ typedef enum { MOE_DT_F32 = 0, MOE_DT_BF16 = 1, MOE_DT_INT8 = 2, MOE_DT_INT4 = 3
  *                w_out (E, Hp/16, Ip, 16)
  * INT8 / INT4:   w_in  blocks [e][Ip/16][H/G][P], w_out blocks [e][Hp/16][I/G] (quant.h, quant.c)
  *   b_in  (E, P, Ip) f32 or NULL;  b_out (E, Hp) f32 or NULL */
-typedef struct {
+typedef struct moe_experts_s {
     int64_t E, H, inter; /* experts, hidden size, expert width I (named inter: complex.h defines I) */
     int64_t group;       /* G of the INT formats (32, 64, 128), else 0 */
     int32_t dtype, gated, activation;
@@ -132,6 +153,9 @@ typedef struct {
     const void *w_in, *w_out;
     const float *b_in, *b_out;
 } moe_experts;
+
+/* 1 if the kernels implement this activation code (with gating, when gated), else 0 */
+int moe_activation_valid(int32_t activation, int32_t gated);
 
 int64_t moe_round_up(int64_t n, int64_t m);
 /* elements (not bytes) of the packed w_in / w_out of `ex` */
@@ -144,12 +168,21 @@ moe_status moe_pack_in(void *dst, const void *gate, const void *up, int64_t E, i
 moe_status moe_pack_out(void *dst, const void *down, int64_t E, int64_t H, int64_t inter, int32_t dtype);
 
 /* ---------- quantized weights (quant.c; formats in quant.h) ---------- */
+typedef enum { MOE_Q_INT8 = 0, MOE_Q_INT4 = 1, MOE_Q_INT4_ASYM = 2 } moe_qformat;
+/* bytes of one block (16 columns x G inputs) and of its header (fp16 scales [+ offsets]); -1 if invalid */
+int64_t moe_qformat_block_bytes(int32_t fmt, int64_t G);
+int64_t moe_qformat_header_bytes(int32_t fmt);
 /* bytes of E matrices (N outputs, K inputs) in format fmt (moe_qformat) with groups of G; -1 if invalid */
 int64_t moe_qpacked_bytes(int64_t E, int64_t N, int64_t K, int32_t fmt, int64_t G);
 /* dst <- w (E, N, K) f32; blocks [e][N/16][K/G] at stride P starting at slot p (P = 2 interleaves the
- * gate and up blocks of one panel and group). MOE_ENAN with *bad_index if w holds NaN or inf. */
+ * gate and up blocks of one panel and group). MOE_ENAN with *bad_index if w holds NaN or inf; MOE_ERANGE with *bad_index (the first input of the group) if a
+ * block's fp16 scale or offset would overflow (|w| beyond ~8.3e6 for INT8, ~6.5e5 for INT4, 65504 for an
+ * INT4-asym minimum): nothing is clamped silently. */
 moe_status moe_quantize(uint8_t *dst, int64_t *bad_index, const float *w, int64_t E, int64_t N, int64_t K,
                         int32_t fmt, int64_t G, int32_t P, int32_t p);
+/* xq (R, K) i8, scales (R, K/G) f32, sums (R, K/G) i32 <- x (R, K): the kernels' activation quantisation */
+moe_status moe_quantize_rows(int8_t *xq, float *scales, int32_t *sums, const float *x, int64_t R, int64_t K,
+                             int64_t G);
 /* w (E, N, K) f32 <- blocks (stride P, slot p) */
 moe_status moe_dequantize(float *w, const uint8_t *src, int64_t E, int64_t N, int64_t K, int32_t fmt, int64_t G,
                           int32_t P, int32_t p);

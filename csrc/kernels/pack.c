@@ -16,38 +16,41 @@ int64_t moe_packed_out_elems(int64_t E, int64_t H, int64_t I) {
 }
 
 /* dst[((e * Cp/16 + pb) * R + r) * (P*16) + p*16 + c] = src_p[e][pb*16 + c][r]  (0 past C or R0)
- * src_p: (E, C, R0) row-major; R >= R0 rows of the packed panel, rows past R0 zero */
-#define PACK_BODY(T)                                                                                        \
-    T *d = dst;                                                                                             \
-    const T *srcs[2] = {src0, src1};                                                                        \
-    const int64_t npanels = moe_round_up(C, MOE_PANEL) / MOE_PANEL;                                         \
-    _Pragma("omp parallel for collapse(2) schedule(static) num_threads(moe_get_num_threads())")             \
-    for (int64_t e = 0; e < E; e++)                                                                         \
-        for (int64_t pb = 0; pb < npanels; pb++) {                                                          \
-            T *out = d + (e * npanels + pb) * R * P * MOE_PANEL;                                            \
-            for (int64_t r = 0; r < R; r++)                                                                 \
-                for (int p = 0; p < P; p++)                                                                 \
-                    for (int c = 0; c < MOE_PANEL; c++) {                                                   \
-                        const int64_t col = pb * MOE_PANEL + c;                                             \
-                        out[(r * P + p) * MOE_PANEL + c] =                                                  \
-                            (col < C && r < R0) ? srcs[p][(e * C + col) * R0 + r] : (T)0;                   \
-                    }                                                                                       \
+ * src_p: (E, C, R0) row-major, elements of es bytes; R >= R0 rows of the packed panel, rows past R0 zero.
+ * Written once for every element size: the callers pass es as a constant, so memcpy becomes one move. */
+static inline __attribute__((always_inline)) void pack_panels(char *dst, const char *src0, const char *src1, int P,
+                                                              int64_t E, int64_t C, int64_t R0, int64_t R,
+                                                              const size_t es) {
+    const char *srcs[2] = {src0, src1};
+    const int64_t npanels = moe_round_up(C, MOE_PANEL) / MOE_PANEL;
+#pragma omp parallel for collapse(2) schedule(static) num_threads(moe_get_num_threads())
+    for (int64_t e = 0; e < E; e++)
+        for (int64_t pb = 0; pb < npanels; pb++) {
+            char *out = dst + (size_t)((e * npanels + pb) * R * P * MOE_PANEL) * es;
+            for (int64_t r = 0; r < R; r++)
+                for (int p = 0; p < P; p++)
+                    for (int c = 0; c < MOE_PANEL; c++) {
+                        const int64_t col = pb * MOE_PANEL + c;
+                        char *o = out + (size_t)((r * P + p) * MOE_PANEL + c) * es;
+                        if (col < C && r < R0) memcpy(o, srcs[p] + (size_t)((e * C + col) * R0 + r) * es, es);
+                        else memset(o, 0, es);
+                    }
         }
-
-static void pack_f32(float *dst, const float *src0, const float *src1, int P, int64_t E, int64_t C, int64_t R0,
-                     int64_t R) {
-    PACK_BODY(float)
 }
 
-static void pack_u16(uint16_t *dst, const uint16_t *src0, const uint16_t *src1, int P, int64_t E, int64_t C,
-                     int64_t R0, int64_t R) {
-    PACK_BODY(uint16_t)
+static void pack_f32(void *dst, const void *a, const void *b, int P, int64_t E, int64_t C, int64_t R0, int64_t R) {
+    pack_panels(dst, a, b, P, E, C, R0, R, sizeof(float));
+}
+
+static void pack_u16(void *dst, const void *a, const void *b, int P, int64_t E, int64_t C, int64_t R0, int64_t R) {
+    pack_panels(dst, a, b, P, E, C, R0, R, sizeof(uint16_t));
 }
 
 static moe_status pack(void *dst, const void *a, const void *b, int P, int64_t E, int64_t C, int64_t R0, int64_t R,
                        int32_t dtype) {
     if (E < 1 || C < 1 || R0 < 1 || R < R0) return MOE_EINVAL;
-    if (moe_mul_checked(moe_mul_checked(E, moe_round_up(C, MOE_PANEL)), moe_mul_checked(R, P)) < 0)
+    if (moe_mul_checked(moe_mul_checked(E, moe_round_up(C, MOE_PANEL)), moe_mul_checked(moe_mul_checked(R, P), 4)) < 0 ||
+        moe_mul_checked(moe_mul_checked(E, C), moe_mul_checked(R0, 4)) < 0)
         return MOE_EOVERFLOW;
     if (dtype == MOE_DT_F32) pack_f32(dst, a, b, P, E, C, R0, R);
     else if (dtype == MOE_DT_BF16) pack_u16(dst, a, b, P, E, C, R0, R);

@@ -2,6 +2,7 @@
 #include "moe.h"
 #include "parallel.h"
 #include "quant.h"
+#include "kernels.h"
 
 #include <math.h>
 #include <string.h>
@@ -14,10 +15,16 @@ int64_t moe_qpacked_bytes(int64_t E, int64_t N, int64_t K, int32_t fmt, int64_t 
 
 #define INT4_CANDIDATES 9 /* divisors 8, 8.25, ..., 10 tried for symmetric INT4 scales */
 
-/* codes u (16 x G) and the header of one block from w (16 rows of G values, rows >= n zero) */
-static void quantize_block(uint8_t *blk, const float *w, int64_t ldw, int n, int32_t fmt, int64_t G) {
+int64_t moe_qformat_block_bytes(int32_t fmt, int64_t G) { return moe_qblock_bytes(fmt, G); }
+int64_t moe_qformat_header_bytes(int32_t fmt) { return moe_qblock_header_bytes(fmt); }
+
+static int f16_is_inf(uint16_t h) { return (h & 0x7FFF) == 0x7C00; }
+
+/* codes u (16 x G) and the header of one block from w (16 rows of G values, rows >= n zero).
+ * Returns the first column whose fp16 scale (or offset) overflows, or -1. */
+static int quantize_block(uint8_t *blk, const float *w, int64_t ldw, int n, int32_t fmt, int64_t G) {
     uint16_t *scale = (uint16_t *)blk, *bias = scale + 16;
-    uint8_t *q = blk + (fmt == MOE_Q_INT4_ASYM ? 64 : 32);
+    uint8_t *q = blk + moe_qblock_header_bytes(fmt);
     uint8_t u[16][128];
     for (int c = 0; c < 16; c++) {
         const float *r = w + c * ldw;
@@ -31,6 +38,7 @@ static void quantize_block(uint8_t *blk, const float *w, int64_t ldw, int n, int
             float amax = 0.0f;
             for (int64_t k = 0; k < G; k++) amax = fmaxf(amax, fabsf(r[k]));
             scale[c] = moe_f32_to_f16(amax / 127.0f);
+            if (f16_is_inf(scale[c])) return c;
             const float s = moe_f16_to_f32(scale[c]);
             for (int64_t k = 0; k < G; k++) {
                 float v = s > 0.0f ? rintf(r[k] / s) : 0.0f;
@@ -43,8 +51,10 @@ static void quantize_block(uint8_t *blk, const float *w, int64_t ldw, int n, int
             float mx = 0.0f;
             for (int64_t k = 0; k < G; k++) mx = fabsf(r[k]) > fabsf(mx) ? r[k] : mx;
             double best_err = INFINITY;
+            scale[c] = 0x7C00; /* inf: no candidate fits fp16 yet */
             for (int i = 0; i < INT4_CANDIDATES; i++) {
                 const uint16_t h = moe_f32_to_f16(mx / -(8.0f + 0.25f * (float)i));
+                if (f16_is_inf(h)) continue; /* a scale past the fp16 range is no candidate */
                 const float s = moe_f16_to_f32(h);
                 double err = 0.0;
                 for (int64_t k = 0; k < G; k++) {
@@ -58,6 +68,7 @@ static void quantize_block(uint8_t *blk, const float *w, int64_t ldw, int n, int
                     scale[c] = h;
                 }
             }
+            if (f16_is_inf(scale[c])) return c;
             const float s = moe_f16_to_f32(scale[c]);
             for (int64_t k = 0; k < G; k++) {
                 float v = s != 0.0f ? rintf(r[k] / s) + 8.0f : 8.0f;
@@ -69,6 +80,7 @@ static void quantize_block(uint8_t *blk, const float *w, int64_t ldw, int n, int
             for (int64_t k = 1; k < G; k++) { lo = fminf(lo, r[k]); hi = fmaxf(hi, r[k]); }
             scale[c] = moe_f32_to_f16((hi - lo) / 15.0f);
             bias[c] = moe_f32_to_f16(lo);
+            if (f16_is_inf(scale[c]) || f16_is_inf(bias[c])) return c;
             const float s = moe_f16_to_f32(scale[c]), m = moe_f16_to_f32(bias[c]);
             for (int64_t k = 0; k < G; k++) {
                 float v = s > 0.0f ? rintf((r[k] - m) / s) : 0.0f;
@@ -87,12 +99,13 @@ static void quantize_block(uint8_t *blk, const float *w, int64_t ldw, int n, int
                 for (int i = 0; i < 4; i++)
                     q[p * 64 + c * 4 + i] = (uint8_t)(u[c][8 * p + i] | (u[c][8 * p + 4 + i] << 4));
     }
+    return -1;
 }
 
 /* w (16 x G, rows >= n skipped) <- one block */
 static void dequantize_block(float *w, int64_t ldw, int n, const uint8_t *blk, int32_t fmt, int64_t G) {
     const uint16_t *scale = (const uint16_t *)blk, *bias = scale + 16;
-    const uint8_t *q = blk + (fmt == MOE_Q_INT4_ASYM ? 64 : 32);
+    const uint8_t *q = blk + moe_qblock_header_bytes(fmt);
     for (int c = 0; c < n; c++) {
         const float s = moe_f16_to_f32(scale[c]), m = fmt == MOE_Q_INT4_ASYM ? moe_f16_to_f32(bias[c]) : 0.0f;
         for (int64_t k = 0; k < G; k++) {
@@ -114,6 +127,7 @@ moe_status moe_quantize(uint8_t *dst, int64_t *bad_index, const float *w, int64_
     for (int64_t i = 0; i < total; i++)
         if (!isfinite(w[i])) { *bad_index = i; return MOE_ENAN; }
     const int64_t np_ = moe_round_up(N, 16) / 16, ng = K / G, bb = moe_qblock_bytes(fmt, G);
+    int64_t first_bad = INT64_MAX; /* the lowest index of w whose block's fp16 scale overflows */
 #pragma omp parallel for collapse(2) schedule(static) num_threads(moe_get_num_threads())
     for (int64_t e = 0; e < E; e++)
         for (int64_t pb = 0; pb < np_; pb++) {
@@ -124,9 +138,15 @@ moe_status moe_quantize(uint8_t *dst, int64_t *bad_index, const float *w, int64_
                 float tmp[16 * 128];
                 for (int c = 0; c < 16; c++)
                     for (int64_t k = 0; k < G; k++) tmp[c * G + k] = c < n ? src[c * K + k] : 0.0f;
-                quantize_block(blk, tmp, G, n, fmt, G);
+                const int c = quantize_block(blk, tmp, G, n, fmt, G);
+                if (c >= 0) {
+                    const int64_t idx = (e * N + pb * 16 + c) * K + g * G;
+#pragma omp critical(moe_quantize_range)
+                    if (idx < first_bad) first_bad = idx;
+                }
             }
         }
+    if (first_bad != INT64_MAX) { *bad_index = first_bad; return MOE_ERANGE; }
     return MOE_OK;
 }
 
@@ -143,5 +163,13 @@ moe_status moe_dequantize(float *w, const uint8_t *src, int64_t E, int64_t N, in
                 dequantize_block(w + (e * N + pb * 16) * K + g * G, K, n,
                                  src + ((((e * np_ + pb) * ng + g) * P) + p) * bb, fmt, G);
         }
+    return MOE_OK;
+}
+
+moe_status moe_quantize_rows(int8_t *xq, float *scales, int32_t *sums, const float *x, int64_t R, int64_t K,
+                             int64_t G) {
+    if (R < 0 || K < 1 || !moe_qgroup_ok(G) || K % G) return MOE_EINVAL;
+    if (moe_mul_checked(R, K) < 0) return MOE_EOVERFLOW;
+    moe_kernels()->quantize_rows(xq, scales, sums, x, K, R, K, G);
     return MOE_OK;
 }

@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-typedef enum { MOE_Q_INT8 = 0, MOE_Q_INT4 = 1, MOE_Q_INT4_ASYM = 2 } moe_qformat;
+#include "moe.h" /* moe_qformat */
 
 /* the nine block types: 16 columns x G inputs */
 typedef struct { uint16_t scale[16]; uint8_t q[32 * 16]; } moe_block_q8_g32;
@@ -45,13 +45,37 @@ _Static_assert(sizeof(moe_block_q4a_g32) == 64 + 256, "q4 asym g32 block: 5 bits
 _Static_assert(sizeof(moe_block_q4a_g64) == 64 + 512, "q4 asym g64 block");
 _Static_assert(sizeof(moe_block_q4a_g128) == 64 + 1024, "q4 asym g128 block");
 
-/* bytes of one (16 columns x G inputs) block */
-static inline int64_t moe_qblock_bytes(int32_t fmt, int64_t G) {
-    const int64_t header = fmt == MOE_Q_INT4_ASYM ? 64 : 32;
-    return header + (fmt == MOE_Q_INT8 ? 16 * G : 8 * G);
-}
+#include <stddef.h>
 
 static inline int moe_qgroup_ok(int64_t G) { return G == 32 || G == 64 || G == 128; }
+
+/* The geometry of every format is read from the structs above (the one source): header bytes
+ * before the codes, and bytes of one (16 columns x G inputs) block; -1 for an unknown format or G. */
+static inline int64_t moe_qblock_header_bytes(int32_t fmt) {
+    switch (fmt) {
+    case MOE_Q_INT8: return (int64_t)offsetof(moe_block_q8_g32, q);
+    case MOE_Q_INT4: return (int64_t)offsetof(moe_block_q4_g32, q);
+    case MOE_Q_INT4_ASYM: return (int64_t)offsetof(moe_block_q4a_g32, q);
+    default: return -1;
+    }
+}
+
+static inline int64_t moe_qblock_bytes(int32_t fmt, int64_t G) {
+#define MOE_QB_(f, tag) ((f) == MOE_Q_INT8 ? (int64_t)sizeof(moe_block_q8_##tag) \
+                         : (f) == MOE_Q_INT4 ? (int64_t)sizeof(moe_block_q4_##tag) : (int64_t)sizeof(moe_block_q4a_##tag))
+    if (fmt < MOE_Q_INT8 || fmt > MOE_Q_INT4_ASYM) return -1;
+    switch (G) {
+    case 32: return MOE_QB_(fmt, g32);
+    case 64: return MOE_QB_(fmt, g64);
+    case 128: return MOE_QB_(fmt, g128);
+    default: return -1;
+    }
+#undef MOE_QB_
+}
+
+_Static_assert(offsetof(moe_block_q8_g128, q) == 32 && offsetof(moe_block_q4_g128, q) == 32 &&
+                   offsetof(moe_block_q4a_g128, q) == 64 && offsetof(moe_block_q4a_g32, bias) == 32,
+               "the header of a block does not depend on G");
 
 /* fp16 <-> fp32, exact round to nearest even (portable; the kernels use F16C where present) */
 static inline float moe_f16_to_f32(uint16_t h) {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* see moe.h: params against E */
 moe_status moe_route_check(const moe_route_params *p, int64_t E) {
     if (E < 1 || E > INT32_MAX) return MOE_EINVAL;
     if (p->top_k < 1 || p->top_k > E) return MOE_EINVAL;
@@ -40,6 +41,7 @@ static int64_t route_blocks(int64_t b0, int64_t b1, float *weights, int32_t *exp
     return bad;
 }
 
+/* weights (T, K), experts (T, K), scores (T, E) <- logits (T, E), bias (E): blocks of rows over the threads */
 moe_status moe_route(float *weights, int32_t *experts, float *scores, int64_t *bad_row,
                      const float *logits, const float *bias, int64_t T, int64_t E,
                      const moe_route_params *p) {
@@ -90,6 +92,7 @@ moe_status moe_route(float *weights, int32_t *experts, float *scores, int64_t *b
     return MOE_OK;
 }
 
+/* values (R, K), indices (R, K) <- x (R, M): blocks of rows over the threads */
 moe_status moe_topk(float *values, int64_t *indices, int64_t *bad_row, const float *x, int64_t R,
                     int64_t M, int64_t K) {
     if (R < 0 || M < 1 || K < 1 || K > M) return MOE_EINVAL;

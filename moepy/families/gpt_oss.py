@@ -20,7 +20,7 @@ from ._gguf import GPT_OSS_NAMES, GGUFSpec, common_config, key, need
 
 def router(num_experts: int = 32, top_k: int = 4) -> RouterConfig:
     """GPT-OSS: top-k on the logits (router has a bias, already in the logits), softmax over the K selected."""
-    return RouterConfig(top_k=top_k, scoring="softmax", topk_before_softmax=True, num_experts=num_experts,
+    return RouterConfig(top_k=top_k, scoring="softmax", topk_before_score=True, num_experts=num_experts,
                         family="gpt_oss")
 
 

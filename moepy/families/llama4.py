@@ -21,7 +21,7 @@ from .registry import Family
 def router(num_experts: int = 16, top_k: int = 1) -> RouterConfig:
     """Llama 4: top-k on the raw logits, then sigmoid of each selected logit; no renormalisation.
     (The Llama 4 layer multiplies the expert *input* by this weight.)"""
-    return RouterConfig(top_k=top_k, scoring="sigmoid", topk_before_softmax=True, num_experts=num_experts,
+    return RouterConfig(top_k=top_k, scoring="sigmoid", topk_before_score=True, num_experts=num_experts,
                         family="llama4")
 
 

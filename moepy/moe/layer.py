@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from .. import _ops
-from .._inputs import as_float32
+from .._inputs import as_float32, as_index
 from ..routing import BalanceStats, RouterConfig, Routing, balance_stats, route
 from . import quant
 from .weights import DTYPES, ExpertWeights, from_bf16_bits, pack_linear, to_bf16_bits
@@ -118,6 +118,19 @@ class MoELayer:
         return self._route(x, self.router_logits(x.reshape(-1, self.hidden_size)))
 
     def _route(self, x: np.ndarray, logits: np.ndarray) -> Routing:
+        try:
+            return self._route_logits(x, logits)
+        except ValueError as exc:  # a NaN in the logits comes from x: say so, naming the token
+            if "holds NaN" in str(exc):
+                bad = ~np.isfinite(x.reshape(-1, x.shape[-1])).all(axis=1)
+                if bad.any():
+                    t = int(np.argmax(bad))
+                    where = f"token row {t}" if x.ndim == 2 else \
+                        f"token row {t} (batch {t // x.shape[1]}, position {t % x.shape[1]})"
+                    raise ValueError(f"x holds NaN or inf in {where}") from None
+            raise
+
+    def _route_logits(self, x: np.ndarray, logits: np.ndarray) -> Routing:
         E = self.num_experts
         logits = np.ascontiguousarray(logits[:, :E])
         if x.ndim == 3:  # capacity applies per sequence (Switch's groups)
@@ -125,7 +138,8 @@ class MoELayer:
         return route(logits, self.router, self.selection_bias)
 
     def __call__(self, x: np.ndarray, return_routing: bool = False, out: Optional[np.ndarray] = None):
-        """y = MoE(x) for x (T, H) or (B, S, H) float32; with return_routing, (y, Routing)."""
+        """y = MoE(x) for x (T, H) or (B, S, H) float32; with return_routing, (y, Routing).
+        out: a float32 array of x's shape that receives y (any layout: a non-contiguous view is filled)."""
         x = _as_tokens(x, self.hidden_size)
         x2 = x.reshape(-1, self.hidden_size)
         logits = self.router_logits(x2)
@@ -133,23 +147,39 @@ class MoELayer:
         gate = None
         if self.shared_gate_weight is not None:
             gate = (1.0 / (1.0 + np.exp(-logits[:, self.num_experts]))).astype(np.float32)
-        out2 = None if out is None else out.reshape(x2.shape)
-        args = (x2, routing.weights, routing.experts, routing.dropped, self._routed, self._shared, gate,
-                self.scale_input)
+        y = self._forward(x2, routing.weights, routing.experts, routing.dropped, gate, out)
+        self.last_routing = routing
+        y = y.reshape(x.shape) if out is None else out
+        return (y, routing) if return_routing else y
+
+    def _forward(self, x2, weights, experts, dropped, gate, out):
+        """The C layer over a routing; out (x's shape) is written directly when the kernel can write it,
+        else filled from a fresh result."""
+        direct = None
+        if out is not None:
+            if not isinstance(out, np.ndarray) or out.dtype != np.float32:
+                raise TypeError(f"out must be a float32 numpy array, got {getattr(out, 'dtype', type(out))}")
+            if out.size != x2.size or out.shape[-1] != x2.shape[1]:
+                raise ValueError(f"out must have the shape of x, got {out.shape}")
+            if not out.flags.writeable:
+                raise ValueError("out is read-only")
+            if out.flags.c_contiguous and out.flags.aligned and out.dtype.isnative:
+                direct = out.reshape(x2.shape)  # a view: the kernel writes into out
+        args = (x2, weights, experts, dropped, self._routed, self._shared, gate, self.scale_input)
         if self._work_lock.acquire(blocking=False):  # concurrent callers get their own scratch
             try:
-                need = _ops.forward_workspace(x2.shape[0], routing.top_k, self._routed, self._shared,
+                need = _ops.forward_workspace(x2.shape[0], experts.shape[1], self._routed, self._shared,
                                               self.scale_input)
                 if self._work.size < need:
                     self._work = np.empty(need, np.uint8)
-                y = _ops.moe_forward(*args, out=out2, work=self._work)
+                y = _ops.moe_forward(*args, out=direct, work=self._work)
             finally:
                 self._work_lock.release()
         else:
-            y = _ops.moe_forward(*args, out=out2)
-        self.last_routing = routing
-        y = y.reshape(x.shape)
-        return (y, routing) if return_routing else y
+            y = _ops.moe_forward(*args, out=direct)
+        if out is not None and direct is None:
+            out[...] = y.reshape(out.shape)
+        return y
 
     def quantize(self, format: str = "int8", group_size: int = 32, shared: bool = False) -> "MoELayer":
         """A copy of this layer whose routed experts are quantized (moepy.moe.quant formats "int8",
@@ -163,8 +193,8 @@ class MoELayer:
 
     def nbytes(self) -> dict:
         """Bytes of the packed weights the kernels read: routed experts, shared expert, router."""
-        routed = self._routed[7].nbytes + self._routed[8].nbytes
-        shared = 0 if self._shared is None else self._shared[7].nbytes + self._shared[8].nbytes
+        routed = self._routed.nbytes
+        shared = 0 if self._shared is None else self._shared.nbytes
         return {"routed": routed, "shared": shared, "router": self.router_weight.nbytes,
                 "per_expert": routed // self.num_experts}
 
@@ -248,6 +278,58 @@ def _packed_only(ex, packed: tuple, dtype: str, group_size: int):
     if isinstance(ex, PackedFloatExperts) and ex.dtype == dtype:
         return ex
     return PackedFloatExperts.from_packed(ex, packed, dtype)
+
+
+    # ---- the layer's experts on a caller's routing
+    def run_experts(self, x: np.ndarray, weights, experts, dropped=None) -> np.ndarray:
+        """y = sum_k weights[t, k] f_{experts[t, k]}(x[t]) (+ the shared expert, gated as in __call__) for a
+        routing the caller chose: x (T, H) or (B, S, H) float32; experts (T, K) int ids, each in [0, E) and
+        unique within a row; weights (T, K) float (converted to float32); dropped (T, K) bool or None
+        (dropped slots contribute nothing). ValueError / TypeError naming the argument otherwise."""
+        x = _as_tokens(x, self.hidden_size)
+        x2 = x.reshape(-1, self.hidden_size)
+        T = x2.shape[0]
+        experts = as_index(experts, "experts", np.int32, (2,))
+        if experts.shape[0] != T or experts.shape[1] < 1:
+            raise ValueError(f"experts must be (T, K) = ({T}, K >= 1), got {experts.shape}")
+        E = self.num_experts
+        if experts.size and (experts.min() < 0 or experts.max() >= E):
+            t, k = np.argwhere((experts < 0) | (experts >= E))[0]
+            raise ValueError(f"experts[{t}, {k}] = {experts[t, k]} is out of range [0, {E})")
+        srt = np.sort(experts, axis=1)
+        dup = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
+        if dup.any():
+            raise ValueError(f"experts row {int(np.argmax(dup))} holds an expert id twice")
+        weights = as_float32(weights, "weights", (2,))
+        if weights.shape != experts.shape:
+            raise ValueError(f"weights must have the shape of experts {experts.shape}, got {weights.shape}")
+        if not np.isfinite(weights).all():
+            raise ValueError("weights hold NaN or inf")
+        if dropped is not None:
+            dropped = np.asarray(dropped)
+            if dropped.dtype != np.bool_ or dropped.shape != experts.shape:
+                raise ValueError(f"dropped must be a bool array of shape {experts.shape}")
+            dropped = np.ascontiguousarray(dropped)
+        gate = None
+        if self.shared_gate_weight is not None:
+            logit = _ops.linear(x2, self._router_packed)[:, E]
+            gate = (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+        y = self._forward(x2, weights, experts, dropped, gate, None)
+        return y.reshape(x.shape)
+
+    def forward_expert_choice(self, x: np.ndarray, capacity_factor: float = 1.0, capacity: Optional[int] = None,
+                              return_routing: bool = False):
+        """Expert-choice routing (Zhou et al. 2022) through this layer: each expert takes its C best tokens
+        by the softmax of the router logits (C = capacity or ceil(capacity_factor * T / E)) and weights
+        them by that score; a token gets 0..E experts. With return_routing, (y, ExpertChoice)."""
+        from ..routing import expert_choice
+        x = _as_tokens(x, self.hidden_size)
+        x2 = x.reshape(-1, self.hidden_size)
+        E = self.num_experts
+        ec = expert_choice(np.ascontiguousarray(self.router_logits(x2)[:, :E]), capacity, capacity_factor)
+        r = ec.to_routing()
+        y = self.run_experts(x, r.weights, r.experts, r.dropped)
+        return (y, ec) if return_routing else y
 
 
 def _rebuild_layer(args: dict) -> "MoELayer":

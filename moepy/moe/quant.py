@@ -1,7 +1,7 @@
 """Quantized expert weights: INT8 and INT4 (symmetric and asymmetric) with a scale per group.
 
 A matrix W (N outputs, K inputs) is stored as blocks of 16 output columns x G inputs (G = 32, 64 or
-128 dividing K), each with fp16 scales (and, for "int4_asym", fp16 offsets): see csrc/quant.h for
+128 dividing K), each with fp16 scales (and, for "int4_asym", fp16 offsets): see csrc/kernels/quant.h for
 the byte layout and the dequantisation rules:
     int8       w = s (u - 128),  s = max|w| / 127                   8.5 bits per weight at G = 32
     int4       w = s (u - 8),    s = (signed max) / -8              4.5 bits per weight at G = 32
@@ -17,16 +17,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _ops
+from .._inputs import as_float32
 
-FORMATS = {"int8": 0, "int4": 1, "int4_asym": 2}
-DTYPE_CODES = {"int8": 2, "int4": 3, "int4_asym": 4}  # moe_dtype in csrc/moe.h
+FORMATS = dict(_ops.QFORMATS)  # name -> moe_qformat (csrc/kernels/moe.h), read from moepy._C
+DTYPE_CODES = {f: _ops.DTYPES[f] for f in FORMATS}  # name -> moe_dtype
 GROUP_SIZES = (32, 64, 128)
 
 
 def block_bytes(fmt: str, group_size: int) -> int:
-    """Bytes of one block of 16 columns x group_size inputs."""
-    header = 64 if fmt == "int4_asym" else 32
-    return header + (16 if fmt == "int8" else 8) * group_size
+    """Bytes of one block of 16 columns x group_size inputs (the structs of csrc/kernels/quant.h)."""
+    check_format(fmt, group_size)
+    return _ops.QBLOCK_BYTES[(fmt, group_size)]
 
 
 def bits_per_weight(fmt: str, group_size: int = 32) -> float:
@@ -36,6 +37,7 @@ def bits_per_weight(fmt: str, group_size: int = 32) -> float:
 
 
 def check_format(fmt: str, group_size: int):
+    """ValueError unless fmt is an INT format and group_size one of GROUP_SIZES."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {tuple(FORMATS)}, got {fmt!r}")
     if group_size not in GROUP_SIZES:
@@ -44,7 +46,7 @@ def check_format(fmt: str, group_size: int):
 
 @dataclass(frozen=True)
 class QuantizedTensor:
-    """E matrices (N, K) quantized into blocks (uint8, the layout of csrc/quant.h)."""
+    """E matrices (N, K) quantized into blocks (uint8, the layout of csrc/kernels/quant.h)."""
 
     blocks: np.ndarray
     shape: tuple  # (E, N, K)
@@ -53,6 +55,7 @@ class QuantizedTensor:
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the blocks (scales included)."""
         return int(self.blocks.nbytes)
 
     @property
@@ -61,22 +64,20 @@ class QuantizedTensor:
         return self.nbytes * 8 / float(np.prod(self.shape))
 
     def dequantize(self) -> np.ndarray:
+        """The float32 (E, N, K) weights the blocks encode."""
         E, N, K = self.shape
         return _ops.dequantize(self.blocks, E, N, K, FORMATS[self.format], self.group_size)
 
 
 def quantize(weights: np.ndarray, format: str = "int8", group_size: int = 32) -> QuantizedTensor:
-    """Quantize float32 weights (N, K) or (E, N, K), groups of `group_size` along K (the input
-    dimension). Raises ValueError for NaN/inf weights (naming the index), a group size that does not
-    divide K, or an unknown format; TypeError for a dtype other than float32."""
+    """Quantize weights (N, K) or (E, N, K), groups of `group_size` along K (the input dimension).
+    weights follow moepy's input rule (moepy/_inputs.py: array-likes, DLPack tensors, other float precisions
+    converted to float32). Raises ValueError for NaN/inf weights (naming the index), a group size that does not
+    divide K, an unknown format, or a scale beyond fp16's range."""
     check_format(format, group_size)
-    w = np.asarray(weights)
-    if w.dtype != np.float32:
-        raise TypeError(f"weights must be float32, got {w.dtype}")
+    w = as_float32(weights, "weights", (2, 3))
     if w.ndim == 2:
         w = w[None]
-    if w.ndim != 3:
-        raise ValueError(f"weights must be (N, K) or (E, N, K), got shape {np.shape(weights)}")
     if w.shape[2] % group_size:
         raise ValueError(f"group_size {group_size} must divide the input dimension {w.shape[2]}")
     blocks = _ops.quantize(np.ascontiguousarray(w), FORMATS[format], group_size)
@@ -90,17 +91,9 @@ def dequantize(q: QuantizedTensor) -> np.ndarray:
 
 def pack_experts(gate, up, down, fmt: str, group_size: int):
     """Quantized w_in (gate and up blocks interleaved per panel and group, or up alone when gate is
-    None) and w_out blocks for the C engine. gate/up (E, I, H), down (E, H, I) float32."""
+    None) and w_out blocks for the C engine. gate/up (E, I, H), down (E, H, I) float32.
+    (moepy._ops.pack_experts builds the whole PackedExperts.)"""
     check_format(fmt, group_size)
-    E, I, H = up.shape
-    for name, k in (("hidden size H", H), ("expert width I", I)):
-        if k % group_size:
-            raise ValueError(f"group_size {group_size} must divide the {name} = {k}")
-    code = FORMATS[fmt]
-    if gate is not None:
-        w_in = _ops.quantize(np.ascontiguousarray(gate, dtype=np.float32), code, group_size, 2, 0)
-        _ops.quantize(np.ascontiguousarray(up, dtype=np.float32), code, group_size, 2, 1, out=w_in)
-    else:
-        w_in = _ops.quantize(np.ascontiguousarray(up, dtype=np.float32), code, group_size)
-    w_out = _ops.quantize(np.ascontiguousarray(down, dtype=np.float32), code, group_size)
-    return w_in, w_out
+    p = _ops.pack_experts(up, down, gate, activation="silu" if gate is not None else "relu", dtype=fmt,
+                          group_size=group_size)
+    return p.w_in, p.w_out

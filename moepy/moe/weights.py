@@ -11,13 +11,14 @@ from typing import Optional
 import numpy as np
 
 from .. import _ops
-from . import quant
 
-ACTIVATIONS = {"silu": 0, "swiglu": 0, "gelu": 1, "gelu_tanh": 2, "gelu_new": 2, "gelu_pytorch_tanh": 2,
-               "relu": 3, "gpt_oss": 4, "relu2": 6}
-ACT_NONE = 5
-DTYPES = ("float32", "bfloat16", "int8", "int4", "int4_asym")
-PANEL = 16
+# activation names a user may give -> the kernels' names (their codes come from moepy._C)
+ACTIVATION_ALIASES = {"silu": "silu", "swiglu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_tanh",
+                      "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu", "gpt_oss": "gpt_oss",
+                      "relu2": "relu2"}
+ACTIVATIONS = {name: _ops.ACTIVATIONS[c] for name, c in ACTIVATION_ALIASES.items()}
+DTYPES = tuple(_ops.DTYPES)
+PANEL = _ops.PANEL
 
 
 def round_up(n: int, m: int = PANEL) -> int:
@@ -25,9 +26,13 @@ def round_up(n: int, m: int = PANEL) -> int:
 
 
 def to_bf16_bits(a: np.ndarray) -> np.ndarray:
-    """float32 -> raw bfloat16 bits (uint16), round to nearest even; ml_dtypes.bfloat16 arrays pass through."""
-    if a.dtype == np.uint16:
-        return np.ascontiguousarray(a)
+    """float32 -> raw bfloat16 bits (uint16), round to nearest even; ml_dtypes.bfloat16 arrays and raw
+    uint16 bits (of either byte order) pass through as native uint16."""
+    a = np.asarray(a)
+    if a.dtype.kind == "u" and a.dtype.itemsize == 2:  # raw bits, maybe big-endian: never taken as integers
+        return np.ascontiguousarray(a, dtype=np.uint16)
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
     if a.dtype.name == "bfloat16":
         return np.ascontiguousarray(a).view(np.uint16)
     try:  # ml_dtypes (the bf16 extra) converts ~50x faster, with the same rounding
@@ -44,6 +49,7 @@ def to_bf16_bits(a: np.ndarray) -> np.ndarray:
 
 
 def from_bf16_bits(b: np.ndarray) -> np.ndarray:
+    """Raw bfloat16 bits (uint16) -> float32 (exact)."""
     return (np.ascontiguousarray(b, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
@@ -68,6 +74,10 @@ class ExpertWeights:
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        for name in ("up", "down", "gate"):
+            w = getattr(self, name)
+            if w is not None and len(np.shape(w)) != 3:
+                raise ValueError(f"{name} must be 3-dimensional (E, I, H) / (E, H, I), got shape {np.shape(w)}")
         E, I, H = self.up.shape
         if self.down.shape != (E, H, I):
             raise ValueError(f"down must be (E, H, I) = {(E, H, I)}, got {self.down.shape}")
@@ -77,10 +87,14 @@ class ExpertWeights:
                                ("down_bias", self.down_bias, (E, H))]:
             if b is not None and np.shape(b) != shape:
                 raise ValueError(f"{name} must be {shape}, got {np.shape(b)}")
-        for name in ("up", "down", "gate"):
+        for name in ("up", "down", "gate", "gate_bias", "up_bias", "down_bias"):
             w = getattr(self, name)
-            if w is not None and w.dtype in (np.float32, np.float64) and not np.isfinite(w).all():
-                raise ValueError(f"{name} holds NaN or inf")
+            if w is not None:
+                _ops._finite(w, name)  # float, bf16 and raw bf16 bits alike: ValueError naming the tensor
+        for name in ("alpha", "limit"):
+            v = getattr(self, name)
+            if isinstance(v, (bool, str)) or not np.isfinite(float(v)):
+                raise ValueError(f"{name} must be a finite number, got {v!r}")
 
     @property
     def shape(self):
@@ -90,67 +104,36 @@ class ExpertWeights:
 
     @property
     def gated(self) -> bool:
+        """True for GLU experts (a gate matrix beside up)."""
         return self.gate is not None
 
     def num_params(self) -> int:
+        """Weights and biases of the E experts."""
         n = sum(int(np.prod(w.shape)) for w in (self.gate, self.up, self.down) if w is not None)
         return n + sum(int(np.prod(b.shape)) for b in (self.gate_bias, self.up_bias, self.down_bias) if b is not None)
 
     def as_float32(self) -> "ExpertWeights":
+        """A copy with every weight widened to float32 (bf16 exactly)."""
         def f(w):
             if w is None:
                 return None
-            if w.dtype == np.uint16 or w.dtype.name == "bfloat16":
+            if (w.dtype.kind == "u" and w.dtype.itemsize == 2) or w.dtype.name == "bfloat16":
                 return from_bf16_bits(to_bf16_bits(w))
             return np.ascontiguousarray(w, dtype=np.float32)
         return ExpertWeights(f(self.up), f(self.down), f(self.gate), f(self.gate_bias), f(self.up_bias),
                              f(self.down_bias), self.activation, self.alpha, self.limit)
 
-    def packed(self, dtype: str, group_size: int = 32) -> tuple:
-        """The experts tuple that moepy._C.moe_forward takes (packs the weights; call once).
+    def packed(self, dtype: str, group_size: int = 32) -> "_ops.PackedExperts":
+        """The experts packed for the kernels (moepy._ops.PackedExperts; call once).
         dtype: "float32", "bfloat16", or an INT format of moepy.moe.quant ("int8", "int4", "int4_asym")."""
-        E, H, I = self.shape
-        if dtype in quant.FORMATS:
-            f32 = self.as_float32()
-            w_in, w_out = quant.pack_experts(f32.gate, f32.up, f32.down, dtype, group_size)
-            b_in, b_out = self._packed_biases()
-            return (E, H, I, int(self.gated), ACTIVATIONS[self.activation], float(self.alpha), float(self.limit),
-                    w_in, w_out, b_in, b_out, quant.DTYPE_CODES[dtype], int(group_size))
-        conv = (lambda w: to_bf16_bits(w)) if dtype == "bfloat16" else \
-            (lambda w: np.ascontiguousarray(w, dtype=np.float32))
-        first = self.gate if self.gated else self.up
-        w_in = _ops.pack(0, conv(first), conv(self.up) if self.gated else None)
-        w_out = _ops.pack(1, conv(self.down))
-        b_in, b_out = self._packed_biases()
-        return (E, H, I, int(self.gated), ACTIVATIONS[self.activation], float(self.alpha), float(self.limit),
-                w_in, w_out, b_in, b_out)
-
-    def _packed_biases(self):
-        """Biases padded to the panel widths: b_in (E * P * Ip,), b_out (E * Hp,) or None."""
-        E, H, I = self.shape
-        Ip, Hp = round_up(I), round_up(H)
-        b_in = b_out = None
-        if self.gate_bias is not None or self.up_bias is not None:
-            P = 2 if self.gated else 1
-            b = np.zeros((E, P, Ip), np.float32)
-            first_bias = self.gate_bias if self.gated else self.up_bias
-            if first_bias is not None:
-                b[:, 0, :I] = first_bias
-            if self.gated and self.up_bias is not None:
-                b[:, 1, :I] = self.up_bias
-            b_in = b.ravel()
-        if self.down_bias is not None:
-            b = np.zeros((E, Hp), np.float32)
-            b[:, :H] = self.down_bias
-            b_out = b.ravel()
-        return b_in, b_out
+        conv = to_bf16_bits if dtype == "bfloat16" else (lambda w: w)
+        src = self if dtype == "bfloat16" else self.as_float32()
+        gate = None if src.gate is None else conv(src.gate)
+        return _ops.pack_experts(conv(src.up), conv(src.down), gate, gate_bias=self.gate_bias, up_bias=self.up_bias,
+                                 down_bias=self.down_bias, activation=ACTIVATION_ALIASES[self.activation],
+                                 alpha=self.alpha, limit=self.limit, dtype=dtype, group_size=group_size)
 
 
-def pack_linear(weight: np.ndarray) -> tuple:
-    """weight (N, H) float32 -> the packed tuple moepy._ops.linear takes."""
-    N, H = weight.shape
-    w_in = _ops.pack(0, np.ascontiguousarray(weight, dtype=np.float32)[None])
-    w_out = np.zeros(_ops.packed_out_elems(1, H, N), np.float32)  # unused by linear()
-    return (1, H, N, 0, ACT_NONE, 0.0, 0.0, w_in, w_out, None, None)
-
-
+def pack_linear(weight: np.ndarray) -> "_ops.PackedExperts":
+    """weight (N, H) float32 -> the packed weight moepy._ops.linear takes."""
+    return _ops.pack_linear(np.asarray(weight, dtype=np.float32))

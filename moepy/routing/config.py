@@ -9,19 +9,20 @@ implementation of that family does. The kernels are in C (csrc/route.c, csrc/cap
 from __future__ import annotations
 
 import math
-import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
 
-SCORINGS = ("softmax", "sigmoid")
-GROUP_SCORES = ("max", "top2_sum")
-PRIORITIES = ("rank", "token")
-# the C struct moe_route_params (csrc/moe.h): top_k, scoring, topk_before_score, normalize, norm_p,
-# norm_eps, scale, n_group, topk_group, group_score, group_mask_value
-C_PARAMS_FORMAT = "@qiiifffqqif"
+from .. import _ops
+
+SCORINGS = tuple(_ops.SCORINGS)  # the names of the C enums (codes: moepy._ops, packed by _ops.route_params)
+GROUP_SCORES = tuple(_ops.GROUP_SCORES)
+PRIORITIES = tuple(_ops.PRIORITIES)
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 class _FamilyRouters(type):
@@ -66,7 +67,7 @@ class RouterConfig(metaclass=_FamilyRouters):
         n_group groups; each group is scored by its best ("max") or best-two ("top2_sum") selection
         score, only the best topk_group groups stay selectable; the others' selection scores become
         `group_mask_value` (-inf, or 0.0 as DeepSeek-V2's HF code does).
-    topk_before_softmax: select on the raw logits, then apply the scoring function to the K selected
+    topk_before_score: select on the raw logits, then apply the scoring function to the K selected
         only: a softmax over the K (GPT-OSS) or a per-expert sigmoid (Llama 4).
     num_experts: E, if this router is tied to a width (checked in route()).
     capacity_factor / capacity: Switch/GShard token dropping. Capacity per expert is `capacity`, or
@@ -87,25 +88,24 @@ class RouterConfig(metaclass=_FamilyRouters):
     topk_group: int = 1
     group_score: str = "max"
     group_mask_value: float = float("-inf")
-    topk_before_softmax: bool = False
+    topk_before_score: bool = False
     num_experts: Optional[int] = None
     capacity_factor: Optional[float] = None
     capacity: Optional[int] = None
     capacity_priority: str = "rank"
     family: str = "custom"
-    c_params: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         def need(ok, msg):
             if not ok:
                 raise ValueError(f"RouterConfig: {msg}")
 
-        need(isinstance(self.top_k, (int, np.integer)) and self.top_k >= 1, f"top_k must be an int >= 1, got {self.top_k!r}")
+        need(_is_int(self.top_k) and self.top_k >= 1, f"top_k must be an int >= 1, got {self.top_k!r}")
         need(self.scoring in SCORINGS, f"scoring must be one of {SCORINGS}, got {self.scoring!r}")
         need(self.group_score in GROUP_SCORES, f"group_score must be one of {GROUP_SCORES}, got {self.group_score!r}")
         need(self.capacity_priority in PRIORITIES, f"capacity_priority must be one of {PRIORITIES}, got {self.capacity_priority!r}")
-        need(isinstance(self.n_group, (int, np.integer)) and self.n_group >= 1, f"n_group must be an int >= 1, got {self.n_group!r}")
-        need(isinstance(self.topk_group, (int, np.integer)) and 1 <= self.topk_group <= self.n_group,
+        need(_is_int(self.n_group) and self.n_group >= 1, f"n_group must be an int >= 1, got {self.n_group!r}")
+        need(_is_int(self.topk_group) and 1 <= self.topk_group <= self.n_group,
              f"topk_group must be in [1, n_group={self.n_group}], got {self.topk_group!r}")
         need(math.isfinite(self.norm_p) and self.norm_p > 0, f"norm_p must be finite and > 0, got {self.norm_p!r}")
         need(self.norm_eps >= 0, f"norm_eps must be >= 0, got {self.norm_eps!r}")
@@ -113,7 +113,7 @@ class RouterConfig(metaclass=_FamilyRouters):
         need(not math.isnan(self.group_mask_value), "group_mask_value must not be NaN")
         if self.num_experts is not None:
             E = self.num_experts
-            need(isinstance(E, (int, np.integer)) and E >= 1, f"num_experts must be an int >= 1, got {E!r}")
+            need(_is_int(E) and E >= 1, f"num_experts must be an int >= 1, got {E!r}")
             need(self.top_k <= E, f"top_k={self.top_k} exceeds num_experts={E}")
             need(E % self.n_group == 0, f"n_group={self.n_group} must divide num_experts={E}")
             if self.n_group > 1:
@@ -123,19 +123,10 @@ class RouterConfig(metaclass=_FamilyRouters):
             need(self.capacity_factor > 0 and math.isfinite(self.capacity_factor),
                  f"capacity_factor must be finite and > 0, got {self.capacity_factor!r}")
         if self.capacity is not None:
-            need(isinstance(self.capacity, (int, np.integer)) and self.capacity >= 0,
+            need(_is_int(self.capacity) and self.capacity >= 0,
                  f"capacity must be an int >= 0, got {self.capacity!r}")
         need(self.capacity is None or self.capacity_factor is None, "give capacity or capacity_factor, not both")
-        packed = struct.pack(C_PARAMS_FORMAT, int(self.top_k), SCORINGS.index(self.scoring), int(self.topk_before_softmax), int(self.normalize),
-                  float(self.norm_p), float(self.norm_eps), float(self.scale), int(self.n_group),
-                  int(self.topk_group), GROUP_SCORES.index(self.group_score), float(self.group_mask_value))
-        object.__setattr__(self, "c_params", packed)
         object.__setattr__(self, "_drops", self.capacity is not None or self.capacity_factor is not None)
-
-    @property
-    def c_params_tuple(self) -> tuple:
-        """c_params unpacked (the form moepy.reference.route takes)."""
-        return struct.unpack(C_PARAMS_FORMAT, self.c_params)
 
     @property
     def drops_tokens(self) -> bool:

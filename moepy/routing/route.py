@@ -88,7 +88,7 @@ def route(logits, config: RouterConfig, bias=None) -> Routing:
         cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
         return Routing(cat("weights"), cat("experts"), cat("scores"), cat("dropped"), parts[0].capacity,
                        parts[0].scoring)
-    weights, experts, scores = _ops.route_arrays(logits, bias, config.c_params)
+    weights, experts, scores = _ops.route_arrays(logits, bias, _ops.route_params(config))
     if not config.drops_tokens:
         return Routing(weights, experts, scores, None, None, config.scoring)
     cap = config.expert_capacity(experts.shape[0], scores.shape[1])
@@ -186,7 +186,7 @@ def expert_choice(logits: np.ndarray, capacity: Optional[int] = None, capacity_f
             raise ValueError(f"capacity_factor must be finite and > 0, got {capacity_factor!r}")
         capacity = min(T, max(1, int(math.ceil(capacity_factor * T / E))))
     cfg = RouterConfig(top_k=1, scoring="softmax")
-    _, _, scores = _ops.route_arrays(logits, None, cfg.c_params)
+    _, _, scores = _ops.route_arrays(logits, None, _ops.route_params(cfg))
     gates, tokens = _ops.expert_choice(scores, capacity)
     coverage = np.bincount(tokens.ravel(), minlength=T).astype(np.int64)
     return ExpertChoice(gates, tokens, scores, coverage)

@@ -732,8 +732,8 @@ def test_scaled_keeps_the_design(preset):
     assert (s.attention_bias, s.qk_norm, s.attention_sinks, s.expert_glu, s.dense_glu, s.tie_embeddings) == \
         (cfg.attention_bias, cfg.qk_norm, cfg.attention_sinks, cfg.expert_glu, cfg.dense_glu, cfg.tie_embeddings)
     r, rs = cfg.router, s.router
-    assert (rs.scoring, rs.normalize, rs.scale, rs.topk_before_softmax, rs.group_score, rs.family) == \
-        (r.scoring, r.normalize, r.scale, r.topk_before_softmax, r.group_score, r.family)
+    assert (rs.scoring, rs.normalize, rs.scale, rs.topk_before_score, rs.group_score, rs.family) == \
+        (r.scoring, r.normalize, r.scale, r.topk_before_score, r.group_score, r.family)
     assert (rs.n_group > 1) == (r.n_group > 1)
     assert s.num_experts <= 8 and s.top_k <= max(1, s.num_experts // 2)
     assert bool(s.local_attention_layers) == bool(cfg.local_attention_layers)

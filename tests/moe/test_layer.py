@@ -165,7 +165,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="out of range"):
         _ops.moe_forward(x, r.weights, np.full_like(r.experts, 8), None, layer._routed, None, None, False)
     with pytest.raises(ValueError, match="packed weights do not match"):
-        bad = layer._routed[:7] + (layer._routed[7][:-1],) + layer._routed[8:]
+        bad = layer._routed._replace(w_in=layer._routed.w_in[:-1])
         _ops.moe_forward(x, r.weights, r.experts, None, bad, None, None, False)
     out = np.zeros((3, H), np.float32)
     out.flags.writeable = False

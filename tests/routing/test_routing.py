@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import moepy
+from moepy import _ops
 from moepy import reference as ref
 from moepy.routing import RouterConfig
 from conftest import assert_selection_equal, assert_valid_selection, available_isas, isa, num_threads
@@ -30,7 +31,7 @@ def family_configs(E, K, seed=0):
 def selection_scores(logits, cfg, bias):
     """The values top-k ranks (for judging near-ties) from the reference's own arithmetic."""
     _, _, scores = ref.route(logits, cfg, bias)
-    sel = logits if cfg.topk_before_softmax else scores
+    sel = logits if cfg.topk_before_score else scores
     return sel + (bias if bias is not None else 0)
 
 
@@ -270,7 +271,7 @@ def test_bad_inputs_raise_clear_errors(rng):
 def test_bad_output_buffers_raise():
     from moepy import _C
     x = np.zeros((4, 8), np.float32)
-    p = RouterConfig.mixtral(8, 2).c_params
+    p = _ops.route_params(RouterConfig.mixtral(8, 2))
     ro = np.zeros((4, 2), np.float32)
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="weights is read-only"):

@@ -125,7 +125,7 @@ def test_router_matches_transformers(family, E, K, cfg, kw, T):
     assert_valid_selection(r.experts, E)
     mw, me = sort_by_expert(r.weights, r.experts.astype(np.int64))
     hw, he = sort_by_expert(hw, he)
-    sel = logits if cfg.topk_before_softmax else r.scores
+    sel = logits if cfg.topk_before_score else r.scores
     sel = sel + (bias if bias is not None else 0)
     assert_selection_equal(me, he, sel, rtol=1e-5)
     same = (me == he).all(1)
