@@ -268,17 +268,6 @@ class MoELayer:
         return load_layer(path, mmap)
 
 
-def _packed_only(ex, packed: tuple, dtype: str, group_size: int):
-    """Experts as their packed form alone (moepy.moe.packed): INT blocks, or float / bf16 panels."""
-    from .packed import PackedFloatExperts, PackedOnlyExperts
-    if dtype in quant.FORMATS:
-        if isinstance(ex, PackedOnlyExperts) and ex.format == dtype and ex.group_size == group_size:
-            return ex
-        return PackedOnlyExperts.from_packed(ex, packed, dtype, group_size)
-    if isinstance(ex, PackedFloatExperts) and ex.dtype == dtype:
-        return ex
-    return PackedFloatExperts.from_packed(ex, packed, dtype)
-
 
     # ---- the layer's experts on a caller's routing
     def run_experts(self, x: np.ndarray, weights, experts, dropped=None) -> np.ndarray:
@@ -330,6 +319,18 @@ def _packed_only(ex, packed: tuple, dtype: str, group_size: int):
         r = ec.to_routing()
         y = self.run_experts(x, r.weights, r.experts, r.dropped)
         return (y, ec) if return_routing else y
+
+
+def _packed_only(ex, packed: tuple, dtype: str, group_size: int):
+    """Experts as their packed form alone (moepy.moe.packed): INT blocks, or float / bf16 panels."""
+    from .packed import PackedFloatExperts, PackedOnlyExperts
+    if dtype in quant.FORMATS:
+        if isinstance(ex, PackedOnlyExperts) and ex.format == dtype and ex.group_size == group_size:
+            return ex
+        return PackedOnlyExperts.from_packed(ex, packed, dtype, group_size)
+    if isinstance(ex, PackedFloatExperts) and ex.dtype == dtype:
+        return ex
+    return PackedFloatExperts.from_packed(ex, packed, dtype)
 
 
 def _rebuild_layer(args: dict) -> "MoELayer":

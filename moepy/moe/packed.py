@@ -78,16 +78,12 @@ class PackedOnlyExperts:
         """The kernels' tuple: the stored blocks for this format and group size; another format requantizes
         the dequantized weights (lossy: a second rounding)."""
         if dtype == self.format and int(group_size) == self.group_size:
-            from .weights import ExpertWeights, ACTIVATIONS
-            b_in, b_out = ExpertWeights._packed_biases(self)
-            return (self.E, self.H, self.I, int(self.gated), ACTIVATIONS[self.activation], float(self.alpha),
-                    float(self.limit), self.w_in, self.w_out, b_in, b_out, quant.DTYPE_CODES[self.format],
-                    int(self.group_size))
+            return _packed(self, self.w_in, self.w_out, dtype, self.group_size)
         return self.as_float32().packed(dtype, group_size)
 
     def matrices(self, which=("gate", "up", "down")):
         """Dequantized (gate or None, up, down) float32 in canonical form (only those in `which`)."""
-        code = quant.FORMATS[self.format]
+        code = self.format
         G = self.group_size
         gate = up = down = None
         if self.gated:
@@ -126,6 +122,30 @@ class PackedOnlyExperts:
 
 def _f32(b):
     return None if b is None else np.ascontiguousarray(b, dtype=np.float32)
+
+
+def _packed(ex, w_in, w_out, dtype: str, group: int) -> "_ops.PackedExperts":
+    """The kernels' PackedExperts of stored weights (biases padded to the panel widths, as _ops.pack_experts
+    pads them)."""
+    from .weights import ACTIVATION_ALIASES
+    E, H, I = ex.shape
+    Ip, Hp, P = _ops.round_up(I), _ops.round_up(H), 2 if ex.gated else 1
+    b_in = b_out = None
+    if ex.gate_bias is not None or ex.up_bias is not None:
+        b = np.zeros((E, P, Ip), np.float32)
+        first = ex.gate_bias if ex.gated else ex.up_bias
+        if first is not None:
+            b[:, 0, :I] = first
+        if ex.gated and ex.up_bias is not None:
+            b[:, 1, :I] = ex.up_bias
+        b_in = b.ravel()
+    if ex.down_bias is not None:
+        b = np.zeros((E, Hp), np.float32)
+        b[:, :H] = ex.down_bias
+        b_out = b.ravel()
+    return _ops.PackedExperts(int(E), int(H), int(I), int(ex.gated),
+                              _ops.ACTIVATIONS[ACTIVATION_ALIASES[ex.activation]], float(ex.alpha), float(ex.limit),
+                              w_in, w_out, b_in, b_out, _ops.DTYPES[dtype], int(group))
 
 
 @dataclass(eq=False)
@@ -203,16 +223,11 @@ class PackedFloatExperts:
     def packed(self, dtype: str, group_size: int = 32) -> tuple:
         """The kernels' tuple: the stored panels for this dtype; an INT format is quantized expert by expert from
         the panels (one expert in float32 at a time); float32 <-> bf16 repacks the whole."""
-        from .weights import ACTIVATIONS, ExpertWeights
-        head = (self.E, self.H, self.I, int(self.gated), ACTIVATIONS[self.activation], float(self.alpha),
-                float(self.limit))
         if dtype == self.dtype:
-            b_in, b_out = ExpertWeights._packed_biases(self)
-            return head + (self.w_in, self.w_out, b_in, b_out)
+            return _packed(self, self.w_in, self.w_out, dtype, 0)
         if dtype in quant.FORMATS:
             w_in, w_out = self._quantize_per_expert(dtype, group_size)
-            b_in, b_out = ExpertWeights._packed_biases(self)
-            return head + (w_in, w_out, b_in, b_out, quant.DTYPE_CODES[dtype], int(group_size))
+            return _packed(self, w_in, w_out, dtype, int(group_size))
         return self.as_float32().packed(dtype, group_size)
 
     def _one(self, e: int) -> "PackedFloatExperts":
@@ -227,7 +242,7 @@ class PackedFloatExperts:
         for what, k in (("hidden size H", H), ("expert width I", I)):
             if k % G:
                 raise ValueError(f"group_size {G} must divide the {what} = {k}")
-        bb, code = quant.block_bytes(fmt, G), quant.FORMATS[fmt]
+        bb, code = quant.block_bytes(fmt, G), fmt
         per_in = (-(-I // 16)) * (H // G) * (2 if self.gated else 1) * bb
         per_out = (-(-H // 16)) * (I // G) * bb
         w_in, w_out = np.empty(E * per_in, np.uint8), np.empty(E * per_out, np.uint8)
