@@ -92,7 +92,7 @@ def _bad_constant(path):
 
 
 def _is_uint(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _U64
+    return type(v) is int and 0 <= v <= _U64
 
 
 def parse_header(head: bytes, file_size: int, path=None) -> Header:
@@ -141,15 +141,17 @@ def parse_header(head: bytes, file_size: int, path=None) -> Header:
         dt, shape, offs = e["dtype"], e["shape"], e["data_offsets"]
         if not isinstance(dt, str) or dt not in DTYPES:
             raise CheckpointError(path, name, f"unknown dtype {dt!r:.40}; known: {', '.join(DTYPES)}")
-        if not isinstance(shape, list) or not all(_is_uint(d) for d in shape):
+        if type(shape) is not list:
             raise CheckpointError(path, name, f"shape must be a list of non-negative integers, got {shape!r:.80}")
-        if not isinstance(offs, list) or len(offs) != 2 or not all(_is_uint(o) for o in offs):
-            raise CheckpointError(path, name, f"data_offsets must be two non-negative integers, got {offs!r:.80}")
         count = 1
-        for d in shape:
+        for d in shape:  # type(d) is int: a bool is not a dim
+            if type(d) is not int or d < 0 or d > _U64:
+                raise CheckpointError(path, name, f"shape must be a list of non-negative integers, got {shape!r:.80}")
             count *= d
             if count > _U64:
                 raise CheckpointError(path, name, f"the element count of shape {shape} overflows 64 bits")
+        if type(offs) is not list or len(offs) != 2 or not (_is_uint(offs[0]) and _is_uint(offs[1])):
+            raise CheckpointError(path, name, f"data_offsets must be two non-negative integers, got {offs!r:.80}")
         bits = DTYPES[dt][0] * count
         if bits > _U64:
             raise CheckpointError(path, name, f"the byte count of shape {shape} x {dt} overflows 64 bits")
