@@ -30,6 +30,9 @@ class MoELayer:
         "int8" / "int4" / "int4_asym" (moepy.moe.quant; `group_size` 32, 64 or 128) for the routed
         experts; the router stays float32; the shared expert takes `shared_dtype` (default: dtype for
         float32 / bfloat16, float32 when the routed experts are INT).
+    The layer holds one copy of its expert weights, the packed one: `experts` / `shared` are
+    moepy.moe.packed.PackedFloatExperts (float32 / bf16 panels) or PackedOnlyExperts (INT blocks), whose
+    gate / up / down are unpacked or dequantized on access. save(path) / load(path): moepy.io.layer_io.
     """
 
     def __init__(self, router: RouterConfig, router_weight: np.ndarray, experts: ExpertWeights, *,
