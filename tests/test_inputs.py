@@ -118,3 +118,12 @@ def test_integer_arguments_reject_other_types(k):
         moepy.topk(LOGITS, k)
     with pytest.raises(TypeError, match="capacity must be an int"):
         moepy.expert_choice(LOGITS, capacity=k) if k is not None else (_ for _ in ()).throw(TypeError("capacity must be an int"))
+
+
+def test_huge_integer_arguments_name_their_bound():
+    with pytest.raises(ValueError, match="top_k must be at most 2,147,483,647"):
+        RouterConfig(top_k=2 ** 64)
+    with pytest.raises(ValueError, match="k must be <= 8"):
+        moepy.topk(LOGITS, 2 ** 64)
+    with pytest.raises(ValueError, match="capacity must be <= 12"):
+        moepy.expert_choice(LOGITS, capacity=2 ** 64)

@@ -19,7 +19,9 @@ int conv_int(PyObject *obj, void *p) {
     Py_DECREF(idx);
     if (v == -1 && PyErr_Occurred()) return 0;
     if (overflow || v < a->lo || v > a->hi) {
-        if (a->hi == INT64_MAX)
+        if (a->hi == INT64_MAX && overflow > 0)
+            PyErr_Format(PyExc_ValueError, "%s must fit in int64 (at most %lld), got %R", a->name, (long long)INT64_MAX, obj);
+        else if (a->hi == INT64_MAX)
             PyErr_Format(PyExc_ValueError, "%s must be >= %lld, got %R", a->name, a->lo, obj);
         else
             PyErr_Format(PyExc_ValueError, "%s must be in [%lld, %lld], got %R", a->name, a->lo, a->hi, obj);

@@ -21,6 +21,9 @@ SCORINGS = tuple(_ops.SCORINGS)  # the names of the C enums (codes: moepy._ops, 
 GROUP_SCORES = tuple(_ops.GROUP_SCORES)
 PRIORITIES = tuple(_ops.PRIORITIES)
 
+_INT32_MAX = 2 ** 31 - 1
+
+
 def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
@@ -101,6 +104,10 @@ class RouterConfig(metaclass=_FamilyRouters):
                 raise ValueError(f"RouterConfig: {msg}")
 
         need(_is_int(self.top_k) and self.top_k >= 1, f"top_k must be an int >= 1, got {self.top_k!r}")
+        for name in ("top_k", "n_group", "topk_group", "num_experts", "capacity"):  # expert ids are int32
+            v = getattr(self, name)
+            if _is_int(v) and v > _INT32_MAX:
+                need(False, f"{name} must be at most {_INT32_MAX:,}, got {v:,}")
         need(self.scoring in SCORINGS, f"scoring must be one of {SCORINGS}, got {self.scoring!r}")
         need(self.group_score in GROUP_SCORES, f"group_score must be one of {GROUP_SCORES}, got {self.group_score!r}")
         need(self.capacity_priority in PRIORITIES, f"capacity_priority must be one of {PRIORITIES}, got {self.capacity_priority!r}")

@@ -99,8 +99,8 @@ def route(logits, config: RouterConfig, bias=None) -> Routing:
 def topk(x, k: int):
     """Row-wise top-k of x (R, M) -> (values (R, k) float32, indices (R, k) int64), sorted descending, ties to
     the lower index. A 1-D x is treated as one row. x follows moepy's input rule; NaN raises ValueError."""
-    k = as_int(k, "k", lo=1)
     x = as_float32(x, "x", (1, 2))
+    k = as_int(k, "k", lo=1, hi=x.shape[-1])
     return _ops.topk(x, k)
 
 
