@@ -58,15 +58,12 @@ FP4_LUT = np.array([+0.0, +0.5, +1.0, +1.5, +2.0, +3.0, +4.0, +6.0,
 
 def mxfp4(T: Tensors, rel: str) -> np.ndarray:
     """GPT-OSS MXFP4 experts (`{rel}_blocks` (E, R, G, 16) u8 + `{rel}_scales` (E, R, G) u8) -> float32
-    in the x @ W orientation (E, G*32, R), as transformers dequantizes them."""
-    blocks = to_numpy(T.get(rel + "_blocks")).astype(np.uint8)
-    scales = to_numpy(T.get(rel + "_scales")).astype(np.int32) - 127
-    E, R, G, B = blocks.shape
-    out = np.empty((E, R, G, B * 2), np.float32)
-    out[..., 0::2] = FP4_LUT[blocks & 0x0F]
-    out[..., 1::2] = FP4_LUT[blocks >> 4]
-    out *= np.ldexp(np.float32(1.0), scales)[..., None].astype(np.float32)
-    return contig(out.reshape(E, R, G * B * 2).transpose(0, 2, 1))
+    in the x @ W orientation (E, G*32, R), as transformers dequantizes them (moepy.io.blockquant: ldexp of
+    the FP4 value by the E8M0 exponent, exact for every scale byte, one expert at a time)."""
+    from ..io.blockquant import dequantize_mxfp4
+    blocks = np.asarray(to_numpy(T.get(rel + "_blocks"))).astype(np.uint8, copy=False)
+    scales = np.asarray(to_numpy(T.get(rel + "_scales"))).astype(np.uint8, copy=False)
+    return dequantize_mxfp4(blocks, scales, "float32", name=T.prefix + rel)
 
 
 def moe_block(c: dict, tensors, i: int, dtype: str, stack: str = "") -> MoELayer:
