@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple, Optional
 
@@ -70,14 +69,20 @@ def _int(v, name: str) -> int:
 
 
 # ---------------------------------------------------------------- routing
-@functools.lru_cache(maxsize=1024)
 def route_params(config) -> bytes:
-    """The bytes of the C struct moe_route_params for a RouterConfig (packed by _C, cached per config)."""
-    return _C.route_params(top_k=config.top_k, scoring=SCORINGS[config.scoring],
-                           topk_before_score=int(config.topk_before_score), normalize=int(config.normalize),
-                           norm_p=config.norm_p, norm_eps=config.norm_eps, scale=config.scale,
-                           n_group=config.n_group, topk_group=config.topk_group,
-                           group_score=GROUP_SCORES[config.group_score], group_mask_value=config.group_mask_value)
+    """The bytes of the C struct moe_route_params for a RouterConfig: packed by _C once, then kept on the
+    (frozen) config itself, so a route call costs one attribute read, not a hash of the config."""
+    try:
+        return config._c_route_params
+    except AttributeError:
+        pass
+    packed = _C.route_params(top_k=config.top_k, scoring=SCORINGS[config.scoring],
+                             topk_before_score=int(config.topk_before_score), normalize=int(config.normalize),
+                             norm_p=config.norm_p, norm_eps=config.norm_eps, scale=config.scale,
+                             n_group=config.n_group, topk_group=config.topk_group,
+                             group_score=GROUP_SCORES[config.group_score], group_mask_value=config.group_mask_value)
+    object.__setattr__(config, "_c_route_params", packed)
+    return packed
 
 
 # route_arrays(logits (T, E) f32, bias (E,) f32 | None, params: route_params(config)) -> (weights, experts,

@@ -76,8 +76,8 @@ class GGUFSpec:
         """GGUF name pattern -> HF name pattern for everything but the stacked experts."""
         m = dict(COMMON_NAMES)
         p = f"model.layers.{{i}}.{self.moe}."
-        m[f"blk.{{i}}.ffn_gate_inp.weight"] = p + f"{self.router}.weight"
-        m[f"blk.{{i}}.ffn_gate_inp.bias"] = p + f"{self.router}.bias"
+        m["blk.{i}.ffn_gate_inp.weight"] = p + f"{self.router}.weight"
+        m["blk.{i}.ffn_gate_inp.bias"] = p + f"{self.router}.bias"
         m["blk.{i}.exp_probs_b.bias"] = p + "gate.e_score_correction_bias"
         if self.shared:
             for g, h in (("gate", "gate_proj"), ("up", "up_proj"), ("down", "down_proj")):

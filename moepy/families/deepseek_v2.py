@@ -11,7 +11,7 @@ from ..routing.config import RouterConfig
 from ._checkpoint import first_of, deepseek_style_block
 from ._config_json import Fields, read_deepseek_common, write_common, write_deepseek_common
 from .registry import Family
-from ._gguf import MLA_NAMES as _MLA, GGUFSpec, common_config, has_experts, key, need
+from ._gguf import MLA_NAMES as _MLA, GGUFSpec, common_config, key, need
 
 
 def router(num_experts: int = 160, top_k: int = 6, n_group: int = 8, topk_group: int = 3,

@@ -11,7 +11,7 @@ from ..routing.config import RouterConfig
 from ._checkpoint import first_of, as_f32, Tensors, find_prefix, glu_experts, activation_name
 from ._config_json import Fields, read_common, write_common
 from .registry import Family
-from ._gguf import GGUFSpec, common_config, has_experts, key, need
+from ._gguf import GGUFSpec, common_config, has_experts, need
 
 
 def router(num_experts: int = 8, top_k: int = 2) -> RouterConfig:

@@ -10,7 +10,7 @@ from ..routing.config import RouterConfig
 from ._checkpoint import first_of, qwen_style_block
 from ._config_json import Fields, read_common, write_common
 from .registry import Family
-from ._gguf import GGUFSpec, common_config, has_experts, key, need
+from ._gguf import GGUFSpec, common_config, key, need
 
 
 def router(num_experts: int = 64, top_k: int = 8, norm_topk_prob: bool = False) -> RouterConfig:

@@ -10,7 +10,7 @@ from ..routing.config import RouterConfig
 from ._checkpoint import first_of, qwen_style_block
 from ._config_json import Fields, read_common, dense_width, qwen_layers, write_common, write_qwen_layers
 from .registry import Family
-from ._gguf import GGUFSpec, common_config, has_experts, key, need
+from ._gguf import GGUFSpec, common_config, key, need
 
 
 def router(num_experts: int = 128, top_k: int = 8, norm_topk_prob: bool = True) -> RouterConfig:

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import blockquant
 from .errors import CheckpointError
-from .safetensors import SafetensorsFile, TensorInfo
+from .safetensors import SafetensorsFile
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"

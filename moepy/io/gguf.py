@@ -22,7 +22,7 @@ import mmap
 import os
 import struct
 from collections.abc import Mapping
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import ml_dtypes
 import numpy as np

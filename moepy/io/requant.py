@@ -14,9 +14,8 @@ def quantize_tensor(tensors, name: str, format: str = "int8", group_size: int = 
     tensors: a Checkpoint (FP8-with-scales and MXFP4 pairs resolved by .get(name, "float32")) or any Mapping.
     A matrix (N, K) gives E = 1; a stack (E, N, K) is dequantized and quantized expert by expert, so the float32
     temporary is one (N, K) matrix. transform(w) maps each dequantized matrix (e.g. a transpose) first."""
-    from ..moe.quant import QuantizedTensor, check_format, quantize
+    from ..moe.quant import check_format, quantize
     check_format(format, group_size)
-    getter = getattr(tensors, "get", None)
     if hasattr(tensors, "is_mxfp4") and tensors.is_mxfp4(name):
         from .blockquant import dequantize_mxfp4
         blocks, scales = tensors[name + "_blocks"], tensors[name + "_scales"]

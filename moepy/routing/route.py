@@ -54,10 +54,7 @@ class Routing:
         return _ops.expert_load(self.experts, self.dropped, None, self.num_experts)[0]
 
 
-def _fast_input(a) -> bool:
-    """An array route() can hand to C as it is (the hot path: no conversion, no copy)."""
-    return (type(a) is np.ndarray and a.dtype == np.float32 and a.ndim == 2 and a.flags.c_contiguous
-            and a.flags.aligned and a.dtype.isnative)
+_F32 = np.dtype(np.float32)
 
 
 def route(logits, config: RouterConfig, bias=None) -> Routing:
@@ -70,14 +67,30 @@ def route(logits, config: RouterConfig, bias=None) -> Routing:
     returned in `Routing.dropped`; for (B, S, E) logits the capacity applies per sequence (Switch's groups).
     Raises ValueError naming the first row with a NaN, or the offending parameter.
     """
+    # the hot path: a native float32 (T, E) ndarray, a config already routed with (its packed C parameters
+    # kept on it by _ops.route_params), no bias or a float32 one; C checks the rest and copies non-contiguous
+    # or misaligned arrays itself
+    if (type(logits) is np.ndarray and logits.dtype is _F32 and logits.ndim == 2
+            and (bias is None or (type(bias) is np.ndarray and bias.dtype is _F32))):
+        try:
+            params = config._c_route_params
+        except AttributeError:
+            params = None
+        if params is not None:
+            ne = config.num_experts
+            if ne is not None and logits.shape[1] != ne:
+                raise ValueError(f"logits has {logits.shape[1]} expert columns but config.num_experts={ne}")
+            weights, experts, scores = _ops.route_arrays(logits, bias, params)
+            if not config._drops:
+                return Routing(weights, experts, scores, None, None, config.scoring)
+            return _with_capacity(config, weights, experts, scores)
     if not isinstance(config, RouterConfig):
         raise TypeError(f"config must be a RouterConfig, got {type(config).__name__}")
-    if not _fast_input(logits):
-        logits = as_float32(logits, "logits", (2, 3))
+    logits = as_float32(logits, "logits", (2, 3))
     E = logits.shape[-1]
     if config.num_experts is not None and E != config.num_experts:
         raise ValueError(f"logits has {E} expert columns but config.num_experts={config.num_experts}")
-    if bias is not None and not (type(bias) is np.ndarray and bias.dtype == np.float32 and bias.flags.c_contiguous):
+    if bias is not None:
         bias = as_float32(bias, "bias", (1,))
     if logits.ndim == 3:
         B, S, _ = logits.shape
@@ -91,6 +104,10 @@ def route(logits, config: RouterConfig, bias=None) -> Routing:
     weights, experts, scores = _ops.route_arrays(logits, bias, _ops.route_params(config))
     if not config.drops_tokens:
         return Routing(weights, experts, scores, None, None, config.scoring)
+    return _with_capacity(config, weights, experts, scores)
+
+
+def _with_capacity(config: RouterConfig, weights, experts, scores) -> Routing:
     cap = config.expert_capacity(experts.shape[0], scores.shape[1])
     dropped, _ = _ops.apply_capacity(weights, experts, scores.shape[1], cap, config.capacity_priority)
     return Routing(weights, experts, scores, dropped, cap, config.scoring)
