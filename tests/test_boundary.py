@@ -1,6 +1,5 @@
 """The C/Python boundary: constants from _C, PackedExperts, route params, the dispatch pieces, and the
 regression tests of the hardening findings (issue 8), one test (or a few) per finding."""
-import ctypes
 import pathlib
 import pickle
 import threading

@@ -16,7 +16,7 @@ from transformers.integrations.finegrained_fp8 import Fp8Dequantize, _dequantize
 from transformers.integrations.mxfp4 import convert_moe_packed_tensors
 
 from hf_blocks import make_block, make_input
-from moepy.io import CheckpointError, dequantize_fp8, open_checkpoint, quantize_tensor
+from moepy.io import CheckpointError, open_checkpoint, quantize_tensor
 from moepy.moe import MoELayer, quant
 
 BLOCK = 128

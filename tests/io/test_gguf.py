@@ -6,7 +6,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from gguf_files import hf_tensors_to_gguf, write_gguf
+from gguf_files import write_gguf
 from moepy.io import CheckpointError, open_checkpoint, open_gguf
 from moepy.io.gguf import relayout
 from moepy.moe import MoELayer

@@ -1,6 +1,5 @@
 """Tiny transformers 5.23 MoE causal LMs, seeded, saved with save_pretrained in small shards."""
 import functools
-import os
 import tempfile
 
 import numpy as np

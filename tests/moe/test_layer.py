@@ -3,7 +3,6 @@ batch invariance, bf16, bad input."""
 import numpy as np
 import pytest
 
-import moepy
 from moepy import RouterConfig, _ops
 from moepy import reference as ref
 from moepy.moe import ExpertWeights, MoELayer, from_bf16_bits, to_bf16_bits

@@ -3,7 +3,6 @@ model of their arithmetic on every ISA, determinism, the error budget, bad input
 import numpy as np
 import pytest
 
-import moepy
 from moepy import RouterConfig, quant
 from moepy import reference as ref
 from moepy.moe import MoELayer
