@@ -1,12 +1,15 @@
 """moepy: a CPU-native Mixture-of-Experts toolkit.
 
-C kernels (routing, top-k, dispatch, grouped expert FFNs) under a NumPy API; see README.md.
+C kernels (routing, top-k, dispatch, grouped expert FFNs, INT8/INT4 matmul) under a NumPy API; see README.md.
+Subpackages: routing (RouterConfig, route, metrics), moe (MoELayer, experts, quant), families (one module per
+model family, behind a registry), configs (ModelConfig, presets, accounting), io (safetensors, checkpoints, GGUF),
+reference (the NumPy twins of the kernels).
 """
 from ._ops import build_info as _build_info, get_num_threads, set_isa, set_num_threads
 from .routing import BalanceStats, BiasBalancer, ExpertChoice, RouterConfig, Routing, apply_capacity, balance_stats, \
     expert_choice, load_balancing_loss, route, router_z_loss, sequence_aux_loss, tokens_per_expert, topk, update_bias
 from .moe import ExpertWeights, MoELayer, quant
-from . import configs
+from . import configs, families
 from .configs import ModelConfig
 
 __version__ = "0.1.0"
@@ -20,8 +23,15 @@ def build_info() -> dict:
     return info
 
 
+def __getattr__(name):
+    if name == "io":  # imported on first use (it pulls in the checkpoint readers)
+        import importlib
+        return importlib.import_module(".io", __name__)
+    raise AttributeError(f"module 'moepy' has no attribute {name!r}")
+
+
 __all__ = [
-    "BalanceStats", "BiasBalancer", "ExpertWeights", "MoELayer", "ModelConfig", "configs", "quant", "ExpertChoice", "RouterConfig", "Routing", "apply_capacity", "balance_stats",
+    "BalanceStats", "BiasBalancer", "ExpertWeights", "MoELayer", "ModelConfig", "configs", "families", "quant", "ExpertChoice", "RouterConfig", "Routing", "apply_capacity", "balance_stats",
     "build_info", "expert_choice", "get_num_threads", "load_balancing_loss", "route", "router_z_loss",
     "sequence_aux_loss", "set_isa", "set_num_threads", "tokens_per_expert", "topk", "update_bias",
 ]
