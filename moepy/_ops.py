@@ -155,10 +155,16 @@ class PackedExperts(NamedTuple):
         return next(k for k, v in DTYPES.items() if v == self.dtype)
 
 
-def pack(which: int, w, w2=None):
+def pack(which: int, w, w2=None, out=None):
     """Pack expert weights into kernel panels. which 0: gate (E, I, H) [+ up]; 1: down (E, H, I).
-    float32 or uint16 (raw bfloat16) -> 1-D packed array of the same dtype."""
-    return _C.pack(which, w, w2)
+    float32 or uint16 (raw bfloat16) -> 1-D packed array of the same dtype. out: a C-contiguous writeable 1-D
+    array of that dtype and exactly the packed size (e.g. one expert's slice of a layer's buffer), filled in place."""
+    return _C.pack(which, w, w2, out)
+
+
+def packed_elems(E: int, H: int, I: int, gated: bool) -> tuple:
+    """(elements of a packed w_in, of a packed w_out) for float / bf16 panels, from the C side."""
+    return tuple(_C.packed_elems(E, H, I, int(bool(gated))))
 
 
 def packed_out_elems(E: int, H: int, I: int) -> int:

@@ -255,6 +255,52 @@ def test_buffers_overlapping_packed_weights_or_inputs_are_errors():
     np.testing.assert_array_equal(p.w_in, before)
 
 
+def test_pack_into_a_callers_buffer_per_expert():
+    """pack(..., out=) writes one expert's panels into its slice of a layer's buffer: the same bytes as packing the
+    whole stack; a wrong size, dtype, layout, a read-only or an overlapping out is an error, never a write."""
+    rng = np.random.default_rng(0)
+    E, I, H = 3, 20, 40
+    gate, up = (rng.standard_normal((E, I, H)).astype(np.float32) for _ in range(2))
+    down = rng.standard_normal((E, H, I)).astype(np.float32)
+    whole_in, whole_out = _ops.pack(0, gate, up), _ops.pack(1, down)
+    n_in, n_out = whole_in.size // E, whole_out.size // E
+    buf_in, buf_out = np.full(whole_in.size, np.nan, np.float32), np.full(whole_out.size, np.nan, np.float32)
+    for e in range(E):
+        r = _ops.pack(0, gate[e:e + 1], up[e:e + 1], out=buf_in[e * n_in:(e + 1) * n_in])
+        assert r.base is buf_in or r is buf_in or np.shares_memory(r, buf_in)
+        _ops.pack(1, down[e:e + 1], out=buf_out[e * n_out:(e + 1) * n_out])
+    np.testing.assert_array_equal(buf_in, whole_in)
+    np.testing.assert_array_equal(buf_out, whole_out)
+    bits = gate.view(np.uint32).astype(np.uint16)  # any uint16 bits: bf16 panels are a byte permutation
+    b16 = np.zeros(n_in // 2 * 2, np.uint16)
+    np.testing.assert_array_equal(_ops.pack(0, bits[:1], out=np.zeros(_ops.pack(0, bits[:1]).size, np.uint16)),
+                                  _ops.pack(0, bits[:1]))
+    one = np.zeros(n_in, np.float32)
+    with pytest.raises(ValueError, match="wrong shape"):
+        _ops.pack(0, gate[:1], up[:1], out=one[:-1])
+    with pytest.raises(TypeError, match="float32"):
+        _ops.pack(0, gate[:1], up[:1], out=one.view(np.uint16))
+    with pytest.raises(TypeError, match="uint16"):
+        _ops.pack(0, bits[:1], out=b16.view(np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _ops.pack(0, gate[:1], up[:1], out=np.zeros(2 * n_in, np.float32)[::2])
+    with pytest.raises(ValueError, match="1-dimensional"):
+        _ops.pack(0, gate[:1], up[:1], out=one.reshape(2, -1))
+    ro = one.copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        _ops.pack(0, gate[:1], up[:1], out=ro)
+    big = np.zeros(n_in + I * H, np.float32)
+    src = big[:I * H].reshape(1, I, H)
+    with pytest.raises(ValueError, match="overlaps"):  # out covering the input
+        _ops.pack(0, src, out=big[I * H - 1:I * H - 1 + _ops.pack(0, src).size])
+    with pytest.raises(ValueError, match="overlaps"):  # out covering w2
+        _ops.pack(0, up[:1], src, out=big[:n_in])
+    with pytest.raises(TypeError, match="ndarray"):
+        _ops.pack(0, gate[:1], out=[0.0] * (n_in // 2))
+    np.testing.assert_array_equal(one, 0)
+
+
 # ---------------------------------------------------------------- hardening: misaligned arrays
 def misaligned(a):
     buf = np.zeros(a.nbytes + 1, np.uint8)

@@ -145,6 +145,34 @@ def test_pack_never_crashes(which, w, with_up):
 
 
 @SETTINGS
+@given(which=st.integers(0, 1), w=hnp.arrays(st.sampled_from([np.float32, np.uint16]),
+                                             hnp.array_shapes(min_dims=3, max_dims=3, max_side=20),
+                                             elements=st.integers(0, 5)),
+       with_up=st.booleans(), out_dtype=st.sampled_from([np.float32, np.uint16, np.float64, np.uint8]),
+       delta=st.integers(-3, 3), offset=st.integers(0, 2), overlap=st.booleans())
+def test_pack_into_out_never_crashes(which, w, with_up, out_dtype, delta, offset, overlap):
+    """out= of any dtype and size (exact, short, long; at an offset; over the input): a valid out gets the
+    bytes of a fresh pack, anything else an error."""
+    try:
+        want = _C.pack(which, w, w.copy() if with_up else None)
+    except ALLOWED:
+        return
+    n = max(want.size + delta, 0)
+    if overlap:
+        buf = np.zeros(w.size + n + offset, w.dtype)
+        buf[:w.size] = w.ravel()
+        src, out = buf[:w.size].reshape(w.shape), buf[w.size - 1:][:n]  # its first element is src's last
+    else:
+        src, out = w, np.zeros(n + offset, out_dtype)[offset:]
+    try:
+        _C.pack(which, src, w.copy() if with_up else None, out)
+    except ALLOWED:
+        return
+    assert not overlap and delta == 0 and out_dtype == w.dtype
+    np.testing.assert_array_equal(out, want)
+
+
+@SETTINGS
 @given(w=hnp.arrays(np.float32, st.tuples(st.integers(1, 3), st.integers(1, 20), st.sampled_from([32, 64, 96, 128, 7])),
                     elements=small_floats | st.sampled_from([np.inf, np.nan, 0.0])),
        fmt=st.integers(-1, 3), G=st.sampled_from([0, 16, 32, 64, 128]), P=st.integers(0, 3), p=st.integers(-1, 2))

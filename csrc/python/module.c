@@ -135,7 +135,7 @@ static PyMethodDef methods[] = {
      "expert_choice(scores (T,E) f32, capacity) -> (gates (E,C) f32, tokens (E,C) i64)"},
     {"expert_load", KW(py_expert_load),
      "expert_load(experts (T,K) i32, dropped (T,K) bool|None, scores (T,E) f32|None, E) -> (counts, prob_sum)"},
-    {"pack", KW(py_pack), "pack(which, w (E,C,R) f32|u16 [, up]) -> packed panels (which: 0 in, 1 out)"},
+    {"pack", KW(py_pack), "pack(which, w (E,C,R) f32|u16 [, up], out=None) -> packed panels (which: 0 in, 1 out)"},
     {"packed_elems", KW(py_packed_elems), "packed_elems(E, H, I, gated) -> (w_in elements, w_out elements)"},
     {"moe_forward", KW(py_moe_forward),
      "moe_forward(x, weights, experts, dropped, routed, shared, shared_gate, scale_input, out=None, work=None)"},

@@ -3,14 +3,17 @@
 
 #include <string.h>
 
-/* pack(which, w (E, C, R0) f32|uint16 [, w2 same]) -> packed 1-D array. which: 0 = in (gate[, up]), 1 = out (down) */
+/* pack(which, w (E, C, R0) f32|uint16 [, w2 same], out=None) -> packed 1-D array. which: 0 = in (gate[, up]),
+ * 1 = out (down). out: a caller's C-contiguous, writeable 1-D array of the same dtype and exactly the packed
+ * size, not overlapping w / w2 (e.g. one expert's slice of a layer's packed buffer), written in place. */
 MOE_PY_FN(py_pack) {
     (void)self;
-    static char *kwlist[] = {"which", "w", "w2", NULL};
+    static char *kwlist[] = {"which", "w", "w2", "out", NULL};
     int_arg which = INT_ARG("which", 0, 1);
-    PyObject *a_o, *b_o = Py_None;
+    PyObject *a_o, *b_o = Py_None, *out_o = Py_None;
     PyArrayObject *a = NULL, *b = NULL, *out = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O|O:pack", kwlist, conv_int, &which, &a_o, &b_o)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O|OO:pack", kwlist, conv_int, &which, &a_o, &b_o, &out_o))
+        return NULL;
     const char *name = which.value == 0 ? "gate" : "down";
     if (!PyArray_Check(a_o)) return PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray", name);
     const int typenum = PyArray_TYPE((PyArrayObject *)a_o);
@@ -34,7 +37,8 @@ MOE_PY_FN(py_pack) {
     const int64_t n = which.value == 0 ? moe_packed_in_elems(E, H, In, b != NULL) : moe_packed_out_elems(E, H, In);
     if (n < 0) { PyErr_SetString(PyExc_OverflowError, "packed size overflows int64"); goto fail; }
     const npy_intp dims[1] = {n};
-    if (!(out = (PyArrayObject *)PyArray_EMPTY(1, dims, typenum, 0))) goto fail;
+    PyArrayObject *avoid[2] = {a, b};
+    if (!(out = get_output(out_o, "out", typenum, 1, dims, avoid, b ? 2 : 1))) goto fail;
     moe_status st;
     Py_BEGIN_ALLOW_THREADS
     st = which.value == 0 ? moe_pack_in(PyArray_DATA(out), PyArray_DATA(a), b ? PyArray_DATA(b) : NULL, E, H, In, dt)

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ..moe.weights import ExpertWeights, from_bf16_bits, to_bf16_bits
+from ..moe.weights import ExpertSource, ExpertWeights, from_bf16_bits, to_bf16_bits
 
 
 def first_of(cfg: dict, *names, default: Any = None):
@@ -97,44 +97,77 @@ def find_prefix(tensors: Mapping, suffixes: list, rel: str) -> str:
     raise KeyError(f"checkpoint tensor {looked} not found (the router of this layer)")
 
 
-def stack_experts(T: Tensors, E: int, names: tuple, dtype: str):
-    """Per-expert Hub names experts.{e}.{gate,up,down}.weight -> (gate (E,I,H), up (E,I,H), down (E,H,I))."""
+def source_array(a) -> np.ndarray:
+    """A checkpoint tensor as numpy, without converting it (per-expert views are taken of it); TypeError for FP8
+    weights given without their scales."""
+    a = to_numpy(a)
+    if a.dtype.name.startswith("float8"):
+        expert_array(a, "float32")  # raises the TypeError that names the fix
+    return a
+
+
+def last_expert(f):
+    """f(e) remembering its last expert only (gate and up sliced from one fused read)."""
+    last = [None, None]
+
+    def g(e):
+        if last[0] != e:
+            last[1] = None  # drop the previous expert before reading the next
+            last[:] = [e, f(e)]
+        return last[1]
+    return g
+
+
+def _check_experts(T: Tensors, E: int, names: tuple):
+    for e in range(E):
+        for n in names:
+            if not T.has(f"experts.{e}.{n}.weight"):
+                T.get(f"experts.{e}.{n}.weight")  # the KeyError naming it
+
+
+def stack_experts(T: Tensors, E: int, names: tuple, dtype: str, activation: str = "silu") -> ExpertSource:
+    """Per-expert Hub names experts.{e}.{gate,up,down}.weight -> the E experts, read one at a time from the
+    checkpoint's tensors when packed (never stacked)."""
     g, u, d = names
-    gate = np.stack([expert_array(T.get(f"experts.{e}.{g}.weight"), dtype) for e in range(E)])
-    up = np.stack([expert_array(T.get(f"experts.{e}.{u}.weight"), dtype) for e in range(E)])
-    down = np.stack([expert_array(T.get(f"experts.{e}.{d}.weight"), dtype) for e in range(E)])
-    return gate, up, down
+    _check_experts(T, E, names)
+    one = lambda n: (lambda e: expert_array(T.get(f"experts.{e}.{n}.weight"), dtype))  # noqa: E731
+    source_array(T.get(f"experts.0.{g}.weight"))
+    return ExpertSource(E, one(u), one(d), one(g), activation=activation, bf16=dtype == "bfloat16")
 
 
 def glu_experts(T: Tensors, E: int, dtype: str, per_expert_names: tuple, activation: str = "silu",
-                    fused_layout: str = "linear") -> ExpertWeights:
-    """Routed experts from the fused v5 names (experts.gate_up_proj + experts.down_proj) or the per-expert names.
+                    fused_layout: str = "linear") -> ExpertSource:
+    """Routed experts from the fused v5 names (experts.gate_up_proj + experts.down_proj) or the per-expert names,
+    as an ExpertSource: each expert is read from the checkpoint's tensors (a view of the map, or a per-expert
+    slice of the fused tensor) as it is packed, never stacked into a second copy of the layer.
     fused_layout "linear": gate_up (E, 2I, H) with gate = first I rows, down (E, H, I);
-    "matmul" (Llama 4): gate_up (E, H, 2I) with gate = first I columns, down (E, I, H)."""
+    "matmul" (Llama 4): gate_up (E, H, 2I) with gate = first I columns, down (E, I, H) (transposed one expert
+    at a time)."""
+    bf16 = dtype == "bfloat16"
     if T.has("experts.gate_up_proj") or T.has("experts.down_proj"):
-        gu = expert_array(T.get("experts.gate_up_proj"), dtype)
-        down = expert_array(T.get("experts.down_proj"), dtype)
+        gu = source_array(T.get("experts.gate_up_proj"))
+        down = source_array(T.get("experts.down_proj"))
         if gu.ndim != 3 or gu.shape[0] != E:
             raise ValueError(f"{T.prefix}experts.gate_up_proj: expected {E} experts, got shape {gu.shape}")
+        if down.ndim != 3 or down.shape[0] != E:
+            raise ValueError(f"down must be (E, H, I) with E = {E}, got {down.shape}")
+        a = lambda w: expert_array(w, dtype)  # noqa: E731
         if fused_layout == "linear":
             I = gu.shape[1] // 2
-            gate, up = contig(gu[:, :I]), contig(gu[:, I:])
-        else:
-            I = gu.shape[2] // 2
-            gate = contig(gu[:, :, :I].transpose(0, 2, 1))
-            up = contig(gu[:, :, I:].transpose(0, 2, 1))
-            down = contig(down.transpose(0, 2, 1))
-    else:
-        names = per_expert_names
-        if not T.has(f"experts.0.{names[0]}.weight"):  # the other spelling, if the checkpoint uses it
-            alt = ("gate_proj", "up_proj", "down_proj") if names[0] == "w1" else ("w1", "w3", "w2")
-            if T.has(f"experts.0.{alt[0]}.weight"):
-                names = alt
-            elif not any(T.has(f"experts.0.{n}.weight") for n in names + alt):
-                raise KeyError(f"checkpoint tensor {T.prefix}experts.0.{names[0]}.weight (Hub names) or "
-                               f"{T.prefix}experts.gate_up_proj (fused names) not found")
-        gate, up, down = stack_experts(T, E, names, dtype)
-    return ExpertWeights(up=up, down=down, gate=gate, activation=activation)
+            return ExpertSource(E, lambda e: a(gu[e, I:]), lambda e: a(down[e]), lambda e: a(gu[e, :I]),
+                                activation=activation, bf16=bf16)
+        I = gu.shape[2] // 2
+        return ExpertSource(E, lambda e: contig(a(gu[e, :, I:]).T), lambda e: contig(a(down[e]).T),
+                            lambda e: contig(a(gu[e, :, :I]).T), activation=activation, bf16=bf16)
+    names = per_expert_names
+    if not T.has(f"experts.0.{names[0]}.weight"):  # the other spelling, if the checkpoint uses it
+        alt = ("gate_proj", "up_proj", "down_proj") if names[0] == "w1" else ("w1", "w3", "w2")
+        if T.has(f"experts.0.{alt[0]}.weight"):
+            names = alt
+        elif not any(T.has(f"experts.0.{n}.weight") for n in names + alt):
+            raise KeyError(f"checkpoint tensor {T.prefix}experts.0.{names[0]}.weight (Hub names) or "
+                           f"{T.prefix}experts.gate_up_proj (fused names) not found")
+    return stack_experts(T, E, names, dtype, activation)
 
 
 def shared_mlp(T: Tensors, rel: str, dtype: str, activation: str = "silu") -> ExpertWeights:

@@ -9,9 +9,9 @@ from typing import Mapping, Optional
 
 from ..configs.model import ModelConfig
 from ..moe.layer import MoELayer
-from ..moe.weights import ExpertWeights
+from ..moe.weights import ExpertSource
 from ..routing.config import RouterConfig
-from ._checkpoint import first_of, as_f32, expert_array, contig, Tensors, find_prefix, activation_name
+from ._checkpoint import first_of, as_f32, expert_array, contig, source_array, Tensors, find_prefix, activation_name
 from ._config_json import Fields
 from .registry import Family
 
@@ -72,13 +72,15 @@ def moe_block(c: dict, tensors, i: int, dtype: str, stack: str = "") -> MoELayer
     H = int(first_of(c, "d_model", "hidden_size"))
 
     def split(rel):
-        w = expert_array(T.get(rel), dtype)
+        w = source_array(T.get(rel))
         if w.shape != (E * F, H):
             raise ValueError(f"{T.prefix}{rel}: expected (E*F, H) = {(E * F, H)}, got {w.shape}")
-        return w.reshape(E, F, H)
-    gate, up = split("experts.mlp.w1"), split("experts.mlp.v1")
-    down = contig(split("experts.mlp.w2").transpose(0, 2, 1))  # out_e = h @ w2_e -> down_e = w2_e^T
-    experts = ExpertWeights(up=up, down=down, gate=gate, activation=act)
+        w = w.reshape(E, F, H)  # a view: expert e's rows
+        return lambda e: expert_array(w[e], dtype)
+    w2 = split("experts.mlp.w2")
+    # out_e = h @ w2_e -> down_e = w2_e^T, transposed one expert at a time
+    experts = ExpertSource(E, split("experts.mlp.v1"), lambda e: contig(w2(e).T), split("experts.mlp.w1"),
+                           activation=act, bf16=dtype == "bfloat16")
     return MoELayer(router(E, K, None if p is None else float(p)), as_f32(T.get("router.layer.weight")), experts,
                     dtype=dtype, family="dbrx")
 

@@ -10,9 +10,9 @@ import numpy as np
 
 from ..configs.model import ModelConfig
 from ..moe.layer import MoELayer
-from ..moe.weights import ExpertWeights
+from ..moe.weights import ExpertSource
 from ..routing.config import RouterConfig
-from ._checkpoint import first_of, to_numpy, as_f32, expert_array, contig, Tensors, find_prefix
+from ._checkpoint import first_of, to_numpy, as_f32, expert_array, contig, last_expert, source_array, Tensors, find_prefix
 from ._config_json import Fields, read_common, write_common, spread_layers
 from .registry import Family
 from ._gguf import GPT_OSS_NAMES, GGUFSpec, common_config, key, need
@@ -56,14 +56,18 @@ FP4_LUT = np.array([+0.0, +0.5, +1.0, +1.5, +2.0, +3.0, +4.0, +6.0,
                      -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0], dtype=np.float32)
 
 
-def mxfp4(T: Tensors, rel: str) -> np.ndarray:
+def mxfp4(T: Tensors, rel: str):
     """GPT-OSS MXFP4 experts (`{rel}_blocks` (E, R, G, 16) u8 + `{rel}_scales` (E, R, G) u8) -> float32
     in the x @ W orientation (E, G*32, R), as transformers dequantizes them (moepy.io.blockquant: ldexp of
-    the FP4 value by the E8M0 exponent, exact for every scale byte, one expert at a time)."""
+    the FP4 value by the E8M0 exponent, exact for every scale byte): (the stack's shape, a function
+    e -> expert e's (G*32, R) float32), dequantized one expert at a time as the layer is packed."""
     from ..io.blockquant import dequantize_mxfp4
     blocks = np.asarray(to_numpy(T.get(rel + "_blocks"))).astype(np.uint8, copy=False)
     scales = np.asarray(to_numpy(T.get(rel + "_scales"))).astype(np.uint8, copy=False)
-    return dequantize_mxfp4(blocks, scales, "float32", name=T.prefix + rel)
+    if blocks.ndim != 4 or tuple(scales.shape) != tuple(blocks.shape[:3]):
+        dequantize_mxfp4(blocks, scales, "float32", name=T.prefix + rel)  # raises the CheckpointError
+    E, R, G, B = blocks.shape
+    return (E, G * B * 2, R), lambda e: dequantize_mxfp4(blocks[e], scales[e], "float32", name=T.prefix + rel)
 
 
 def moe_block(c: dict, tensors, i: int, dtype: str, stack: str = "") -> MoELayer:
@@ -71,23 +75,28 @@ def moe_block(c: dict, tensors, i: int, dtype: str, stack: str = "") -> MoELayer
     K = int(first_of(c, "num_experts_per_tok", "experts_per_token", default=4))
     T = Tensors(tensors, find_prefix(tensors, [f"layers.{i}.mlp."], "router.weight"))
     if T.has("experts.gate_up_proj") or T.has("experts.down_proj"):
-        gu = expert_array(T.get("experts.gate_up_proj"), dtype)  # (E, H, 2I), x @ W
-        down = expert_array(T.get("experts.down_proj"), dtype)  # (E, I, H)
+        gu_src = source_array(T.get("experts.gate_up_proj"))  # (E, H, 2I), x @ W
+        down_src = source_array(T.get("experts.down_proj"))  # (E, I, H)
+        gu_e = lambda e: expert_array(gu_src[e], dtype)  # noqa: E731
+        down_e = lambda e: expert_array(down_src[e], dtype)  # noqa: E731
+        gu, down = gu_src.shape, down_src.shape
     elif T.has("experts.gate_up_proj_blocks"):
-        gu = mxfp4(T, "experts.gate_up_proj")
-        down = mxfp4(T, "experts.down_proj")
+        gu, gu_e = mxfp4(T, "experts.gate_up_proj")  # shapes, and expert e dequantized
+        down, down_e = mxfp4(T, "experts.down_proj")
     else:
         T.get("experts.gate_up_proj")  # raises the KeyError naming it
-    if gu.ndim != 3 or gu.shape[0] != E or gu.shape[2] % 2:
-        raise ValueError(f"{T.prefix}experts.gate_up_proj: expected (E={E}, H, 2I), got shape {gu.shape}")
-    gate = contig(gu[:, :, 0::2].transpose(0, 2, 1))
-    up = contig(gu[:, :, 1::2].transpose(0, 2, 1))
-    down = contig(down.transpose(0, 2, 1))
+    if len(gu) != 3 or gu[0] != E or gu[2] % 2:
+        raise ValueError(f"{T.prefix}experts.gate_up_proj: expected (E={E}, H, 2I), got shape {tuple(gu)}")
+    if len(down) != 3 or down[0] != E:
+        raise ValueError(f"down must be (E, H, I) with E = {E}, got {tuple(down)}")
     gub = as_f32(T.get("experts.gate_up_proj_bias"))
-    experts = ExpertWeights(up=up, down=down, gate=gate, gate_bias=contig(gub[:, 0::2]),
-                            up_bias=contig(gub[:, 1::2]), down_bias=as_f32(T.get("experts.down_proj_bias")),
-                            activation="gpt_oss", alpha=float(first_of(c, "swiglu_alpha", default=1.702)),
-                            limit=float(first_of(c, "swiglu_limit", default=7.0)))
+    # one expert at a time, transposed to nn.Linear orientation (gate / up interleaved in the columns)
+    gu_e = last_expert(gu_e)  # gate and up of one expert: one read (one dequantization)
+    experts = ExpertSource(E, lambda e: contig(gu_e(e)[:, 1::2].T), lambda e: contig(down_e(e).T),
+                           lambda e: contig(gu_e(e)[:, 0::2].T), gate_bias=contig(gub[:, 0::2]),
+                           up_bias=contig(gub[:, 1::2]), down_bias=as_f32(T.get("experts.down_proj_bias")),
+                           activation="gpt_oss", alpha=float(first_of(c, "swiglu_alpha", default=1.702)),
+                           limit=float(first_of(c, "swiglu_limit", default=7.0)), bf16=dtype == "bfloat16")
     return MoELayer(router(E, K), as_f32(T.get("router.weight")), experts, router_bias=as_f32(T.get("router.bias")),
                     dtype=dtype, family="gpt_oss")
 

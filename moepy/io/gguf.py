@@ -379,15 +379,20 @@ class GGUFCheckpoint(Mapping):
         Q8_0, Q4_0 or Q4_1, the routed experts keep those very blocks, re-laid bit for bit into moepy's int8 /
         int4 / int4_asym format (groups of 32): llama.cpp's weights, not a requantization. Otherwise, and for
         everything else (router, shared expert), the tensors are read as MoELayer.from_hf reads them (dtype
-        "float32" or "bfloat16"). The float layer is built first (one layer's dequantized weights, transient)."""
+        "float32" or "bfloat16"); with INT blocks the routed experts are never packed as floats (the family's reader
+        checks them one expert at a time)."""
         from ..moe.layer import MoELayer
         from ..moe.packed import PackedOnlyExperts
         from ..moe.quant import block_bytes
-        layer = MoELayer.from_hf(self.config, self, layer_index, dtype)
+        from ..moe.weights import ExpertSource
         names = [f"blk.{layer_index}.ffn_{w}_exps.weight" for w in ("gate", "up", "down")]
         kinds = {self._info[n][2] for n in names if n in self._info}
         if len(kinds) != 1 or len([n for n in names if n in self._info]) != 3 or next(iter(kinds)) not in INT_FORMAT:
-            return layer
+            return MoELayer.from_hf(self.config, self, layer_index, dtype)
+        # the routed experts are replaced by the file's blocks: read (and checked) one at a time, never packed
+        layer = MoELayer._from_hf_unpacked(self.config, self, layer_index, dtype)
+        if isinstance(layer.experts, ExpertSource):
+            layer.experts.check()  # as packing the float experts would (NaN / inf, shapes), one at a time
         g, u, d = (self.quantized(n) for n in names)
         E, H, I = layer.experts.shape
         if g.shape != (E, I, H) or u.shape != (E, I, H) or d.shape != (E, H, I):

@@ -1,6 +1,6 @@
 """MoE layers: expert weights and their packing, the MoELayer, quantized experts."""
 from . import quant
 from .layer import MoELayer
-from .weights import ExpertWeights, from_bf16_bits, pack_linear, to_bf16_bits
+from .weights import ExpertSource, ExpertWeights, from_bf16_bits, pack_linear, to_bf16_bits
 
-__all__ = ["ExpertWeights", "MoELayer", "from_bf16_bits", "pack_linear", "quant", "to_bf16_bits"]
+__all__ = ["ExpertSource", "ExpertWeights", "MoELayer", "from_bf16_bits", "pack_linear", "quant", "to_bf16_bits"]

@@ -7,6 +7,7 @@ and packed once, at construction, into the panel layout the kernels read (csrc/p
 """
 from __future__ import annotations
 
+import contextvars
 import threading
 from typing import Optional
 
@@ -16,14 +17,19 @@ from .. import _ops
 from .._inputs import as_float32, as_index
 from ..routing import BalanceStats, RouterConfig, Routing, balance_stats, route
 from . import quant
-from .weights import DTYPES, ExpertWeights, from_bf16_bits, pack_linear, to_bf16_bits
+from .weights import DTYPES, ExpertSource, ExpertWeights, from_bf16_bits, pack_linear, to_bf16_bits
+
+# set by from_hf(quantize=...) while the family builds its layer: routed experts read from the checkpoint
+# (ExpertSource) are not packed as floats, since they are quantized from their sources right after
+_DEFER_ROUTED = contextvars.ContextVar("moepy_defer_routed_pack", default=False)
 
 class MoELayer:
     """One MoE block: y = sum_k w_k f_{e_k}(x) [+ g(x) shared(x)], as the family's HF block computes it.
 
     router: the RouterConfig; router_weight (E, H) [+ router_bias (E,), GPT-OSS];
     selection_bias (E,): DeepSeek-V3's e_score_correction_bias (selection only);
-    experts: ExpertWeights of the E routed experts; shared: ExpertWeights with E = 1 or None;
+    experts: ExpertWeights of the E routed experts (or an ExpertSource: read one expert at a time from a
+        checkpoint's tensors and packed straight into the one buffer); shared: ExpertWeights with E = 1 or None;
     shared_gate_weight (1, H): Qwen2-MoE's sigmoid gate on the shared expert;
     scale_input: Llama 4 (the routing weight scales the expert input, not its output);
     dtype: "float32" or "bfloat16" expert weights (bf16 read directly, accumulated in fp32), or
@@ -67,10 +73,13 @@ class MoELayer:
         self.family = family
         gate_rows = [] if self.shared_gate_weight is None else [self.shared_gate_weight]
         self._router_packed = pack_linear(np.concatenate([self.router_weight] + gate_rows))
-        self._routed = experts.packed(dtype, group_size)
+        # an ExpertSource (a checkpoint's experts) is packed expert by expert from its source tensors
+        defer = isinstance(experts, ExpertSource) and _DEFER_ROUTED.get()
+        self._routed = None if defer else experts.packed(dtype, group_size)
         self._shared = shared.packed(shared_dtype, group_size) if shared is not None else None
         # keep one copy of the weights: the packed one (INT blocks, or float panels unpacked on access)
-        experts = self.experts = _packed_only(experts, self._routed, dtype, group_size)
+        if not defer:
+            experts = self.experts = _packed_only(experts, self._routed, dtype, group_size)
         if shared is not None:
             shared = self.shared = _packed_only(shared, self._shared, shared_dtype, group_size)
         self.last_routing: Optional[Routing] = None
@@ -242,8 +251,23 @@ class MoELayer:
         switch_transformers, ...); see moepy/families/_layers.py.
         quantize: "int8", "int4" or "int4_asym" quantizes the routed experts (moepy.moe.quant)."""
         from ..families import moe_layer_from_hf
-        layer = moe_layer_from_hf(hf_config, tensors, layer_index, dtype)
-        return layer.quantize(quantize, group_size) if quantize else layer
+        if not quantize:
+            return moe_layer_from_hf(hf_config, tensors, layer_index, dtype)
+        # the routed experts are quantized expert by expert from the checkpoint's tensors, never packed as
+        # floats first (the same blocks as quantizing the float / bf16 layer: bf16 values are exact in float32)
+        return cls._from_hf_unpacked(hf_config, tensors, layer_index, dtype).quantize(quantize, group_size)
+
+    @classmethod
+    def _from_hf_unpacked(cls, hf_config, tensors, layer_index: int, dtype: str) -> "MoELayer":
+        """from_hf whose routed experts, when the family reads them as an ExpertSource, are left unpacked
+        (layer.experts the source, layer._routed None): only for building another layer from it at once
+        (quantize(), or GGUF's INT blocks); such a layer cannot run."""
+        from ..families import moe_layer_from_hf
+        token = _DEFER_ROUTED.set(True)
+        try:
+            return moe_layer_from_hf(hf_config, tensors, layer_index, dtype)
+        finally:
+            _DEFER_ROUTED.reset(token)
 
     def to_float32_reference(self):
         """The NumPy twin of this layer (moepy.reference.moe_layer_forward arguments)."""
