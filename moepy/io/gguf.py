@@ -286,7 +286,7 @@ class GGUFCheckpoint(Mapping):
         shapes = {i[0]: i[1] for i in infos}
         spec = self.family.gguf
         try:
-            self.config = spec.config(meta, arch, shapes)
+            self.config = spec.config(self.metadata, arch, shapes)
         except (ValueError, TypeError) as exc:
             raise CheckpointError(self.path, None, f"metadata: {exc}") from None
         try:

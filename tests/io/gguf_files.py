@@ -42,8 +42,10 @@ def hf_tensors_to_gguf(tensors, cfg):
     return out
 
 
-def write_gguf(path, tensors, cfg, qtype=gguf.GGMLQuantizationType.F32, float_type=gguf.GGMLQuantizationType.F32):
-    """Write a GGUF file of `cfg`: matrices whose rows are whole blocks in `qtype`, the rest in `float_type`."""
+def write_gguf(path, tensors, cfg, qtype=gguf.GGMLQuantizationType.F32, float_type=gguf.GGMLQuantizationType.F32,
+               tokenizer=False):
+    """Write a GGUF file of `cfg`: matrices whose rows are whole blocks in `qtype`, the rest in `float_type`.
+    tokenizer: write the tokenizer arrays and no `{arch}.vocab_size`, as llama.cpp's converter does."""
     family = cfg["model_type"]
     arch = gguf.MODEL_ARCH_NAMES[ARCH[family]]
     w = gguf.GGUFWriter(str(path), arch)
@@ -67,7 +69,14 @@ def write_gguf(path, tensors, cfg, qtype=gguf.GGMLQuantizationType.F32, float_ty
             w.add_value_length(cfg["head_dim"])
     else:
         w.add_feed_forward_length(cfg["intermediate_size"])
-    w.add_vocab_size(cfg["vocab_size"])
+    if tokenizer:
+        V = cfg["vocab_size"]
+        w.add_tokenizer_model("gpt2")
+        w.add_token_list([f"t{i}" for i in range(V)])
+        w.add_token_types([1] * V)
+        w.add_token_merges(["t 0"])
+    else:
+        w.add_vocab_size(cfg["vocab_size"])
     g = hf_tensors_to_gguf(tensors, cfg)
     for name, a in g.items():
         t = qtype if (a.ndim >= 2 and a.shape[-1] % 32 == 0) else float_type
