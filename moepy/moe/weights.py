@@ -91,10 +91,7 @@ class ExpertWeights:
             w = getattr(self, name)
             if w is not None:
                 _ops._finite(w, name)  # float, bf16 and raw bf16 bits alike: ValueError naming the tensor
-        for name in ("alpha", "limit"):
-            v = getattr(self, name)
-            if isinstance(v, (bool, str)) or not np.isfinite(float(v)):
-                raise ValueError(f"{name} must be a finite number, got {v!r}")
+        _check_activation_constants(self)
 
     @property
     def shape(self):
@@ -173,10 +170,7 @@ class ExpertSource:
                     raise ValueError(f"{name} must be {shape}, got {np.shape(b)}")
                 _ops._finite(b, name)
             setattr(self, name, b)
-        for name in ("alpha", "limit"):
-            v = getattr(self, name)
-            if isinstance(v, (bool, str)) or not np.isfinite(float(v)):
-                raise ValueError(f"{name} must be a finite number, got {v!r}")
+        _check_activation_constants(self)
 
     @property
     def shape(self):
@@ -295,3 +289,11 @@ class ExpertSource:
 
 
 _QFORMATS = tuple(_ops.QFORMATS)
+
+
+def _check_activation_constants(ex) -> None:
+    """GPT-OSS's alpha and limit: finite numbers (ValueError naming the one that is not)."""
+    for name in ("alpha", "limit"):
+        v = getattr(ex, name)
+        if isinstance(v, (bool, str)) or not np.isfinite(float(v)):
+            raise ValueError(f"{name} must be a finite number, got {v!r}")
