@@ -368,7 +368,11 @@ class ModelConfig:
         if fam.read_hf is None:
             raise ValueError(f"model_type {mt!r}: moepy reads this family's checkpoints but not its config.json "
                              f"as a ModelConfig")
-        kw, extra = fam.read_hf(d, d.get("model_type") or mt)
+        try:
+            kw, extra = fam.read_hf(d, d.get("model_type") or mt)
+        except (OverflowError, ZeroDivisionError, RecursionError) as exc:  # e.g. 1e999 or a zero width
+            raise ValueError(f"{mt} config.json: a field holds an impossible value ({type(exc).__name__}: {exc})") \
+                from None
         kw["name"] = name or d.get("_name_or_path") or d.get("model_type") or mt
         return cls(**kw, hf_extra=extra)
 

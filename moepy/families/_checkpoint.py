@@ -55,6 +55,9 @@ def expert_array(a, dtype: str) -> np.ndarray:
     if a.dtype.name.startswith("float8"):  # its scales live in another tensor: never use it without them
         raise TypeError(f"expert weights stored as FP8 ({a.dtype.name}) need their weight_scale_inv: pass "
                         f"moepy.io.open_checkpoint(path).dequantized() as the tensors")
+    if a.dtype.kind != "f":  # integer codes (INT8 / INT4 checkpoints) mean nothing without their scales
+        raise TypeError(f"expert weights must be floating point (or raw bf16 bits as uint16), got {a.dtype}: a "
+                        f"quantized checkpoint's codes need their scales (moepy reads FP8, MXFP4 and GGUF Q8_0/Q4_0/Q4_1)")
     return np.asarray(a, dtype=np.float32)
 
 

@@ -28,9 +28,11 @@ def load_hf_config(config) -> dict:
             raise FileNotFoundError(f"no config.json at {path!r}")
         with open(path, encoding="utf-8") as f:
             try:
-                d = json.load(f)
+                d = json.load(f, object_pairs_hook=_no_duplicate_keys(path))
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}: not valid JSON ({exc})") from None
+            except RecursionError:
+                raise ValueError(f"{path}: JSON nested too deeply") from None
         if not isinstance(d, dict):
             raise ValueError(f"{path}: config.json must hold a JSON object, got {type(d).__name__}")
         return d
@@ -39,6 +41,17 @@ def load_hf_config(config) -> dict:
     if isinstance(config, Mapping):
         return plain_json(dict(config))
     raise TypeError(f"config must be a path, a dict or a transformers config, got {type(config).__name__}")
+
+
+def _no_duplicate_keys(path):
+    def pairs(items):
+        d = {}
+        for k, v in items:
+            if k in d:
+                raise ValueError(f"{path}: duplicate key {k!r} in config.json")
+            d[k] = v
+        return d
+    return pairs
 
 
 def text_config(d: Mapping) -> dict:

@@ -15,6 +15,8 @@ from ..moe.layer import MoELayer
 from ..moe.weights import ExpertWeights
 from ..routing.config import RouterConfig
 from ._checkpoint import first_of, as_f32, expert_array, Tensors, find_prefix, activation_name
+from .._limits import MAX_SIZE
+from ._config_json import Fields
 from .registry import Family
 
 
@@ -38,12 +40,17 @@ def moe_layer_indices(d: dict, stack: str = "encoder") -> List[int]:
     """The sparse blocks of one stack ("encoder" or "decoder"): every (L / num_sparse)-th block, from block 1."""
     if stack not in ("encoder", "decoder"):
         raise ValueError(f"stack must be 'encoder' or 'decoder', got {stack!r}")
+    f = Fields(d, "switch_transformers")
     if stack == "encoder":
-        L = int(first_of(d, "num_layers", default=12))
-        n = int(first_of(d, "num_sparse_encoder_layers", default=3))
+        L = f.opt_int("num_layers", 12)
+        n = f.opt_int("num_sparse_encoder_layers", 3)
     else:
-        L = int(first_of(d, "num_decoder_layers", "num_layers", default=12))
-        n = int(first_of(d, "num_sparse_decoder_layers", default=3))
+        L = f.opt_int("num_decoder_layers", f.opt_int("num_layers", 12))
+        n = f.opt_int("num_sparse_decoder_layers", 3)
+    for key, v in (("num_layers", L), ("num_sparse_layers", n)):
+        if not 0 <= v <= MAX_SIZE["num_layers"]:
+            raise ValueError(f"switch_transformers config.json: {key}={v:,} is out of range (0 .. "
+                             f"{MAX_SIZE['num_layers']:,})")
     step = L // n if n > 0 else L
     if step <= 0:
         return []

@@ -287,7 +287,7 @@ class GGUFCheckpoint(Mapping):
         spec = self.family.gguf
         try:
             self.config = spec.config(self.metadata, arch, shapes)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError, ZeroDivisionError) as exc:
             raise CheckpointError(self.path, None, f"metadata: {exc}") from None
         try:
             self._reader = gguf.GGUFReader(self.path)
@@ -361,6 +361,17 @@ class GGUFCheckpoint(Mapping):
         raise CheckpointError(self.path, gname, f"tensor type {kind} is not supported (moepy reads "
                                                 f"{', '.join(SUPPORTED)})")
 
+    def _float_expert(self, gname: str, e: int) -> np.ndarray:
+        """Expert e of the stacked tensor `gname` (E, N, K): a view for float types, and only that expert's blocks
+        dequantized for Q8_0 / Q4_0 / Q4_1 (not the whole stack once per expert)."""
+        import gguf
+        _, shape, kind, _, _ = self._info[gname]
+        if kind not in INT_FORMAT:
+            return self._float(gname)[e]
+        t = self._tensors[gname]
+        rows = np.asarray(t.data).reshape(shape[0], -1, np.asarray(t.data).shape[-1])[e]
+        return gguf.quants.dequantize(rows, t.tensor_type).reshape(shape[1:]).astype(np.float32, copy=False)
+
     def quantized(self, gguf_name: str):
         """The Q8_0 / Q4_0 / Q4_1 tensor `gguf_name` as moepy INT blocks (QuantizedTensor (E, N, K), E = 1 for
         a matrix), re-laid bit for bit: its dequantized values equal gguf's dequantize."""
@@ -415,8 +426,8 @@ class GGUFCheckpoint(Mapping):
         if name not in self._names:
             raise KeyError(f"{self.path}: no tensor {name!r}")
         how = self._names[name]
-        if how[0] == "expert":
-            return self._float(how[1])[how[2]]
+        if how[0] == "expert":  # one expert of a stack: dequantize that expert only
+            return self._float_expert(how[1], how[2])
         if how[0] == "down":
             w = self._float(how[1])  # (E, H, I) -> gpt-oss (E, I, H); bias (E, H) as is
             return np.ascontiguousarray(w.transpose(0, 2, 1)) if w.ndim == 3 else w

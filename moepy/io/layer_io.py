@@ -126,15 +126,29 @@ def load_layer(path, mmap: bool = False):
         raise CheckpointError(f.path, None, f"not a moepy layer file (__metadata__ moepy={md.get('moepy')!r})")
     try:
         d = json.loads(md["layer"])
+        if not isinstance(d, dict):
+            raise ValueError("not a JSON object")
         router = RouterConfig(**d["router"])
         experts = _experts(f, "experts", d["experts"], mmap)
         shared = _experts(f, "shared", d["shared"], mmap) if "shared" in d else None
-    except (KeyError, TypeError, ValueError) as exc:
+        scale_input = d["scale_input"]
+        if not isinstance(scale_input, bool):
+            raise ValueError(f"scale_input must be a bool, got {scale_input!r}")
+        group_size = d["group_size"]
+        if not isinstance(group_size, int) or isinstance(group_size, bool):
+            raise ValueError(f"group_size must be an int, got {group_size!r}")
+        dtype, family, shared_dtype = d["dtype"], d["family"], d["shared_dtype"]
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
         if isinstance(exc, CheckpointError):
             raise
-        raise CheckpointError(f.path, None, f"__metadata__ 'layer' does not describe a layer ({exc})") from None
+        raise CheckpointError(f.path, None, f"__metadata__ 'layer' does not describe a layer ({exc!r})") from None
     opt = lambda n: np.array(f[n]) if n in f else None  # noqa: E731  (copies: the map is released after load)
-    return MoELayer(router, np.array(f["router.weight"]), experts, shared=shared,
-                    shared_gate_weight=opt("shared_gate.weight"), router_bias=opt("router.bias"),
-                    selection_bias=opt("selection_bias"), scale_input=bool(d["scale_input"]), dtype=d["dtype"],
-                    family=d["family"], group_size=int(d["group_size"]), shared_dtype=d["shared_dtype"])
+    try:
+        return MoELayer(router, np.array(f["router.weight"]), experts, shared=shared,
+                        shared_gate_weight=opt("shared_gate.weight"), router_bias=opt("router.bias"),
+                        selection_bias=opt("selection_bias"), scale_input=scale_input, dtype=dtype,
+                        family=family, group_size=group_size, shared_dtype=shared_dtype)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f.path, None, f"the layer it describes is invalid: {exc}") from None

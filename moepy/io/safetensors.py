@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import stat
+import tempfile
 import struct
 import sys
 from dataclasses import dataclass
@@ -30,6 +32,10 @@ import numpy as np
 from .errors import CheckpointError
 
 MAX_HEADER_SIZE = 100_000_000  # the reference reader's cap
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: the process's umask
+MAX_DIMS = 64  # NumPy's limit on dimensions
+MAX_DIM = (1 << 63) - 1  # NumPy's largest dimension (np.intp), even for a zero-element array
 _U64 = (1 << 64) - 1
 
 # safetensors dtype -> (bits per element, NumPy dtype or None when NumPy has no array of it)
@@ -143,10 +149,14 @@ def parse_header(head: bytes, file_size: int, path=None) -> Header:
             raise CheckpointError(path, name, f"unknown dtype {dt!r:.40}; known: {', '.join(DTYPES)}")
         if type(shape) is not list:
             raise CheckpointError(path, name, f"shape must be a list of non-negative integers, got {shape!r:.80}")
+        if len(shape) > MAX_DIMS:
+            raise CheckpointError(path, name, f"{len(shape)} dimensions; NumPy holds at most {MAX_DIMS}")
         count = 1
         for d in shape:  # type(d) is int: a bool is not a dim
             if type(d) is not int or d < 0 or d > _U64:
                 raise CheckpointError(path, name, f"shape must be a list of non-negative integers, got {shape!r:.80}")
+            if d > MAX_DIM:
+                raise CheckpointError(path, name, f"dimension {d} overflows NumPy's limit (2**63 - 1)")
             count *= d
             if count > _U64:
                 raise CheckpointError(path, name, f"the element count of shape {shape} overflows 64 bits")
@@ -182,8 +192,19 @@ def parse_header(head: bytes, file_size: int, path=None) -> Header:
     return Header({name: info for _, _, name, info in entries}, metadata, 8 + n)
 
 
+def _check_regular_file(path) -> None:
+    """A FIFO, a device or a directory is not a checkpoint (opening a FIFO would block forever)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise CheckpointError(os.fspath(path), None, f"cannot open: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(os.fspath(path), None, "not a regular file")
+
+
 def read_header(path) -> Header:
     """The validated header of the file at `path` (reads the 8-byte length and the header only)."""
+    _check_regular_file(path)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         head = f.read(8)
@@ -308,15 +329,16 @@ def save_file(tensors: Mapping[str, np.ndarray], path, metadata: Optional[Mappin
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     text += b" " * (-(8 + len(text)) % 8)
     path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=os.path.dirname(path) or ".")
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(fd, "wb") as f:
             f.write(struct.pack("<Q", len(text)))
             f.write(text)
             for name in order:
                 a = arrays[name][1]
                 if a.nbytes:
                     f.write(memoryview(a.reshape(-1).view(np.uint8)))
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600: give the file the permissions open() would
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -90,3 +90,10 @@ def test_round_trip_still_holds_for_every_hf_preset(tmp_path):
         s = cfg.scaled()
         s.save_hf(tmp_path)
         assert ModelConfig.from_hf(json.loads((tmp_path / "config.json").read_text())) == s, name
+
+
+@pytest.mark.parametrize("key,value", [("head_dim", 1e999), ("intermediate_size", 1e999), ("moe_intermediate_size", 0)])
+def test_impossible_values_are_value_errors(key, value):
+    base = moepy.configs.get("qwen1.5-moe-a2.7b").scaled().to_hf() if key == "moe_intermediate_size" else QWEN3
+    with pytest.raises(ValueError):
+        ModelConfig.from_hf(dict(base, **{key: value}))
