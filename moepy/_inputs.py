@@ -29,6 +29,8 @@ def _to_numpy(x, name: str) -> np.ndarray:
         t = x
         if hasattr(t, "detach"):  # torch: leave autograd, come to the CPU, widen bf16 (NumPy has no DLPack bf16)
             t = t.detach()
+            if hasattr(t, "resolve_neg"):  # a lazily negated / conjugated view: DLPack exports the raw memory
+                t = t.resolve_conj().resolve_neg()
             if getattr(t, "device", None) is not None and str(t.device) != "cpu":
                 t = t.cpu()
             if str(getattr(t, "dtype", "")) == "torch.bfloat16":

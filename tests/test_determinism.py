@@ -264,16 +264,21 @@ def test_int_layer_propagates_inf_and_nan_like_float(cpu_isa, fmt):
         clean = np.random.default_rng(4).standard_normal((5, 64)).astype(np.float32)
         with isa(cpu_isa), np.errstate(all="ignore"):
             y_clean = layer(clean)
+            r = layer.route(clean)
             for val in (np.inf, -np.inf):
                 x = clean.copy()
                 x[2, 7] = val
-                yf, y = base(x), layer(x)
-                assert not np.isfinite(yf[2]).any()  # the float layer: NaN (inf - inf somewhere)
+                with pytest.raises(ValueError, match="x holds NaN or inf in token row 2"):
+                    layer(x)  # the layer refuses it; the kernels below propagate it as float does
+                yf = _ops.moe_forward(x, r.weights, r.experts, r.dropped, base._routed, base._shared, None,
+                                      base.scale_input)
+                y = _ops.moe_forward(x, r.weights, r.experts, r.dropped, layer._routed, layer._shared, None,
+                                     layer.scale_input)
+                assert not np.isfinite(yf[2]).any()  # the float kernels: NaN (inf - inf somewhere)
                 assert np.isnan(y[2]).all(), (kind, val, y[2])
                 others = [0, 1, 3, 4]
                 assert y[others].tobytes() == y_clean[others].tobytes()
-            # NaN never reaches the experts through the router (it raises), so run the experts on a routing
-            r = layer.route(clean)
+            # NaN: the same, straight through the kernels
             x = clean.copy()
             x[1, 0] = np.nan
             y = _ops.moe_forward(x, r.weights, r.experts, r.dropped, layer._routed, layer._shared, None,

@@ -127,3 +127,32 @@ def test_huge_integer_arguments_name_their_bound():
         moepy.topk(LOGITS, 2 ** 64)
     with pytest.raises(ValueError, match="capacity must be <= 12"):
         moepy.expert_choice(LOGITS, capacity=2 ** 64)
+
+
+def test_a_single_inf_in_x_is_refused_by_every_layer_entry():
+    x = X.copy()
+    x[4, 3] = np.inf
+    for call in (lambda: LAYER(x), lambda: QLAYER(x), lambda: LAYER.route(x),
+                 lambda: LAYER.run_experts(x, np.full((6, 2), 0.5), np.tile([0, 1], (6, 1))),
+                 lambda: LAYER.forward_expert_choice(x, capacity_factor=1.0)):
+        with pytest.raises(ValueError, match="x holds NaN or inf in token row 4"):
+            call()
+
+
+def test_torch_views_with_the_negative_bit_are_read_with_their_sign():
+    t = torch.from_numpy(LOGITS.copy())
+    v = torch.complex(torch.zeros_like(t), t).conj().imag  # == -t, a lazily negated view
+    assert v.is_neg()
+    cfg = RouterConfig.mixtral(8, 2)
+    assert np.array_equal(moepy.route(v, cfg).weights, moepy.route(-LOGITS, cfg).weights)
+
+
+def test_a_layer_owns_its_router_tensors():
+    rw = np.random.default_rng(5).standard_normal((8, 64)).astype(np.float32)
+    layer = moepy.MoELayer(RouterConfig.mixtral(8, 2), rw, LAYER.experts)
+    y = layer(X)
+    rw[:] = 0  # the caller's array, changed afterwards
+    import pickle
+    assert np.array_equal(layer(X), y) and np.array_equal(pickle.loads(pickle.dumps(layer))(X), y)
+    with pytest.raises(ValueError, match="router_weight holds NaN or inf"):
+        moepy.MoELayer(RouterConfig.mixtral(8, 2), np.full((8, 64), np.nan, np.float32), LAYER.experts)

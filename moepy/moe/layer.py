@@ -373,9 +373,15 @@ def _bf16_round(ex: ExpertWeights) -> ExpertWeights:
 
 
 def _as_f32(a, name, shape) -> np.ndarray:
+    """A router-side tensor as the layer's own finite float32 copy (the caller may change theirs afterwards)."""
+    src = a
     a = as_float32(a, name)
     if a.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
+    if a is src or (isinstance(src, np.ndarray) and np.shares_memory(a, src)):
+        a = a.copy()
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} holds NaN or inf at {tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])}")
     return a
 
 
@@ -385,4 +391,11 @@ def _as_tokens(x, H) -> np.ndarray:
     x = as_float32(x, "x", (2, 3))
     if x.shape[-1] != H:
         raise ValueError(f"x must be (T, {H}) or (B, S, {H}), got {x.shape}")
+    if not np.isfinite(np.add.reduce(x, axis=None, dtype=np.float64)):  # one pass; exact check only if it fails
+        bad = ~np.isfinite(x.reshape(-1, H)).all(axis=1)
+        if bad.any():
+            t = int(np.argmax(bad))
+            where = f"token row {t}" if x.ndim == 2 else \
+                f"token row {t} (batch {t // x.shape[1]}, position {t % x.shape[1]})"
+            raise ValueError(f"x holds NaN or inf in {where}")
     return x
