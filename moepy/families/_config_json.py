@@ -196,7 +196,7 @@ def read_deepseek_common(f: Fields, mt: str, family: str) -> dict:
     if freq != 1:
         raise ValueError(f"{mt} config.json: moe_layer_freq={freq} is not supported (transformers ignores it; "
                          f"every released DeepSeek model uses 1)")
-    if f.opt("mlp_bias", False):
+    if f.opt_bool("mlp_bias", False):
         raise ValueError(f"{mt} config.json: mlp_bias=True is not supported")
     I = f.req_int("moe_intermediate_size")
     ns = int(f.opt("n_shared_experts", 1 if family == "deepseek_v3" else 0) or 0)
@@ -205,7 +205,7 @@ def read_deepseek_common(f: Fields, mt: str, family: str) -> dict:
                                                    fd > 0),
               num_experts=f.req_int("n_routed_experts"), top_k=f.req_int("num_experts_per_tok"),
               expert_intermediate_size=I, num_shared_experts=ns, shared_intermediate_size=ns * I,
-              attention_bias="all" if f.opt("attention_bias", False) else "none")
+              attention_bias="all" if f.opt_bool("attention_bias", False) else "none")
     if family != "deepseek":
         kw.update(q_lora_rank=int(f.opt("q_lora_rank", 0) or 0), kv_lora_rank=f.req_int("kv_lora_rank"),
                   qk_nope_head_dim=f.req_int("qk_nope_head_dim"), qk_rope_head_dim=f.req_int("qk_rope_head_dim"),

@@ -35,7 +35,7 @@ def read_hf(d, mt):
     types = d.get("layer_types") or ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(L)]
     local = sum(1 for x in types[:L] if x == "sliding_attention") if sw else 0
     kw.update(family="gpt_oss", num_experts=E, top_k=k, expert_intermediate_size=f.req_int("intermediate_size"),
-              attention_bias="all" if f.opt("attention_bias", True) else "none", attention_sinks=True,
+              attention_bias="all" if f.opt_bool("attention_bias", True) else "none", attention_sinks=True,
               expert_bias=True, router_bias=True, local_attention_layers=local,
               local_attention_window=int(sw) if local else 0, router=router(E, k))
     return kw, {"": f.extra()}

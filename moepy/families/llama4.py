@@ -49,8 +49,8 @@ def read_hf(d, mt):
               moe_every=step, mlp_only_layers=mlo,
               dense_intermediate_size=dense_width(f, "intermediate_size_mlp", 16384, has_dense),
               num_shared_experts=1, shared_intermediate_size=f.req_int("intermediate_size"),
-              qk_norm="l2" if f.opt("use_qk_norm", True) else "none",
-              attention_bias="all" if f.opt("attention_bias", False) else "none",
+              qk_norm="l2" if f.opt_bool("use_qk_norm", True) else "none",
+              attention_bias="all" if f.opt_bool("attention_bias", False) else "none",
               local_attention_layers=local, local_attention_window=int(chunk) if local else 0,
               router=router(E, k))
     extra = {"": top.extra()} if nested else {"": f.extra()}

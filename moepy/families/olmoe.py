@@ -25,7 +25,7 @@ def read_hf(d, mt):
     E, k = f.req_int("num_experts", "num_local_experts"), f.req_int("num_experts_per_tok")
     f.used.add("num_local_experts")
     kw.update(family="olmoe", num_experts=E, top_k=k, expert_intermediate_size=f.req_int("intermediate_size"),
-              qk_norm="proj", attention_bias="all" if f.opt("attention_bias", False) else "none",
+              qk_norm="proj", attention_bias="all" if f.opt_bool("attention_bias", False) else "none",
               router=router(E, k, norm_topk_prob=f.opt_bool("norm_topk_prob", False)))
     return kw, {"": f.extra()}
 

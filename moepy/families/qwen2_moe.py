@@ -33,7 +33,7 @@ def read_hf(d, mt):
     # S == 0: transformers still allocates the (1, H) shared_expert_gate of a zero-width expert, which adds
     # nothing to the output; moepy models it as no shared expert (and does not count those H weights)
     local, window = 0, 0
-    if f.opt("use_sliding_window", False):
+    if f.opt_bool("use_sliding_window", False):
         mw = f.opt_int("max_window_layers", 28)
         window = f.opt_int("sliding_window", 4096)
         local = sum(1 for i in range(L) if (i + 1) % 2 and i < mw) if window else 0
@@ -41,7 +41,7 @@ def read_hf(d, mt):
     kw.update(family="qwen2_moe", moe_every=step, mlp_only_layers=mlo,
               dense_intermediate_size=dense_width(f, "intermediate_size", 5632, has_dense), num_experts=E, top_k=k,
               expert_intermediate_size=I, num_shared_experts=(S // I if S % I == 0 else 1) if S else 0, shared_intermediate_size=S,
-              shared_expert_gate=S > 0, attention_bias="qkv" if f.opt("qkv_bias", True) else "none",
+              shared_expert_gate=S > 0, attention_bias="qkv" if f.opt_bool("qkv_bias", True) else "none",
               local_attention_layers=local, local_attention_window=window,
               router=router(E, k, norm_topk_prob=f.opt_bool("norm_topk_prob", False)))
     return kw, {"": f.extra()}

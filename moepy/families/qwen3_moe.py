@@ -26,11 +26,11 @@ def read_hf(d, mt):
     step, mlo, has_dense = qwen_layers(f, L)
     E, k = f.req_int("num_experts", "num_local_experts"), f.req_int("num_experts_per_tok")
     f.used.add("num_local_experts")
-    sw = int(f.opt("sliding_window", 0) or 0) if f.opt("use_sliding_window", False) else 0
+    sw = int(f.opt("sliding_window", 0) or 0) if f.opt_bool("use_sliding_window", False) else 0
     kw.update(family="qwen3_moe", moe_every=step, mlp_only_layers=mlo,
               dense_intermediate_size=dense_width(f, "intermediate_size", 6144, has_dense), num_experts=E, top_k=k,
               expert_intermediate_size=f.req_int("moe_intermediate_size"), qk_norm="head",
-              attention_bias="all" if f.opt("attention_bias", False) else "none",
+              attention_bias="all" if f.opt_bool("attention_bias", False) else "none",
               local_attention_layers=L if sw else 0, local_attention_window=sw,
               router=router(E, k, norm_topk_prob=f.opt_bool("norm_topk_prob", False)))
     return kw, {"": f.extra()}

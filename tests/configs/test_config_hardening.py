@@ -97,3 +97,9 @@ def test_impossible_values_are_value_errors(key, value):
     base = moepy.configs.get("qwen1.5-moe-a2.7b").scaled().to_hf() if key == "moe_intermediate_size" else QWEN3
     with pytest.raises(ValueError):
         ModelConfig.from_hf(dict(base, **{key: value}))
+
+
+@pytest.mark.parametrize("key", ["attention_bias", "use_sliding_window"])
+def test_flags_given_as_strings_are_refused(key):
+    with pytest.raises(ValueError, match=key):
+        ModelConfig.from_hf(dict(QWEN3, **{key: "false"}))
