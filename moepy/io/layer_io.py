@@ -99,6 +99,7 @@ def _experts(f: SafetensorsFile, prefix: str, info: dict, mmap: bool = False):
         if fmt != dtype or G is None or not G.isdigit():
             raise CheckpointError(f.path, f"{prefix}.w_in", f"__metadata__ gives format {fmt!r}, group size {G!r} "
                                                             f"for {dtype} experts")
+        _check_int_experts(f, prefix, dtype, int(G), E, H, I, biases, blocks)
         try:
             return PackedOnlyExperts(E, H, I, bool(info["gated"]), info["activation"], float(info["alpha"]),
                                      float(info["limit"]), fmt, int(G), blocks(f"{prefix}.w_in"),
@@ -111,6 +112,30 @@ def _experts(f: SafetensorsFile, prefix: str, info: dict, mmap: bool = False):
         w = {n: (None if a is None else np.asarray(a, dtype=np.float32)) for n, a in w.items()}
     return ExpertWeights(up=w["up"], down=w["down"], gate=w["gate"], activation=info["activation"],
                          alpha=float(info["alpha"]), limit=float(info["limit"]), **biases)
+
+
+def _check_int_experts(f, prefix, fmt, G, E, H, I, biases, blocks) -> None:
+    """Untrusted INT experts: biases of their exact shapes and finite, and every fp16 block scale (and offset)
+    finite (a NaN scale would make whole rows of the layer's output NaN without an error)."""
+    from .. import _ops
+    for name, shape in (("gate_bias", (E, I)), ("up_bias", (E, I)), ("down_bias", (E, H))):
+        b = biases[name]
+        if b is None:
+            continue
+        if b.shape != shape:
+            raise CheckpointError(f.path, f"{prefix}.{name}", f"shape {b.shape}, expected {shape}")
+        if not np.isfinite(np.asarray(b, np.float32)).all():
+            raise CheckpointError(f.path, f"{prefix}.{name}", "holds NaN or inf")
+    if (fmt, G) not in _ops.QBLOCK_BYTES:
+        raise CheckpointError(f.path, f"{prefix}.w_in", f"no {fmt} format with group size {G}")
+    nb, nh = _ops.QBLOCK_BYTES[(fmt, G)], _ops.QBLOCK_HEADER_BYTES[fmt]
+    for name in ("w_in", "w_out"):
+        raw = np.asarray(blocks(f"{prefix}.{name}")).reshape(-1)
+        if raw.dtype != np.uint8 or raw.size % nb:
+            continue  # PackedOnlyExperts refuses it, naming the size it expects
+        scales = raw.reshape(-1, nb)[:, :nh].copy().view(np.float16)
+        if not np.isfinite(scales).all():
+            raise CheckpointError(f.path, f"{prefix}.{name}", "a block scale or offset is NaN or inf")
 
 
 def load_layer(path, mmap: bool = False):

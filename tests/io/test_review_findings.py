@@ -128,3 +128,23 @@ def test_shapes_numpy_cannot_hold_are_refused_at_open(tmp_path):
                                                            "data_offsets": [0, 0]}}) + b"\0" * 4)
     with pytest.raises(CheckpointError, match="70 dimensions"):
         open_checkpoint(tmp_path / "deep.safetensors")
+
+
+def test_int_layer_files_check_biases_and_scales(tmp_path):
+    cfg = moepy.RouterConfig.gpt_oss(8, 2)
+    layer = MoELayer.random(cfg, 32, 32, activation="gpt_oss").quantize("int8")
+    layer.save(tmp_path / "l.safetensors")
+    from moepy.io.safetensors import SafetensorsFile
+    md = dict(SafetensorsFile(tmp_path / "l.safetensors").metadata)
+    f = {k: np.array(v) for k, v in load_file(tmp_path / "l.safetensors").items()}
+    assert np.array_equal(MoELayer.load(tmp_path / "l.safetensors")(np.ones((2, 32), np.float32)),
+                          layer(np.ones((2, 32), np.float32)))
+    w = f["experts.w_in"].copy()
+    w[:2] = np.frombuffer(np.float16(np.nan).tobytes(), np.uint8)  # the first block's first scale: NaN
+    save_file(dict(f, **{"experts.w_in": w}), tmp_path / "nan.safetensors", metadata=md)
+    with pytest.raises(CheckpointError, match="scale or offset is NaN or inf"):
+        MoELayer.load(tmp_path / "nan.safetensors")
+    if "experts.down_bias" in f:
+        save_file(dict(f, **{"experts.down_bias": np.float32([5.0])}), tmp_path / "b.safetensors", metadata=md)
+        with pytest.raises(CheckpointError, match="down_bias"):
+            MoELayer.load(tmp_path / "b.safetensors")
