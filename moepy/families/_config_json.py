@@ -10,6 +10,7 @@ import json
 import os
 from typing import Any, List, Mapping
 
+from .._json import unique_keys
 from .._limits import MAX_SIZE
 
 def plain_json(obj):
@@ -44,14 +45,7 @@ def load_hf_config(config) -> dict:
 
 
 def _no_duplicate_keys(path):
-    def pairs(items):
-        d = {}
-        for k, v in items:
-            if k in d:
-                raise ValueError(f"{path}: duplicate key {k!r} in config.json")
-            d[k] = v
-        return d
-    return pairs
+    return unique_keys(lambda k: ValueError(f"{path}: duplicate key {k!r} in config.json"))
 
 
 def text_config(d: Mapping) -> dict:

@@ -23,6 +23,7 @@ from typing import Dict, Iterator, List, Optional
 import numpy as np
 
 from . import blockquant
+from .._json import unique_keys
 from .errors import CheckpointError
 from .safetensors import SafetensorsFile
 
@@ -48,14 +49,7 @@ def _read_json(path, what: str):
 
 
 def _no_dup(path):
-    def hook(pairs):
-        d = {}
-        for k, v in pairs:
-            if k in d:
-                raise CheckpointError(path, k, "duplicate key")
-            d[k] = v
-        return d
-    return hook
+    return unique_keys(lambda k: CheckpointError(path, k, "duplicate key"))
 
 
 def _plain_name(index_path, tensor: str, fname) -> str:

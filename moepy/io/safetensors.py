@@ -29,6 +29,7 @@ from typing import Dict, Iterator, Mapping, Optional, Tuple
 import ml_dtypes
 import numpy as np
 
+from .._json import unique_keys
 from .errors import CheckpointError
 
 MAX_HEADER_SIZE = 100_000_000  # the reference reader's cap
@@ -81,14 +82,7 @@ class Header:
 
 
 def _pairs(path):
-    def hook(pairs):
-        d = {}
-        for k, v in pairs:
-            if k in d:
-                raise CheckpointError(path, k, "duplicate key in the header")
-            d[k] = v
-        return d
-    return hook
+    return unique_keys(lambda k: CheckpointError(path, k, "duplicate key in the header"))
 
 
 def _bad_constant(path):
