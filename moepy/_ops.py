@@ -195,6 +195,26 @@ def _bias(b, name: str, shape) -> np.ndarray:
     return b
 
 
+def pad_biases(E: int, H: int, I: int, gated: bool, gate_bias, up_bias, down_bias, name: str = "experts"):
+    """Expert biases (gate/up (E, I), down (E, H); checked: float, that shape, finite) padded to the panel
+    widths the kernels read -> b_in (E * P * Ip,) or None, b_out (E * Hp,) or None."""
+    Ip, Hp, P = round_up(I), round_up(H), 2 if gated else 1
+    b_in = b_out = None
+    if gate_bias is not None or up_bias is not None:
+        b = np.zeros((E, P, Ip), np.float32)
+        first_bias = gate_bias if gated else up_bias
+        if first_bias is not None:
+            b[:, 0, :I] = _bias(first_bias, f"{name}.{'gate' if gated else 'up'}_bias", (E, I))
+        if gated and up_bias is not None:
+            b[:, 1, :I] = _bias(up_bias, f"{name}.up_bias", (E, I))
+        b_in = b.ravel()
+    if down_bias is not None:
+        b = np.zeros((E, Hp), np.float32)
+        b[:, :H] = _bias(down_bias, f"{name}.down_bias", (E, H))
+        b_out = b.ravel()
+    return b_in, b_out
+
+
 def pack_experts(up, down, gate=None, *, gate_bias=None, up_bias=None, down_bias=None, activation: str = "silu",
                  alpha: float = 1.702, limit: float = 7.0, dtype: str = "float32", group_size: int = 32,
                  name: str = "experts") -> PackedExperts:
@@ -232,20 +252,7 @@ def pack_experts(up, down, gate=None, *, gate_bias=None, up_bias=None, down_bias
         w_in = _C.pack(0, conv(first, "gate" if gated else "up"), conv(up, "up") if gated else None)
         w_out = _C.pack(1, conv(down, "down"))
         group = 0
-    Ip, Hp, P = round_up(I), round_up(H), 2 if gated else 1
-    b_in = b_out = None
-    if gate_bias is not None or up_bias is not None:
-        b = np.zeros((E, P, Ip), np.float32)
-        first_bias = gate_bias if gated else up_bias
-        if first_bias is not None:
-            b[:, 0, :I] = _bias(first_bias, f"{name}.{'gate' if gated else 'up'}_bias", (E, I))
-        if gated and up_bias is not None:
-            b[:, 1, :I] = _bias(up_bias, f"{name}.up_bias", (E, I))
-        b_in = b.ravel()
-    if down_bias is not None:
-        b = np.zeros((E, Hp), np.float32)
-        b[:, :H] = _bias(down_bias, f"{name}.down_bias", (E, H))
-        b_out = b.ravel()
+    b_in, b_out = pad_biases(E, H, I, gated, gate_bias, up_bias, down_bias, name)
     return PackedExperts(int(E), int(H), int(I), int(gated), ACTIVATIONS[activation], float(alpha), float(limit),
                          w_in, w_out, b_in, b_out, DTYPES[dtype], group)
 

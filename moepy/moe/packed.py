@@ -129,20 +129,7 @@ def _packed(ex, w_in, w_out, dtype: str, group: int) -> "_ops.PackedExperts":
     pads them)."""
     from .weights import ACTIVATION_ALIASES
     E, H, I = ex.shape
-    Ip, Hp, P = _ops.round_up(I), _ops.round_up(H), 2 if ex.gated else 1
-    b_in = b_out = None
-    if ex.gate_bias is not None or ex.up_bias is not None:
-        b = np.zeros((E, P, Ip), np.float32)
-        first = ex.gate_bias if ex.gated else ex.up_bias
-        if first is not None:
-            b[:, 0, :I] = first
-        if ex.gated and ex.up_bias is not None:
-            b[:, 1, :I] = ex.up_bias
-        b_in = b.ravel()
-    if ex.down_bias is not None:
-        b = np.zeros((E, Hp), np.float32)
-        b[:, :H] = ex.down_bias
-        b_out = b.ravel()
+    b_in, b_out = _ops.pad_biases(E, H, I, ex.gated, ex.gate_bias, ex.up_bias, ex.down_bias)
     return _ops.PackedExperts(int(E), int(H), int(I), int(ex.gated),
                               _ops.ACTIVATIONS[ACTIVATION_ALIASES[ex.activation]], float(ex.alpha), float(ex.limit),
                               w_in, w_out, b_in, b_out, _ops.DTYPES[dtype], int(group))
