@@ -17,8 +17,27 @@ from .. import _ops
 from . import quant
 
 
+class _Packed:
+    """What both packed-only expert kinds answer from their fields (E, H, I, gated, w_in, w_out, biases)."""
+
+    @property
+    def shape(self):
+        """(E, H, I)"""
+        return self.E, self.H, self.I
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the packed weights (INT blocks or float panels) the kernels read."""
+        return int(self.w_in.nbytes + self.w_out.nbytes)
+
+    def num_params(self) -> int:
+        """Weights (and biases) the packed form stands for."""
+        n = self.E * self.H * self.I * (3 if self.gated else 2)
+        return n + sum(int(b.size) for b in (self.gate_bias, self.up_bias, self.down_bias) if b is not None)
+
+
 @dataclass(eq=False)
-class PackedOnlyExperts:
+class PackedOnlyExperts(_Packed):
     """E experts as INT blocks: w_in (gate and up interleaved per block, or up alone) and w_out, uint8 in
     moepy.moe.quant's layout; biases float32 in canonical form (gate_bias/up_bias (E, I), down_bias (E, H))."""
 
@@ -58,21 +77,6 @@ class PackedOnlyExperts:
                    float(experts.alpha), float(experts.limit), fmt, int(group_size),
                    np.ascontiguousarray(packed[7]), np.ascontiguousarray(packed[8]),
                    _f32(experts.gate_bias), _f32(experts.up_bias), _f32(experts.down_bias))
-
-    @property
-    def shape(self):
-        """(E, H, I)"""
-        return self.E, self.H, self.I
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the INT blocks."""
-        return int(self.w_in.nbytes + self.w_out.nbytes)
-
-    def num_params(self) -> int:
-        """Weights (and biases) the blocks stand for."""
-        n = self.E * self.H * self.I * (3 if self.gated else 2)
-        return n + sum(int(b.size) for b in (self.gate_bias, self.up_bias, self.down_bias) if b is not None)
 
     def packed(self, dtype: str, group_size: int = 32) -> tuple:
         """The kernels' tuple: the stored blocks for this format and group size; another format requantizes
@@ -136,7 +140,7 @@ def _packed(ex, w_in, w_out, dtype: str, group: int) -> "_ops.PackedExperts":
 
 
 @dataclass(eq=False)
-class PackedFloatExperts:
+class PackedFloatExperts(_Packed):
     """E float32 or bf16 experts held only as the kernels' panels (csrc/kernels/pack.c): w_in (E, I/16, H, P, 16)
     and w_out (E, H/16, Ip, 16), flattened. gate / up / down are unpacked on access (not stored), so a layer holds
     one copy of its weights, not a canonical copy beside the packed one."""
@@ -161,21 +165,6 @@ class PackedFloatExperts:
         return cls(int(packed[0]), int(packed[1]), int(packed[2]), bool(packed[3]), experts.activation,
                    float(experts.alpha), float(experts.limit), dtype, packed[7], packed[8],
                    _f32(experts.gate_bias), _f32(experts.up_bias), _f32(experts.down_bias))
-
-    @property
-    def shape(self):
-        """(E, H, I)"""
-        return self.E, self.H, self.I
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the packed panels."""
-        return int(self.w_in.nbytes + self.w_out.nbytes)
-
-    def num_params(self) -> int:
-        """Weights (and biases)."""
-        n = self.E * self.H * self.I * (3 if self.gated else 2)
-        return n + sum(int(b.size) for b in (self.gate_bias, self.up_bias, self.down_bias) if b is not None)
 
     def _view(self, a):
         if self.dtype == "bfloat16":
