@@ -130,19 +130,7 @@ class MoELayer:
         return self._route(x, self.router_logits(x.reshape(-1, self.hidden_size)))
 
     def _route(self, x: np.ndarray, logits: np.ndarray) -> Routing:
-        try:
-            return self._route_logits(x, logits)
-        except ValueError as exc:  # a NaN in the logits comes from x: say so, naming the token
-            if "holds NaN" in str(exc):
-                bad = ~np.isfinite(x.reshape(-1, x.shape[-1])).all(axis=1)
-                if bad.any():
-                    t = int(np.argmax(bad))
-                    where = f"token row {t}" if x.ndim == 2 else \
-                        f"token row {t} (batch {t // x.shape[1]}, position {t % x.shape[1]})"
-                    raise ValueError(f"x holds NaN or inf in {where}") from None
-            raise
-
-    def _route_logits(self, x: np.ndarray, logits: np.ndarray) -> Routing:
+        """x is finite here (_as_tokens refuses NaN and inf, naming the row)."""
         E = self.num_experts
         logits = np.ascontiguousarray(logits[:, :E])
         if x.ndim == 3:  # capacity applies per sequence (Switch's groups)

@@ -83,8 +83,7 @@ def balance_stats(routing) -> BalanceStats:
 
 
 def _expert_choice_stats(ec: ExpertChoice) -> BalanceStats:
-    r = ec.to_routing()
-    st = balance_stats(Routing(r.weights, r.experts, r.scores, r.dropped, None, r.scoring))
+    st = balance_stats(ec.to_routing())
     T, E = ec.num_tokens, ec.num_experts
     f = st.counts / T if T else np.zeros(E)
     aux = float(E * (f * ec.scores.mean(axis=0, dtype=np.float64)).sum()) if T else 0.0
