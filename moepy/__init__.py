@@ -3,7 +3,7 @@
 C kernels (routing, top-k, dispatch, grouped expert FFNs, INT8/INT4 matmul) under a NumPy API; see README.md.
 Subpackages: routing (RouterConfig, route, metrics), moe (MoELayer, experts, quant), families (one module per
 model family, behind a registry), configs (ModelConfig, presets, accounting), io (safetensors, checkpoints, GGUF),
-reference (the NumPy twins of the kernels).
+reference (the NumPy twins of the kernels), nn (MoEModel: whole decoders, KV cache, generation).
 """
 from ._ops import build_info as _build_info, get_num_threads, set_isa, set_num_threads
 from .routing import BalanceStats, BiasBalancer, ExpertChoice, RouterConfig, Routing, apply_capacity, balance_stats, \
@@ -24,14 +24,17 @@ def build_info() -> dict:
 
 
 def __getattr__(name):
-    if name == "io":  # imported on first use (it pulls in the checkpoint readers)
+    if name in ("io", "nn"):  # imported on first use (the checkpoint readers, the decoder)
         import importlib
-        return importlib.import_module(".io", __name__)
+        return importlib.import_module("." + name, __name__)
+    if name in ("MoEModel", "KVCache"):
+        from . import nn
+        return getattr(nn, name)
     raise AttributeError(f"module 'moepy' has no attribute {name!r}")
 
 
 __all__ = [
-    "BalanceStats", "BiasBalancer", "ExpertWeights", "MoELayer", "ModelConfig", "configs", "families", "quant", "ExpertChoice", "RouterConfig", "Routing", "apply_capacity", "balance_stats",
+    "BalanceStats", "BiasBalancer", "ExpertWeights", "KVCache", "MoELayer", "MoEModel", "ModelConfig", "configs", "families", "quant", "ExpertChoice", "RouterConfig", "Routing", "apply_capacity", "balance_stats",
     "build_info", "expert_choice", "get_num_threads", "load_balancing_loss", "route", "router_z_loss",
     "sequence_aux_loss", "set_isa", "set_num_threads", "tokens_per_expert", "topk", "update_bias",
 ]

@@ -92,11 +92,42 @@ def dbrx() -> ModelConfig:
                        num_kv_heads=8, num_experts=16, top_k=4, expert_intermediate_size=10752, max_context=32768)
 
 
+def decoder(d):
+    """DBRX's decoder: LayerNorm without bias (eps 1e-5), one fused Wqkv clamped to clip_qkv before the split,
+    GQA with kv_n_heads. RoPE theta: attn_config.rope_theta, which real DBRX config.json files carry (500000),
+    where transformers 5.23 reads a top-level rope_parameters / rope_theta (default 10000) and ignores it; moepy
+    follows the checkpoint, and the top-level value only when attn_config has none."""
+    from ..nn import spec as S
+    attn = d.get("attn_config") or {}
+    if not isinstance(attn, dict):
+        raise ValueError("dbrx config.json: attn_config must be an object")
+    nh = S.cfg_int(d, "n_heads", lo=1)
+    a = {"hidden_size": S.cfg_int(d, "d_model", lo=1), "num_attention_heads": nh,
+         "num_key_value_heads": S.cfg_int(attn, "kv_n_heads", 1, lo=1, what="dbrx attn_config"),
+         "max_position_embeddings": S.cfg_int(d, "max_seq_len", 2048, lo=1)}
+    theta = attn.get("rope_theta")
+    if theta is not None:
+        a["rope_theta"] = S.cfg_float(attn, "rope_theta", 10000.0, what="dbrx attn_config")
+    else:
+        a.update({k: d[k] for k in ("rope_parameters", "rope_scaling", "rope_theta") if k in d})
+    clip = attn.get("clip_qkv")
+    clip = None if clip is None else S.cfg_float(attn, "clip_qkv", 0.0, what="dbrx attn_config")
+    names = S.Names(embed="wte.weight", final_norm="norm_f.weight", layer="blocks.{i}.", attn="norm_attn_norm.attn.",
+                    attn_norm="norm_attn_norm.norm_1.weight", ffn_norm="norm_attn_norm.norm_2.weight", o="out_proj")
+    L = S.cfg_int(d, "n_layers", lo=1)
+    ffn = d.get("ffn_config") or {}
+    act = (ffn.get("ffn_act_fn") or {}).get("name", "silu") if isinstance(ffn, dict) else "silu"
+    layers = tuple(S.LayerSpec(S.gqa(a, clip_qkv=clip, fused_qkv=True), "moe") for _ in range(L))
+    spec = S.decoder({**d, "hidden_size": a["hidden_size"], "hidden_act": act}, "dbrx", layers, norm="layer",
+                     names=names, max_pos_key="max_seq_len")
+    return spec
+
+
 FAMILY = Family(
     name="dbrx", order=80, router=router,
     model_types=('dbrx',),
     read_hf=read_hf, write_hf=write_hf,
-    moe_block=moe_block,
+    moe_block=moe_block, decoder=decoder,
     presets={"dbrx": dbrx},
     aliases={'dbrx-base': 'dbrx', 'dbrx-instruct': 'dbrx'},
     description='Databricks, 2024',

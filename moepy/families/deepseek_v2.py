@@ -118,12 +118,20 @@ def gguf_config(meta, arch, shapes) -> dict:
     return d
 
 
+def decoder(d):
+    """DeepSeek-V2's decoder: MLA (q_lora_rank 0 as in V2-Lite, or q_a / q_b), RoPE in the complex adjacent-pair
+    layout, the first first_k_dense_replace layers dense (biases with mlp_bias)."""
+    from ..nn import spec as S
+    return S.decoder(d, "deepseek_v2", S.standard_layers(d, lambda i: S.mla(d, rope_layout="pairs"),
+                                                         dense_bias=bool(d.get("mlp_bias", False))))
+
+
 FAMILY = Family(
     name="deepseek_v2", order=30, router=router,
     default_router=default_router,
     model_types=('deepseek_v2',),
     read_hf=read_hf, write_hf=write_hf,
-    moe_block=moe_block,
+    moe_block=moe_block, decoder=decoder,
     presets={"deepseek-v2": deepseek_v2, "deepseek-v2-lite": deepseek_v2_lite},
     description='DeepSeek-AI, 2024',
     gguf=GGUFSpec(archs=("deepseek2",), model_type="deepseek_v2", config=gguf_config, shared="shared_experts",

@@ -98,13 +98,23 @@ def gguf_config(meta, arch, shapes) -> dict:
     return d
 
 
+def decoder(d):
+    """DeepSeek-V3's (and Kimi K2's) decoder: MLA with q_a / q_b, RoPE on adjacent pairs de-interleaved into
+    halves (rope_interleave, default True) or rotate-half, YaRN with the mscale correction of the softmax scale,
+    the first first_k_dense_replace layers dense."""
+    from ..nn import spec as S
+    layout = "pairs_to_half" if d.get("rope_interleave", True) else "half"
+    return S.decoder(d, "deepseek_v3", S.standard_layers(d, lambda i: S.mla(d, rope_layout=layout)),
+                     max_pos_default=4096)
+
+
 FAMILY = Family(
     name="deepseek_v3", order=40, router=router, routers={"kimi_k2": kimi_k2_router},
     default_router=default_router,
     model_types=('deepseek_v3', 'kimi_k2'),
     architectures=('DeepseekV3ForCausalLM',),
     read_hf=read_hf, write_hf=write_hf,
-    moe_block=moe_block,
+    moe_block=moe_block, decoder=decoder,
     presets={"deepseek-v3": deepseek_v3, "kimi-k2": kimi_k2},
     aliases={'deepseek-r1': 'deepseek-v3', 'kimi-k2-instruct': 'kimi-k2'},
     description='DeepSeek-AI, 2024; Moonshot AI, 2025',

@@ -130,11 +130,24 @@ def gguf_config(meta, arch, shapes) -> dict:
              head_dim=int(key(meta, arch, "attention.key_length", 64)))
     return d
 
+def decoder(d):
+    """gpt-oss's decoder: biases on q, k, v, o, alternating sliding (layer_types) and full layers, attention sinks,
+    YaRN RoPE on rotate-half."""
+    from ..nn import spec as S
+    L = S.cfg_int(d, "num_hidden_layers", lo=1)
+    lt = S.layer_types(d, L) or tuple("sliding_attention" if i % 2 == 0 else "full_attention" for i in range(L))
+    w = S.cfg_int(d, "sliding_window", 128, lo=1)
+    bias = bool(d.get("attention_bias", True))
+    return S.decoder(d, "gpt_oss", S.standard_layers(
+        d, lambda i: S.gqa(d, default_theta=150000.0, qkv_bias=bias, o_bias=bias, sinks=True,
+                           window=w if lt[i] == "sliding_attention" else 0)), norm_eps_default=1e-5)
+
+
 FAMILY = Family(
     name="gpt_oss", order=120, router=router,
     model_types=('gpt_oss',),
     read_hf=read_hf, write_hf=write_hf,
-    moe_block=moe_block,
+    moe_block=moe_block, decoder=decoder,
     presets={"gpt-oss-20b": gpt_oss_20b, "gpt-oss-120b": gpt_oss_120b},
     description='OpenAI, 2025',
     gguf=GGUFSpec(archs=("gpt-oss",), model_type="gpt_oss", config=gguf_config, router="router",

@@ -126,11 +126,40 @@ def llama4_maverick() -> ModelConfig:
                        vision_config=LLAMA4_VISION, max_context=1048576)
 
 
+def decoder(d):
+    """Llama 4's text decoder: RoPE layers (no_rope_layers[i] = 1) with complex-pair RoPE, weightless L2 q/k norm
+    after it (use_qk_norm) and chunked attention (attention_chunk_size); NoPE layers with full attention and the
+    attention-temperature scaling of q; dense layers of intermediate_size_mlp between the MoE layers."""
+    from ..nn import spec as S
+    L = S.cfg_int(d, "num_hidden_layers", lo=1)
+    interval = S.cfg_int(d, "no_rope_layer_interval", 4, lo=1)
+    use_rope = d.get("no_rope_layers") or [int((i + 1) % interval != 0) for i in range(L)]
+    if len(use_rope) != L:
+        raise ValueError(f"llama4 config.json: no_rope_layers has {len(use_rope)} entries for {L} layers")
+    lt = S.layer_types(d, L) or tuple("chunked_attention" if r else "full_attention" for r in use_rope)
+    chunk = S.cfg_int(d, "attention_chunk_size", 8192, lo=1) if "chunked_attention" in lt else 0
+    bias = bool(d.get("attention_bias", False))
+    eps = S.cfg_float(d, "rms_norm_eps", 1e-5)
+    temp = None
+    if d.get("attn_temperature_tuning", True):
+        temp = (S.cfg_float(d, "attn_scale", 0.1), float(S.cfg_int(d, "floor_scale", 8192, lo=1)))
+    qk = bool(d.get("use_qk_norm", True))
+
+    def attention(i):
+        rope = bool(use_rope[i])
+        return S.gqa(d, rope_layout="pairs", default_theta=5e5, head_dim=S.cfg_int(d, "head_dim", 128, lo=1),
+                     **({} if rope else {"rope": None}), qkv_bias=bias, o_bias=bias,
+                     qk_norm="l2" if rope and qk else "none", qk_norm_eps=eps,
+                     chunk=chunk if lt[i] == "chunked_attention" else 0, temperature=None if rope else temp)
+    return S.decoder(d, "llama4", S.standard_layers(d, attention, dense_width_key="intermediate_size_mlp"),
+                     names=S.Names(mlp="feed_forward."), norm_eps_default=1e-5)
+
+
 FAMILY = Family(
     name="llama4", order=110, router=router,
     model_types=('llama4', 'llama4_text'),
     read_hf=read_hf, write_hf=write_hf,
-    moe_block=moe_block,
+    moe_block=moe_block, decoder=decoder,
     presets={"llama-4-scout": llama4_scout, "llama-4-maverick": llama4_maverick},
     aliases={'llama-4-scout-17b-16e': 'llama-4-scout', 'llama-4-maverick-17b-128e': 'llama-4-maverick', 'llama4-scout': 'llama-4-scout', 'llama4-maverick': 'llama-4-maverick'},
     description='Meta, 2025',

@@ -72,11 +72,20 @@ def gguf_config(meta, arch, shapes) -> dict:
     return d
 
 
+def decoder(d):
+    """Mixtral's decoder: Llama attention (GQA, RoPE theta 1e6), a sliding window on every layer when set."""
+    from ..nn import spec as S
+    L = S.cfg_int(d, "num_hidden_layers", lo=1)
+    win = S.sliding_windows(d, L, every_layer=True)
+    return S.decoder(d, "mixtral", S.standard_layers(d, lambda i: S.gqa(d, default_theta=1e6, window=win[i])),
+                     norm_eps_default=1e-5)
+
+
 FAMILY = Family(
     name="mixtral", order=10, router=router,
     model_types=('mixtral',),
     read_hf=read_hf, write_hf=write_hf,
-    moe_block=moe_block,
+    moe_block=moe_block, decoder=decoder,
     presets={"mixtral-8x7b": mixtral_8x7b, "mixtral-8x22b": mixtral_8x22b},
     aliases={'mixtral': 'mixtral-8x7b'},
     description='Mistral AI, 2023',

@@ -61,11 +61,23 @@ def gguf_config(meta, arch, shapes) -> dict:
     return d
 
 
+def decoder(d):
+    """OLMoE's decoder: q/k RMSNorm over the whole projections, then clip_qkv, then RoPE."""
+    from ..nn import spec as S
+    bias = bool(d.get("attention_bias", False))
+    eps = S.cfg_float(d, "rms_norm_eps", 1e-5)
+    clip = d.get("clip_qkv")
+    clip = None if clip is None else S.cfg_float(d, "clip_qkv", 0.0)
+    return S.decoder(d, "olmoe", S.standard_layers(
+        d, lambda i: S.gqa(d, qkv_bias=bias, o_bias=bias, qk_norm="proj", qk_norm_eps=eps, clip_qkv=clip)),
+        norm_eps_default=1e-5, max_pos_default=4096)
+
+
 FAMILY = Family(
     name="olmoe", order=70, router=router,
     model_types=('olmoe',),
     read_hf=read_hf, write_hf=write_hf,
-    moe_block=moe_block,
+    moe_block=moe_block, decoder=decoder,
     presets={"olmoe-1b-7b": olmoe_1b_7b},
     aliases={'olmoe': 'olmoe-1b-7b'},
     description='Allen AI, 2024',

@@ -95,11 +95,28 @@ def gguf_config(meta, arch, shapes) -> dict:
     return d
 
 
+def decoder(d):
+    """Qwen1.5/2-MoE's decoder: q/k/v biases (qkv_bias), dense layers by decoder_sparse_step / mlp_only_layers,
+    sliding layers (layer_types) only with use_sliding_window."""
+    from ..nn import spec as S
+    L = S.cfg_int(d, "num_hidden_layers", lo=1)
+    win = (0,) * L
+    if d.get("use_sliding_window"):
+        if d.get("layer_types") is None:
+            w = S.cfg_int(d, "sliding_window", 4096, lo=1)
+            mwl = S.cfg_int(d, "max_window_layers", 28)
+            win = tuple(w if i % 2 == 0 and i < mwl else 0 for i in range(L))
+        else:
+            win = S.sliding_windows(d, L)
+    bias = bool(d.get("qkv_bias", True))
+    return S.decoder(d, "qwen2_moe", S.standard_layers(d, lambda i: S.gqa(d, qkv_bias=bias, window=win[i])))
+
+
 FAMILY = Family(
     name="qwen2_moe", order=50, router=router,
     model_types=('qwen2_moe',),
     read_hf=read_hf, write_hf=write_hf,
-    moe_block=moe_block,
+    moe_block=moe_block, decoder=decoder,
     presets={"qwen1.5-moe-a2.7b": qwen15_moe_a27b, "qwen2-57b-a14b": qwen2_57b_a14b},
     aliases={'qwen1.5-moe': 'qwen1.5-moe-a2.7b', 'qwen2-moe': 'qwen2-57b-a14b'},
     description='Alibaba Qwen, 2024',

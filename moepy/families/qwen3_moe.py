@@ -79,11 +79,23 @@ def gguf_config(meta, arch, shapes) -> dict:
     return d
 
 
+def decoder(d):
+    """Qwen3-MoE's decoder: per-head q/k RMSNorm before RoPE, attention_bias on q, k, v and o, every layer sliding
+    with use_sliding_window."""
+    from ..nn import spec as S
+    L = S.cfg_int(d, "num_hidden_layers", lo=1)
+    win = S.sliding_windows(d, L, every_layer=True) if d.get("use_sliding_window") else (0,) * L
+    bias = bool(d.get("attention_bias", False))
+    eps = S.cfg_float(d, "rms_norm_eps", 1e-6)
+    return S.decoder(d, "qwen3_moe", S.standard_layers(
+        d, lambda i: S.gqa(d, qkv_bias=bias, o_bias=bias, qk_norm="head", qk_norm_eps=eps, window=win[i])))
+
+
 FAMILY = Family(
     name="qwen3_moe", order=60, router=router,
     model_types=('qwen3_moe',),
     read_hf=read_hf, write_hf=write_hf,
-    moe_block=moe_block,
+    moe_block=moe_block, decoder=decoder,
     presets={"qwen3-30b-a3b": qwen3_30b_a3b, "qwen3-235b-a22b": qwen3_235b_a22b},
     aliases={'qwen3-30b': 'qwen3-30b-a3b', 'qwen3-235b': 'qwen3-235b-a22b'},
     description='Alibaba Qwen, 2025',

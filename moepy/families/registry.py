@@ -32,6 +32,8 @@ class Family:
     layers hold an MoE block, when ModelConfig.from_hf(d).moe_layers cannot tell (encoder-decoders).
     presets: preset name -> function returning the ModelConfig; aliases: other spellings -> preset name.
     routers: further named router constructors (RouterConfig.<key>), e.g. Kimi K2's in deepseek_v3.
+    decoder(d) -> moepy.nn.spec.DecoderSpec: the whole decoder around the MoE blocks (attention, norms, RoPE,
+    dense layers, tensor names) from the config.json dict (None: moepy runs no whole model of this family).
     gguf: how llama.cpp's GGUF files of this family map to its checkpoint names and config.json
     (a moepy.families._gguf.GGUFSpec: the GGUF architecture names, tensor names, metadata keys; None: no
     GGUF reader). moepy.io.open_gguf uses it.
@@ -52,6 +54,7 @@ class Family:
     aliases: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     gguf: Optional[Any] = None
+    decoder: Optional[Callable[[dict], Any]] = None
 
     def make_default_router(self, num_experts: int, top_k: int):
         """The router a ModelConfig of this family gets when it names none."""
