@@ -34,6 +34,18 @@ def _mixtral_full():
     return hb._cfg_mixtral(H, F, E, K, 2)
 
 
+def _mixtral_dynamic():
+    d = hb._cfg_mixtral(H, F, E, K, 2)
+    d.update(max_position_embeddings=8, head_dim=8, rope_scaling={"rope_type": "dynamic", "factor": 2.0})
+    return d
+
+
+def _qwen3_linear():
+    d = hb._cfg_qwen3_moe(H, F, E, K, 2)
+    d.update(rope_scaling={"rope_type": "linear", "factor": 4.0}, tie_word_embeddings=True)
+    return d
+
+
 def _qwen2():
     d = hb._cfg_qwen2_moe(H, F, E, K, 4)
     d.update(mlp_only_layers=[1], decoder_sparse_step=1, norm_topk_prob=False)
@@ -106,7 +118,7 @@ def _gpt_oss():
 
 CONFIGS = {
     "mixtral": _mixtral, "mixtral_full": _mixtral_full, "qwen2_moe": _qwen2, "qwen2_moe_sliding": _qwen2_sliding,
-    "qwen3_moe": _qwen3, "olmoe": _olmoe, "dbrx": _dbrx, "deepseek_v2_lite": _deepseek_v2_lite,
+    "mixtral_dynamic": _mixtral_dynamic, "qwen3_moe_linear_tied": _qwen3_linear, "qwen3_moe": _qwen3, "olmoe": _olmoe, "dbrx": _dbrx, "deepseek_v2_lite": _deepseek_v2_lite,
     "deepseek_v2": _deepseek_v2, "deepseek_v3": _deepseek_v3, "deepseek_v3_rotate_half": _deepseek_v3_no_interleave,
     "llama4": _llama4, "gpt_oss": _gpt_oss,
 }
