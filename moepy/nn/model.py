@@ -85,19 +85,18 @@ class MoEModel:
             g = open_gguf(path)
             return cls.from_hf(g.config, g, dtype=dtype or "float32", quantize=quantize, group_size=group_size, progress=progress)
         from ..io import open_checkpoint
-        from .saving import load_saved_layers, saved_settings, tokenizer_for
+        from .saving import convert_layer, load_saved_layers, saved_settings, tokenizer_for
         if not os.path.isdir(path):
             raise FileNotFoundError(f"path: no checkpoint directory or .gguf file at {path!r}")
         ckpt = open_checkpoint(path)
         d = load_hf_config(os.path.join(path, "config.json"))
         saved = load_saved_layers(path)
-        if saved is not None:  # a save_pretrained directory: its MoE layers as they were saved
+        if saved is not None:  # a save_pretrained directory: its MoE layers as they were saved, by default
             settings = saved_settings(d)
-            if quantize is not None and quantize != settings.get("quantize"):
-                raise ValueError(f"quantize={quantize!r}: {path} holds {settings.get('quantize') or 'float'} "
-                                 f"experts saved by moepy (load it without quantize=)")
             dtype = dtype or settings.get("dtype")
-            quantize, group_size = settings.get("quantize"), settings.get("group_size", group_size)
+            if settings.get("quantize") and quantize is None:
+                quantize, group_size = settings["quantize"], settings.get("group_size", group_size)
+            saved = {i: convert_layer(l, dtype or "float32", quantize, group_size) for i, l in saved.items()}
         model = cls.from_hf(d, ckpt, dtype=dtype or "float32", quantize=quantize, group_size=group_size,
                             progress=progress, moe_layers=saved)
         model.tokenizer = tokenizer_for(path)
@@ -155,6 +154,11 @@ class MoEModel:
         """Seeded random weights (normal, `std`; norms 1) for a ModelConfig of a family with a decoder (any preset
         or cfg.scaled() instance): its to_hf() config.json and moepy.nn.random_weights's tensors."""
         from .random_weights import random_tensors
+        fam = registry.get(config.family) if config.family != "custom" else None
+        if fam is None or fam.decoder is None:
+            have = ", ".join(f.name for f in registry.all_families() if f.decoder is not None)
+            raise ValueError(f"config: moepy runs no whole decoder of family {config.family!r} (a preset-only "
+                             f"family); it runs {have}")
         d = config.to_hf()
         model = cls.from_hf(d, random_tensors(d, seed=seed, std=std), dtype=dtype)
         model._config = config

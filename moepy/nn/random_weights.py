@@ -246,6 +246,28 @@ def _deepseek(version: int) -> Callable[[Mapping], Shapes]:
     return build
 
 
+def _deepseek_v1(d: Mapping) -> Shapes:
+    """DeepSeekMoE (model_type deepseek): Llama attention, MoE layers by moepy's rule for the family
+    (first_k_dense_replace, moe_layer_freq), shared experts as one MLP."""
+    from ..families._layers import moe_layer_indices
+    H, nh, nkv, hd = _attention_dims(d)
+    moe = set(moe_layer_indices(dict(d)))
+    E, moe_inter = _int(d, "n_routed_experts", 64), _int(d, "moe_intermediate_size", 1408)
+    inter, n_shared = _int(d, "intermediate_size", 10944), _get(d, "n_shared_experts", 2) or 0
+
+    def layer(out, p, i):
+        _gqa(out, p + "self_attn.", H, nh, nkv, hd, False, False)
+        if i in moe:
+            _fused_experts(out, p + "mlp.experts.", E, H, moe_inter)
+            out[p + "mlp.gate.weight"] = (E, H)
+            if n_shared:
+                _swiglu_mlp(out, p + "mlp.shared_experts.", H, moe_inter * int(n_shared))
+        else:
+            _swiglu_mlp(out, p + "mlp.", H, inter)
+        _layer_norms(out, p, H)
+    return _llama_like(d, layer, H)
+
+
 def _llama4_text(d: Mapping) -> Shapes:
     H, nh, nkv, hd = _attention_dims(d, head_dim_default=128, kv_default=8)
     L = _int(d, "num_hidden_layers")
@@ -306,6 +328,7 @@ _FAMILIES: Dict[str, Callable[[Mapping], Shapes]] = {
     "qwen3_moe": _qwen3_moe,
     "olmoe": _olmoe,
     "dbrx": _dbrx,
+    "deepseek": _deepseek_v1,
     "deepseek_v2": _deepseek(2),
     "deepseek_v3": _deepseek(3),
     "kimi_k2": _deepseek(3),

@@ -121,6 +121,21 @@ def load_saved_layers(path: str) -> Optional[dict]:
     return out
 
 
+def convert_layer(layer, dtype: str, quantize: Optional[str], group_size: int):
+    """A saved MoE layer in the dtype / quantization asked for: float experts are repacked (float32 <-> bf16) and
+    quantized; INT experts are used as they are and must match `quantize` (ValueError otherwise)."""
+    from ..moe import quant
+    from ..moe.layer import MoELayer
+    if layer.dtype in quant.FORMATS:
+        if quantize not in (None, layer.dtype) or (quantize and group_size != layer.group_size):
+            raise ValueError(f"quantize={quantize!r}, group_size={group_size}: the saved layer holds {layer.dtype} "
+                             f"experts in groups of {layer.group_size} (load it without quantize=)")
+        return layer
+    if layer.dtype != dtype:
+        layer = MoELayer(**{**layer._init_args, "dtype": dtype, "shared_dtype": dtype})
+    return layer.quantize(quantize, group_size) if quantize else layer
+
+
 def saved_settings(d: dict) -> dict:
     """The dtype / quantize / group_size a save_pretrained config.json records ({} for another checkpoint)."""
     m = d.get("moepy")
