@@ -1,12 +1,15 @@
 """DeepSeekMoE (DeepSeek-AI, 2024): fine-grained experts plus always-active shared experts, softmax top-k.
 
 config.json model_type `deepseek` (the remote-code DeepseekForCausalLM of deepseek-moe-16b); transformers has no
-block of this family, so moepy reads its config.json and presets but no checkpoint.
+model of this family. Its attention, norms and dense MLPs are Llama's; checkpoint names `layers.{i}.mlp.` (gate,
+experts.{e}.gate_proj / up_proj / down_proj, shared_experts) as in DeepSeek-V2.
 """
 from __future__ import annotations
 
 from ..configs.model import ModelConfig
+from ..moe.layer import MoELayer
 from ..routing.config import RouterConfig
+from ._checkpoint import deepseek_style_block, first_of
 from ._config_json import Fields, read_deepseek_common, write_common, write_deepseek_common
 from .registry import Family
 
@@ -34,6 +37,27 @@ def write_hf(c: ModelConfig) -> dict:
     return d
 
 
+def moe_block(c: dict, tensors, i: int, dtype: str, stack: str = "") -> MoELayer:
+    """Layer i's DeepSeekMoE block: softmax over all n_routed_experts, top num_experts_per_tok, renormalised only
+    if norm_topk_prob, no scaling factor; plus the n_shared_experts shared experts as one MLP."""
+    scoring = first_of(c, "scoring_func", default="softmax")
+    if scoring != "softmax":
+        raise ValueError(f"deepseek: scoring_func={scoring!r} is not supported (DeepSeekMoE: softmax)")
+    r = router(int(first_of(c, "n_routed_experts", "num_experts", "num_local_experts")),
+               int(first_of(c, "num_experts_per_tok")), bool(first_of(c, "norm_topk_prob", default=False)))
+    return deepseek_style_block(c, tensors, i, dtype, "deepseek", r, selection_bias=False)
+
+
+def decoder(d):
+    """DeepSeekMoE's decoder: Llama attention (MHA/GQA, biases on q/k/v/o with attention_bias, rotate-half RoPE,
+    theta default 10000), RMSNorm (eps default 1e-6), the first first_k_dense_replace layers dense
+    (intermediate_size), the others MoE."""
+    from ..nn import spec as S
+    bias = bool(d.get("attention_bias", False))
+    return S.decoder(d, "deepseek", S.standard_layers(
+        d, lambda i: S.gqa(d, default_theta=10000.0, qkv_bias=bias, o_bias=bias)))
+
+
 def deepseek_moe_16b() -> ModelConfig:
     """DeepSeekMoE-16B (Dai et al. 2024, arXiv:2401.06066): 16.4B total, 2.8B activated; 64 fine-grained
     experts (top-6) + 2 shared, first layer dense; deepseek-ai/deepseek-moe-16b-base config.json."""
@@ -47,6 +71,7 @@ FAMILY = Family(
     name="deepseek", order=20, router=router,
     model_types=('deepseek',),
     read_hf=read_hf, write_hf=write_hf,
+    moe_block=moe_block, decoder=decoder,
     presets={"deepseek-moe-16b": deepseek_moe_16b},
     aliases={'deepseekmoe-16b': 'deepseek-moe-16b'},
     description='DeepSeek-AI, 2024',
