@@ -55,7 +55,8 @@ def write_gguf(path, tensors, cfg, qtype=gguf.GGMLQuantizationType.F32, float_ty
     w.add_embedding_length(H)
     w.add_head_count(heads)
     w.add_head_count_kv(cfg.get("num_key_value_heads", heads))
-    w.add_rope_freq_base(float(cfg.get("rope_theta", 10000.0)))
+    theta = cfg.get("rope_theta") or (cfg.get("rope_parameters") or {}).get("rope_theta", 10000.0)  # v5: nested
+    w.add_rope_freq_base(float(theta))
     w.add_layer_norm_rms_eps(float(cfg.get("rms_norm_eps", 1e-5)))
     w.add_expert_count(cfg.get("num_experts") or cfg.get("num_local_experts"))
     w.add_expert_used_count(cfg["num_experts_per_tok"])
