@@ -193,6 +193,11 @@ class Checkpoint(Mapping):
             raise TypeError(f"{name}: a {a.dtype} tensor is not a float tensor to convert to {od.name}")
         return a if a.dtype == od else a.astype(od)
 
+    def drop_pages(self) -> None:
+        """Release the pages read so far of every shard from resident memory (SafetensorsFile.drop_pages)."""
+        for f in self._files.values():
+            f.drop_pages()
+
     def dequantized(self, dtype="float32") -> "DequantizedView":
         """A Mapping view whose FP8-with-scales and MXFP4 tensors come back dequantized to `dtype` (the
         `_scale_inv`, `_blocks`, `_scales` pieces hidden; MXFP4 under its own name); others as stored."""

@@ -254,6 +254,13 @@ class SafetensorsFile(Mapping):
     def __iter__(self) -> Iterator[str]:
         return iter(self.header.tensors)
 
+    def drop_pages(self) -> None:
+        """Release the file pages read so far from this process's resident memory (madvise DONTNEED on the
+        read-only map): views stay valid and read the file again when used. Loaders call it after converting a
+        layer, so a checkpoint's pages do not accumulate in the RSS of the process that packs it."""
+        if self._map is not None and hasattr(self._map, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            self._map.madvise(mmap.MADV_DONTNEED)
+
     def __len__(self) -> int:
         return len(self.header.tensors)
 

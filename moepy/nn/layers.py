@@ -29,13 +29,13 @@ def weight_array(a, dtype: str, name: str, shape=None) -> np.ndarray:
                          f"{tuple(shape)}")
     if dtype == "bfloat16":
         bits = to_bf16_bits(a) if not is_bf16(a) else (a if a.dtype == np.uint16 else a.view(np.uint16))
-        bits = np.ascontiguousarray(bits).reshape(a.shape)
+        bits = np.array(bits, dtype=np.uint16, order="C").reshape(a.shape)
         _ops._finite(bits, name)
         return bits
     if is_bf16(a):
         out = from_bf16_bits(np.ascontiguousarray(a).view(np.uint16)).reshape(a.shape)
     else:
-        out = np.ascontiguousarray(a, dtype=np.float32)
+        out = np.array(a, dtype=np.float32, order="C")  # owned (not a view of a checkpoint's map)
     if not np.isfinite(out).all():
         raise ValueError(f"checkpoint tensor {name!r} holds NaN or inf")
     return out

@@ -68,6 +68,14 @@ class MoEModel:
         if head is None:  # tied: the embedding matrix is the head
             self.head = Linear(embed)
 
+    def embed_rows(self, ids: np.ndarray) -> np.ndarray:
+        """The embeddings of ids (...,) as float32 (..., H): a bf16 model keeps its table in bf16."""
+        rows = self.embed[ids]
+        if rows.dtype == np.uint16:
+            from ..moe.weights import from_bf16_bits
+            return from_bf16_bits(rows).reshape(rows.shape)
+        return rows
+
     # ---------------------------------------------------------------- building
     @classmethod
     def from_pretrained(cls, path, dtype: Optional[str] = None, quantize: Optional[str] = None,
@@ -131,6 +139,8 @@ class MoEModel:
             else:
                 ffn = L.dense_mlp(i, ls, dtype)
             layers.append(DecoderLayer(i, ls, attention, n1, n2, ffn, spec.norm, spec.norm_eps))
+            if hasattr(tensors, "drop_pages"):  # the layer is converted: its file pages leave the RSS
+                tensors.drop_pages()
         final = L.vec(spec.names.final_norm, H)
         head = None
         if not spec.tie_embeddings:
@@ -142,9 +152,6 @@ class MoEModel:
                     from None
             from .layers import weight_array
             head = Linear(weight_array(tensors[root + spec.names.head], dtype, root + spec.names.head, (V, H)))
-        if dtype == "bfloat16":  # the embedding rows are looked up: keep them as float32 copies of the bf16 values
-            from ..moe.weights import from_bf16_bits
-            embed = from_bf16_bits(embed).reshape(V, H)
         model = cls(spec, d, embed, layers, final, head, dtype=dtype, quantize=quantize, group_size=group_size)
         model.root, model.head_name = L.root, None if head is None else root + spec.names.head
         return model
@@ -258,7 +265,7 @@ class MoEModel:
         cache.check_step(B, T)
         step = Step(cache, valid)
         routing = {} if return_routing else None
-        x = self.embed[ids2]
+        x = self.embed_rows(ids2)
         for layer in self.layers:
             x = layer(x, step, routing)
         cache.end_step(valid)

@@ -41,7 +41,7 @@ def model_tensors(model) -> Dict[str, np.ndarray]:
     spec, n, root = model.spec, model.spec.names, model.root
     out: Dict[str, np.ndarray] = {}
     emb = model.embed
-    out[root + n.embed] = _bf16(_to_bits(emb)) if model.dtype == "bfloat16" else emb
+    out[root + n.embed] = _bf16(emb) if emb.dtype == np.uint16 else emb
     for layer in model.layers:
         p = root + n.layer.format(i=layer.index)
         out[p + n.attn_norm], out[p + n.ffn_norm] = layer.attn_norm, layer.ffn_norm
@@ -80,11 +80,6 @@ def model_tensors(model) -> Dict[str, np.ndarray]:
     if not spec.tie_embeddings:
         _linear(out, model.head_name[: -len(".weight")], model.head)
     return out
-
-
-def _to_bits(a: np.ndarray) -> np.ndarray:
-    from ..moe.weights import to_bf16_bits
-    return to_bf16_bits(a)
 
 
 def save_pretrained(model, path) -> None:
