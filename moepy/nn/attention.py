@@ -58,9 +58,9 @@ class GQAAttention:
         self.rope = rope
 
     def cache_shapes(self) -> tuple:
-        """Per-token shapes of what this layer caches: keys and values (Hkv, D)."""
+        """Shapes of what this layer caches, None at the token axis: keys and values head-major (Hkv, S, D)."""
         s = self.spec
-        return ((s.num_kv_heads, s.head_dim), (s.num_kv_heads, s.head_dim))
+        return ((s.num_kv_heads, None, s.head_dim), (s.num_kv_heads, None, s.head_dim))
 
     def __call__(self, x: np.ndarray, step, layer: int) -> np.ndarray:
         """x (B, T, H) normalised hidden states -> (B, T, H); `step` (moepy.nn.decoder.Step) holds the positions,
@@ -95,11 +95,11 @@ class GQAAttention:
             t = np.log1p(np.floor((p + np.float32(1.0)) / np.float32(floor_scale))) * np.float32(attn_scale) \
                 + np.float32(1.0)
             q = q * t[:, :, None, None].astype(np.float32)
-        K, V = step.cache.append(layer, k, v)  # (B, S, Hkv, D)
+        K, V = step.cache.append(layer, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3))  # (B, Hkv, S, D)
         mask = step.mask(s.window, s.chunk)
         g = Hq // Hkv
         qh = np.ascontiguousarray(q.reshape(B, T, Hkv, g, D).transpose(0, 2, 3, 1, 4)).reshape(B, Hkv, g * T, D)
-        scores = np.matmul(qh, K.transpose(0, 2, 3, 1)).reshape(B, Hkv, g, T, -1)
+        scores = np.matmul(qh, K.transpose(0, 1, 3, 2)).reshape(B, Hkv, g, T, -1)
         scores *= np.float32(s.scaling)
         scores += mask[:, None, None]
         if self.sinks is not None:
@@ -107,7 +107,7 @@ class GQAAttention:
             probs = softmax(np.concatenate([scores, sink], axis=-1))[..., :-1]
         else:
             probs = softmax(scores)
-        out = np.matmul(np.ascontiguousarray(probs).reshape(B, Hkv, g * T, -1), V.transpose(0, 2, 1, 3))
+        out = np.matmul(np.ascontiguousarray(probs).reshape(B, Hkv, g * T, -1), V)
         out = out.reshape(B, Hkv, g, T, D).transpose(0, 3, 1, 2, 4).reshape(B, T, Hq * D)
         return self.o(out)
 

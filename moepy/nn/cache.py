@@ -26,7 +26,7 @@ class KVCache:
         self.batch_size = int(batch_size)
         self.capacity = int(capacity)
         self.length = 0
-        self._widths = dict(widths)  # layer -> tuple of per-token shapes, e.g. ((Hkv, D), (Hkv, D))
+        self._widths = dict(widths)  # layer -> per-token shapes, None marking the token axis: ((Hkv, None, D),) * 2
         self._store: Dict[int, List[np.ndarray]] = {}
         self._valid = np.zeros((self.batch_size, 0), bool)
         self.seen = np.zeros(self.batch_size, np.int64)
@@ -47,7 +47,7 @@ class KVCache:
     @property
     def nbytes(self) -> int:
         """Bytes of the stored keys and values (at the current length)."""
-        return sum(int(np.prod(s)) * 4 * self.batch_size * self.length
+        return sum(int(np.prod([n for n in s if n is not None])) * 4 * self.batch_size * self.length
                    for shapes in self._widths.values() for s in shapes)
 
     def check_step(self, B: int, T: int) -> None:
@@ -87,25 +87,36 @@ class KVCache:
         return min(self.capacity, max(need, 2 * max(self._valid.shape[1], 16)))
 
     def append(self, layer: int, *parts: np.ndarray) -> List[np.ndarray]:
-        """Store the new tokens' parts (each (B, T, ...)) of `layer` at the step's position and return every part
-        over the whole stored length (B, length + T, ...) (views of the storage)."""
+        """Store the new tokens' parts of `layer` at the step's position and return every part over the whole stored
+        length (views of the storage). A part is (B, T, ...) or, when the layer's cache shape puts the token axis
+        later ((Hkv, None, D): keys stored head-major so each head's keys are contiguous), (B, Hkv, T, D)."""
         start = self.length
-        T = parts[0].shape[1]
+        shapes = self._widths[layer]
+        axes = [1 + (list(sh).index(None) if None in sh else 0) for sh in shapes]
+        T = parts[0].shape[axes[0]]
         store = self._store.get(layer)
-        if store is None or store[0].shape[1] < start + T:
+        if store is None or store[0].shape[axes[0]] < start + T:
             cap = self._grow_to(start + T)
-            new = [np.zeros((self.batch_size, cap) + p.shape[2:], np.float32) for p in parts]
+            new = []
+            for p, ax in zip(parts, axes):
+                shape = list(p.shape)
+                shape[ax] = cap
+                new.append(np.zeros(shape, np.float32))
             if store is not None:
-                for n, s in zip(new, store):
-                    n[:, :start] = s[:, :start]
+                for n, s, ax in zip(new, store, axes):
+                    n[(slice(None),) * ax + (slice(0, start),)] = s[(slice(None),) * ax + (slice(0, start),)]
             store = self._store[layer] = new
         out = []
-        for s, p in zip(store, parts):
-            s[:, start:start + T] = p
-            out.append(s[:, :start + T])
+        for s, p, ax in zip(store, parts, axes):
+            lead = (slice(None),) * ax
+            s[lead + (slice(start, start + T),)] = p
+            out.append(s[lead + (slice(0, start + T),)])
         return out
 
     def layer(self, layer: int) -> Optional[List[np.ndarray]]:
         """The stored parts of `layer` over the current length (None before the first step)."""
         store = self._store.get(layer)
-        return None if store is None else [s[:, :self.length] for s in store]
+        if store is None:
+            return None
+        axes = [1 + (list(sh).index(None) if None in sh else 0) for sh in self._widths[layer]]
+        return [s[(slice(None),) * ax + (slice(0, self.length),)] for s, ax in zip(store, axes)]
