@@ -16,7 +16,7 @@ Per model, format (float32, bfloat16, int8, int4) and thread count (--threads):
   the other weights bf16 (dtype="bfloat16").
 - bandwidth bound of decode: bytes read per decoded token in that format (attention + norms + router + shared
   experts + top_k routed experts of each MoE layer + dense MLPs + lm_head + one embedding row, counted from the
-  loaded moepy model's packed weights; the KV cache is not counted, its bytes are in the JSON) / the read
+  loaded moepy model's packed weights) + the KV cache read at --context (moepy's: float32) / the read
   bandwidth measured in the same run (common.measure_bandwidth, before and after each model; mean).
 - Python share of a decode step: one step with every moepy._C call and np.matmul wrapped in a perf_counter timer;
   share = 1 - (time inside them) / (step time). The rest is Python and small NumPy ops (norms, softmax, RoPE).
@@ -280,9 +280,7 @@ def run_model(key: str, args, threads) -> tuple[list[dict], dict]:
                                               quantize=fmt if fmt.startswith("int") else None, progress=False)
         load_s = time.perf_counter() - t0
         act = active_bytes(m)
-        cache_probe = m.new_cache(1, capacity=args.context)
-        kv_bytes = cache_probe.nbytes
-        del cache_probe
+        kv_bytes = m.new_cache(1, capacity=args.context).bytes_per_token * args.context
         mp, md = moepy_runs(m, ids, ctx[:args.context], args.steps)
         for n in threads:
             moepy.set_num_threads(n)
@@ -316,7 +314,7 @@ def run_model(key: str, args, threads) -> tuple[list[dict], dict]:
     bw = 0.5 * (bw0["gb_per_s"] + bw1["gb_per_s"])
     for r in rows:
         r["bandwidth_gb_per_s"] = bw
-        r["bound_decode_tok_s"] = bw * 1e9 / r["active_bytes"]["total"]
+        r["bound_decode_tok_s"] = bw * 1e9 / (r["active_bytes"]["total"] + r["kv_cache_bytes_at_context"])
         r["bw_fraction"] = r["moepy_decode_tok_s"] / r["bound_decode_tok_s"]
         if "torch_decode_tok_s" in r:
             r["prefill_x"] = r["moepy_prefill_tok_s"] / r["torch_prefill_tok_s"]

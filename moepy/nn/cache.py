@@ -45,10 +45,15 @@ class KVCache:
         return self._valid[:, :end]
 
     @property
+    def bytes_per_token(self) -> int:
+        """Bytes one token of one row adds (float32 keys and values of every layer; MLA: latent + rope key)."""
+        return sum(int(np.prod([n for n in s if n is not None])) * 4 for shapes in self._widths.values()
+                   for s in shapes)
+
+    @property
     def nbytes(self) -> int:
         """Bytes of the stored keys and values (at the current length)."""
-        return sum(int(np.prod([n for n in s if n is not None])) * 4 * self.batch_size * self.length
-                   for shapes in self._widths.values() for s in shapes)
+        return self.bytes_per_token * self.batch_size * self.length
 
     def check_step(self, B: int, T: int) -> None:
         """Raise ValueError unless B rows of T new tokens fit."""
