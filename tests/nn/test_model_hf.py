@@ -160,3 +160,38 @@ def test_dynamic_rope_recomputes_like_transformers_step_by_step():
             ref.append(ref_model(torch.from_numpy(ids[None, t:t + 1]), past_key_values=c, use_cache=True)
                        .logits[0].numpy())
     assert hm.rel_err(np.concatenate(got), np.concatenate(ref)) < TOL
+
+
+def test_llama4_multimodal_checkpoint_runs_its_text_decoder(tmp_path):
+    """A Llama4ForConditionalGeneration checkpoint (vision tower, text under language_model.): its text decoder."""
+    import copy
+    from transformers import Llama4Config, Llama4ForConditionalGeneration
+    text = hm._strip(hm.CONFIGS["llama4"]())
+    text.pop("model_type")
+    cfg = Llama4Config(text_config=text, vision_config=copy.deepcopy(hm.hb._LLAMA4_TINY_VISION),
+                       boi_token_index=60, eoi_token_index=61, image_token_index=62)
+    full = Llama4ForConditionalGeneration(cfg).eval()
+    ref_model, _, _ = hm.make_model("llama4")
+    lm = full.language_model
+    lm.load_state_dict(ref_model.state_dict() if hasattr(lm, "lm_head") else ref_model.model.state_dict())
+    if not hasattr(lm, "lm_head"):
+        full.lm_head.load_state_dict(ref_model.lm_head.state_dict())
+    full.save_pretrained(tmp_path)
+    m = MoEModel.from_pretrained(tmp_path, progress=False)
+    ids = _ids(10, seed=9)
+    assert hm.rel_err(m(ids), hm.hf_logits(ref_model, ids[None])[0]) < TOL
+
+
+def test_kimi_k2_config_runs_as_deepseek_v3(tmp_path):
+    """Kimi K2's config.json (model_type kimi_k2, which transformers does not register) runs DeepSeek-V3's decoder."""
+    import json
+    import shutil
+    ref_model, path, _ = hm.make_model("deepseek_v3")
+    shutil.copytree(path, tmp_path / "k2")
+    cfg = json.load(open(tmp_path / "k2" / "config.json"))
+    cfg["model_type"] = "kimi_k2"
+    json.dump(cfg, open(tmp_path / "k2" / "config.json", "w"))
+    m = MoEModel.from_pretrained(tmp_path / "k2", progress=False)
+    assert m.spec.family == "deepseek_v3"
+    ids = _ids(10, seed=10)
+    assert hm.rel_err(m(ids), hm.hf_logits(ref_model, ids[None])[0]) < TOL
