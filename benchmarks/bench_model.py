@@ -372,7 +372,6 @@ def main(argv=None) -> int:
     threads = [int(t) for t in str(args.threads).split(",")]
     os.makedirs(args.cache_dir, exist_ok=True)
 
-    import moepy
     import torch
     import transformers
     t_start = time.perf_counter()

@@ -144,7 +144,7 @@ def test_sampling():
 
 
 def test_tokenizer_text_generation(tmp_path):
-    tokenizers = pytest.importorskip("tokenizers")
+    pytest.importorskip("tokenizers")
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     m = tiny("mixtral-8x7b", vocab_size=320)  # the byte-level alphabet has 256 symbols
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
