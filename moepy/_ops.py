@@ -271,6 +271,17 @@ def linear(x, packed_weight: PackedExperts):
     return _C.linear(as_input(x, "x", np.float32, 2), packed_weight)
 
 
+# ---------------------------------------------------------------- attention
+def attention(q, k, v, allowed, scale: float, sinks=None):
+    """q (B, Hq, T, D), k (B, Hkv, S, D), v (B, Hkv, S, Dv) float32, allowed (B, T, S) bool | uint8, sinks (Hq,)
+    float32 | None -> out (B, Hq, T, Dv) float32: softmax(scale * q k^T over the allowed keys [, the sink]) @ v,
+    query head h reading key/value head h // (Hq / Hkv); a row with no allowed key is zeros.
+    q, k, v and allowed are read in place as strided views (unit stride in the last axis, non-negative strides:
+    a KV cache slice, or v as the first columns of k's rows); other layouts raise ValueError. Each query row's
+    result is bitwise independent of T, the thread count and the ISA."""
+    return _C.attention(q, k, v, allowed, scale, sinks)
+
+
 # ---------------------------------------------------------------- the MoE layer: fused, and piece by piece
 def moe_forward(x, weights, experts, dropped, routed: PackedExperts, shared: Optional[PackedExperts], shared_gate,
                 scale_input: bool, out=None, work=None):

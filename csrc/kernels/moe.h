@@ -205,4 +205,23 @@ int64_t moe_forward_workspace(int64_t T, int64_t K, const moe_experts *routed, c
  * H = K, inter = N, activation MOE_ACT_NONE): the router linear, batch-invariant unlike BLAS. */
 moe_status moe_linear(float *out, const float *x, int64_t T, const moe_experts *w);
 
+/* ---------- attention (attention.c, attention_kernels.inc) ---------- */
+/* Shapes: B batch rows, Hq query heads, Hkv key/value heads (Hq % Hkv == 0; head h reads h / (Hq / Hkv)),
+ * T queries, S keys, D query/key dim, Dv value dim. Strides are in elements, the last axis unit stride;
+ * every stride >= 0 (0 broadcasts). */
+typedef struct {
+    int64_t B, Hq, Hkv, T, S, D, Dv;
+    int64_t q_sb, q_sh, q_st; /* q (B, Hq, T, D) */
+    int64_t k_sb, k_sh, k_ss; /* k (B, Hkv, S, D) */
+    int64_t v_sb, v_sh, v_ss; /* v (B, Hkv, S, Dv) */
+    int64_t m_sb, m_st;       /* allowed (B, T, S) bytes, nonzero = query t may attend key j */
+    float scale;
+} moe_attention_dims;
+/* out (B, Hq, T, Dv) f32 contiguous = softmax_j(scale * q . k_j over allowed j [, sinks[h]]) @ v:
+ * max-subtracted fp32 softmax with the router's exp; a sink logit sinks[h] (sinks (Hq) or NULL) joins
+ * the max and the denominator only; a row with no allowed key is zeros. Each (b, h, t) is computed
+ * from its own row in a fixed order: bitwise the same for any T, thread count and ISA. */
+moe_status moe_attention(float *out, const float *q, const float *k, const float *v, const uint8_t *allowed,
+                         const float *sinks, const moe_attention_dims *d);
+
 #endif

@@ -152,6 +152,9 @@ static PyMethodDef methods[] = {
      "quantize(w (E,N,K) f32, fmt, G, P=1, p=0, out=None, name='weights') -> uint8 blocks"},
     {"dequantize", KW(py_dequantize), "dequantize(blocks, E, N, K, fmt, G, P=1, p=0) -> (E,N,K) f32"},
     {"quantize_rows", KW(py_quantize_rows), "quantize_rows(x (R,K) f32, G) -> (xq i8, scales, sums)"},
+    {"attention", KW(py_attention),
+     "attention(q (B,Hq,T,D), k (B,Hkv,S,D), v (B,Hkv,S,Dv) f32 views, allowed (B,T,S) bool, scale, sinks=None) "
+     "-> (B,Hq,T,Dv)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_C", "moepy's C core (see csrc/kernels/moe.h).", -1,

@@ -98,5 +98,6 @@ MOE_PY_FN(py_quantize);
 MOE_PY_FN(py_dequantize);
 MOE_PY_FN(py_quantize_rows);
 MOE_PY_FN(py_packed_elems);
+MOE_PY_FN(py_attention);
 
 #endif

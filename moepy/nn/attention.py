@@ -1,12 +1,17 @@
 """Self-attention over a KV cache: MHA / GQA (every Llama-style family, DBRX's fused Wqkv) and DeepSeek's MLA.
 
 Shapes: B batch rows, T new tokens, S = cached + new tokens, Hq query heads, Hkv key/value heads (g = Hq / Hkv
-query heads share one), D head dim. Eager attention as transformers computes it (model_semantics.md section 0):
-scores = (Q K^T) * scale + mask (0 or finfo(float32).min), softmax in float32, times V. Query head h reads
-key/value head h // g. gpt-oss's sinks join the softmax's max and denominator and are dropped after it.
-MLA prefill expands the cached latents into per-head keys and values; short steps (decoding) run in the
-absorbed form (the key up-projection folded into the query, the value up-projection applied after the
-softmax), which reads only the kv_lora_rank + qk_rope_head_dim numbers cached per token.
+query heads share one), D head dim. The attention itself is the C kernel _ops.attention (csrc/kernels/attention.c):
+scores = (Q K^T) * scale over the allowed keys (Step.allowed, a boolean mask), a max-subtracted float32 softmax, times
+V; query head h reads key/value head h // g; gpt-oss's sinks join the softmax's max and denominator and are dropped
+after it. It reads the cached keys and values in place and gives each query row bitwise the same result for any T,
+thread count and ISA. transformers' eager form adds finfo(float32).min instead of skipping keys: the same numbers
+for every query that may read at least one key; a query that may read none (a left pad) gets zeros here, a uniform
+average there.
+MLA caches one row [latent | rotated rope key] (kv_lora_rank + qk_rope_head_dim numbers) per token. Short steps
+(decoding) run in the absorbed form: the key up-projection folded into the query (q = [q_nope W_uk | q_pe]), the
+cached rows as the keys of one shared head and their first kv_lora_rank columns as its values, the value
+up-projection applied after the softmax. Prefill expands the latents into per-head keys [k_nope | k_pe] and values.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from typing import Optional
 
 import numpy as np
 
+from .. import _ops
 from .layers import Linear, rms_norm
 from .rope import Rope
 from .spec import AttentionSpec
@@ -30,9 +36,9 @@ def softmax(s: np.ndarray) -> np.ndarray:
     return s
 
 
-def build_mask(start: int, T: int, valid: np.ndarray, pad: np.ndarray, window: int, chunk: int) -> np.ndarray:
-    """Additive mask (B, T, S): 0 where query start + t may read key j, finfo.min elsewhere. valid (B, S) marks
-    real tokens; pad (B,) left pads (chunks are aligned to each row's first real token)."""
+def build_allowed(start: int, T: int, valid: np.ndarray, pad: np.ndarray, window: int, chunk: int) -> np.ndarray:
+    """Boolean mask (B, T, S): True where query start + t may read key j. valid (B, S) marks real tokens; pad (B,)
+    left pads (chunks are aligned to each row's first real token)."""
     B, S = valid.shape
     q = np.arange(start, start + T)[:, None]
     j = np.arange(S)[None, :]
@@ -42,7 +48,12 @@ def build_mask(start: int, T: int, valid: np.ndarray, pad: np.ndarray, window: i
     if chunk:
         p = pad[:, None, None]
         allowed &= ((j[None] - p) // chunk) == ((q[None] - p) // chunk)
-    return np.where(allowed, np.float32(0.0), NEG).astype(np.float32)
+    return allowed
+
+
+def build_mask(start: int, T: int, valid: np.ndarray, pad: np.ndarray, window: int, chunk: int) -> np.ndarray:
+    """Additive mask (B, T, S): 0 where build_allowed is True, finfo.min elsewhere (transformers' eager form)."""
+    return np.where(build_allowed(start, T, valid, pad, window, chunk), np.float32(0.0), NEG).astype(np.float32)
 
 
 class GQAAttention:
@@ -96,19 +107,9 @@ class GQAAttention:
                 + np.float32(1.0)
             q = q * t[:, :, None, None].astype(np.float32)
         K, V = step.cache.append(layer, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3))  # (B, Hkv, S, D)
-        mask = step.mask(s.window, s.chunk)
-        g = Hq // Hkv
-        qh = np.ascontiguousarray(q.reshape(B, T, Hkv, g, D).transpose(0, 2, 3, 1, 4)).reshape(B, Hkv, g * T, D)
-        scores = np.matmul(qh, K.transpose(0, 1, 3, 2)).reshape(B, Hkv, g, T, -1)
-        scores *= np.float32(s.scaling)
-        scores += mask[:, None, None]
-        if self.sinks is not None:
-            sink = np.broadcast_to(self.sinks.reshape(1, Hkv, g, 1, 1), (B, Hkv, g, T, 1))
-            probs = softmax(np.concatenate([scores, sink], axis=-1))[..., :-1]
-        else:
-            probs = softmax(scores)
-        out = np.matmul(np.ascontiguousarray(probs).reshape(B, Hkv, g * T, -1), V)
-        out = out.reshape(B, Hkv, g, T, D).transpose(0, 3, 1, 2, 4).reshape(B, T, Hq * D)
+        allowed = step.allowed(s.window, s.chunk)
+        out = _ops.attention(q.transpose(0, 2, 1, 3), K, V, allowed, s.scaling, self.sinks)  # (B, Hq, T, D)
+        out = out.transpose(0, 2, 1, 3).reshape(B, T, Hq * D)
         return self.o(out)
 
 
@@ -128,8 +129,9 @@ class MLAAttention:
         self.rope = rope
 
     def cache_shapes(self) -> tuple:
-        """Per-token shapes of what this layer caches: the latent (r,) and the rotated rope key (dr,)."""
-        return ((self.spec.kv_lora_rank,), (self.spec.qk_rope_head_dim,))
+        """Per-token shape of what this layer caches: one row [latent (r) | rotated rope key (dr)], so the absorbed
+        attention reads it as the keys and its first r columns as the values (no copy)."""
+        return ((self.spec.kv_lora_rank + self.spec.qk_rope_head_dim,),)
 
     def __call__(self, x: np.ndarray, step, layer: int) -> np.ndarray:
         """x (B, T, H) normalised hidden states -> (B, T, H) (`step` as for GQAAttention)."""
@@ -143,24 +145,22 @@ class MLAAttention:
         cos, sin = step.cos_sin(self.rope)
         q_pe = self.rope.apply(np.ascontiguousarray(q[..., dn:]), cos, sin)  # (B, T, H, dr)
         k_pe = self.rope.apply(np.ascontiguousarray(ckv[..., None, r:]), cos, sin)[:, :, 0]  # (B, T, dr)
-        C, KP = step.cache.append(layer, latent, k_pe)  # (B, S, r), (B, S, dr)
-        mask = step.mask(s.window, s.chunk)
+        (CK,) = step.cache.append(layer, np.concatenate([latent, k_pe], axis=-1))  # (B, S, r + dr)
+        allowed = step.allowed(s.window, s.chunk)
         q_nope = q[..., :dn].transpose(0, 2, 1, 3)  # (B, H, T, dn)
         q_pe = q_pe.transpose(0, 2, 1, 3)  # (B, H, T, dr)
-        rope_scores = np.matmul(q_pe, KP[:, None].transpose(0, 1, 3, 2))  # (B, H, T, S)
         if T <= ABSORB_MAX_TOKENS:
             q_lat = np.matmul(q_nope, self.w_uk[None])  # (B, H, T, r)
-            scores = np.matmul(q_lat, C[:, None].transpose(0, 1, 3, 2)) + rope_scores
-        else:
-            k_nope = np.matmul(C[:, None], self.w_uk[None].transpose(0, 1, 3, 2))  # (B, H, S, dn)
-            scores = np.matmul(q_nope, k_nope.transpose(0, 1, 3, 2)) + rope_scores
-        scores *= np.float32(s.scaling)
-        scores += mask[:, None]
-        probs = softmax(scores)
-        if T <= ABSORB_MAX_TOKENS:
-            o_lat = np.matmul(probs, C[:, None])  # (B, H, T, r)
+            qa = np.concatenate([q_lat, q_pe], axis=-1)  # (B, H, T, r + dr)
+            K = CK[:, None]  # (B, 1, S, r + dr): one key/value head shared by all H query heads
+            o_lat = _ops.attention(qa, K, K[..., :r], allowed, s.scaling)  # (B, H, T, r)
             out = np.matmul(o_lat, self.w_uv[None].transpose(0, 1, 3, 2))  # (B, H, T, dv)
         else:
-            v = np.matmul(C[:, None], self.w_uv[None].transpose(0, 1, 3, 2))  # (B, H, S, dv)
-            out = np.matmul(probs, v)
+            C = CK[:, None, :, :r]  # (B, 1, S, r)
+            S = CK.shape[1]
+            k_nope = np.matmul(C, self.w_uk[None].transpose(0, 1, 3, 2))  # (B, H, S, dn)
+            k = np.concatenate([k_nope, np.broadcast_to(CK[:, None, :, r:], (B, H, S, dr))], axis=-1)
+            v = np.matmul(C, self.w_uv[None].transpose(0, 1, 3, 2))  # (B, H, S, dv)
+            qe = np.concatenate([q_nope, q_pe], axis=-1)  # (B, H, T, dn + dr)
+            out = _ops.attention(qe, k, v, allowed, s.scaling)  # (B, H, T, dv)
         return self.o(out.transpose(0, 2, 1, 3).reshape(B, T, H * dv))
