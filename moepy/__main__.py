@@ -1,4 +1,4 @@
-"""Command line: `python -m moepy demo | configs | info`."""
+"""Command line: `python -m moepy demo | eval | generate | configs | info`."""
 from __future__ import annotations
 
 import os
@@ -9,6 +9,8 @@ USAGE = """usage: python -m moepy <command>
 
 commands:
   demo      route random tokens through DeepSeek-V3- and Mixtral-style routers (and layers) and compare
+  eval      perplexity, KL divergence and the routing report of a checkpoint on a text (eval --help)
+  generate  generate text from a prompt with a checkpoint (generate --help)
   configs   print the table of model presets (parameters, activation ratio, memory)
   info      print build information (OpenMP, threads, ISA)
 """
@@ -23,6 +25,9 @@ def main(argv=None) -> int:
     if cmd == "demo":
         from .cli.demo import main as demo_main
         return demo_main(rest)
+    if cmd in ("eval", "generate"):
+        from .cli import eval as cli_eval
+        return (cli_eval.eval_main if cmd == "eval" else cli_eval.generate_main)(rest)
     if cmd == "configs":
         from .cli.configs import main as configs_main
         return configs_main(rest)

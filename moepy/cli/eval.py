@@ -1,0 +1,180 @@
+"""`python -m moepy eval [CHECKPOINT]` and `python -m moepy generate [CHECKPOINT] --prompt TEXT`.
+
+CHECKPOINT: a checkpoint directory, a .gguf file, or the name of a built-in checkpoint (default: the built-in
+default, evaluated on its held-out text). Problems with the input print one line and exit with code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+
+class UsageError(Exception):
+    """Bad input: printed without a traceback, exit code 2."""
+
+
+def _load(args):
+    from ..eval import builtin
+    from ..moe import quant
+    from ..nn import MoEModel
+    import moepy
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {args.threads}")
+        moepy.set_num_threads(args.threads)
+    ck = args.checkpoint
+    is_builtin = ck is None or (not os.path.exists(ck) and ck in builtin.names())
+    if is_builtin:
+        try:
+            ck = builtin.path(ck)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    elif not os.path.exists(ck):
+        raise UsageError(f"checkpoint {ck!r}: no such directory or file (built-in ones: "
+                         f"{', '.join(builtin.names()) or 'none'})")
+    if args.quantize is not None and args.quantize not in quant.FORMATS:
+        raise UsageError(f"--quantize must be one of {', '.join(quant.FORMATS)}")
+    try:
+        model = MoEModel.from_pretrained(ck, dtype=args.dtype, quantize=args.quantize,
+                                         progress=not args.quiet and sys.stderr.isatty())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"checkpoint {ck}: {exc}") from None
+    return model, ck, is_builtin
+
+
+def _ids(args, model, is_builtin):
+    from ..eval import builtin
+    if args.text is not None and args.tokens is not None:
+        raise UsageError("give --text or --tokens, not both")
+    if args.tokens is not None:
+        try:
+            ids = np.load(args.tokens, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--tokens {args.tokens}: {exc}") from None
+        if ids.dtype.kind not in "iu":
+            raise UsageError(f"--tokens {args.tokens}: integer ids expected, got {ids.dtype}")
+        return np.asarray(ids).reshape(-1).astype(np.int64)
+    if args.text is None and not is_builtin:
+        raise UsageError("give the text to evaluate: --text FILE (or --tokens FILE.npy)")
+    if model.tokenizer is None:
+        raise UsageError("the checkpoint has no tokenizer.json: give --tokens FILE.npy")
+    try:
+        text = builtin.heldout_text() if args.text is None else open(args.text, encoding="utf-8").read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--text {args.text}: {exc}") from None
+    return np.asarray(model.tokenizer.encode(text, add_special_tokens=False), np.int64)
+
+
+def _fmt_table(rows, header):
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
+    line = "  ".join(str(h).rjust(w) for h, w in zip(header, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(str(c).rjust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(out)
+
+
+def print_report(rep: dict, file=sys.stdout) -> None:
+    """The readable form of an eval report."""
+    p = print
+    p(f"perplexity {rep['perplexity']:.4f} +/- {rep['perplexity_stderr']:.4f} over {rep['tokens_scored']} tokens "
+      f"({rep['chunks']} chunks of {rep['ctx']}{', every position' if rep['score_all'] else ''}); unigram "
+      f"baseline {rep['baseline_unigram_perplexity']:.2f} (ratio {rep['perplexity'] / rep['baseline_unigram_perplexity']:.3f})",
+      file=file)
+    if "kld_mean" in rep:
+        pc = rep["kld_percentiles"]
+        p(f"KLD {rep['kld_mean']:.6f} +/- {rep['kld_stderr']:.6f} (max {rep['kld_max']:.4f}, 99% {pc['99']:.4f}, "
+          f"median {pc['50']:.6f}); same top token {100 * rep['same_top_p']:.2f}%; delta p mean "
+          f"{100 * rep['delta_p_mean']:+.3f}%, rms {100 * rep['delta_p_rms']:.3f}%; ppl ratio "
+          f"{rep['perplexity_ratio']:.4f}", file=file)
+    rows = [(r["layer"], f"{r['cv']:.3f}", f"{r['max_over_mean']:.2f}", f"{r['entropy_fraction']:.3f}", r["dead"],
+             r["cold"], f"{100 * r['drop_rate']:.2f}%",
+             f"{r['same_expert_rate_first']:.3f} / {r['random_first']:.3f}",
+             f"{r['same_expert_rate_any']:.3f} / {r['random_any']:.3f}") for r in rep["layers"]]
+    p("routing per MoE layer (consecutive-token same-expert rate: observed / independent):", file=file)
+    p(_fmt_table(rows, ["layer", "CV", "max/mean", "entropy", "dead", "cold", "dropped", "same 1st",
+                        "same any"]), file=file)
+    env = rep.get("environment", {})
+    p(f"{rep['tokens_per_second']:.1f} tokens/s prefill, peak RSS {rep['peak_rss_bytes'] / 2**20:.0f} MiB; moepy "
+      f"{env.get('moepy')}, {env.get('isa')}, {env.get('threads')} threads", file=file)
+
+
+def eval_main(argv) -> int:
+    ap = argparse.ArgumentParser(prog="python -m moepy eval", description="Perplexity, KLD and the routing report "
+                                 "of a checkpoint on a text (llama-perplexity's convention).")
+    ap.add_argument("checkpoint", nargs="?", help="directory, .gguf file or built-in name (default: the built-in)")
+    ap.add_argument("--text", help="a UTF-8 text file, tokenized with the checkpoint's tokenizer.json")
+    ap.add_argument("--tokens", help="a .npy file of token ids, used as they are")
+    ap.add_argument("--ctx", type=int, default=512, help="chunk length (default 512)")
+    ap.add_argument("--score-all", action="store_true", help="score every position >= 1 of each chunk")
+    ap.add_argument("--quantize", help="int8 | int4 | int4_asym: the routed experts")
+    ap.add_argument("--dtype", choices=("float32", "bfloat16"))
+    ap.add_argument("--top-k", type=int, help="active experts per token in every MoE layer")
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--save-logprobs", help="write this run's log-probabilities (.npz) for a later --kl-base")
+    ap.add_argument("--kl-base", help="compare against a --save-logprobs file: KL divergence")
+    ap.add_argument("--json", help="write the report as JSON to this file")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    from ..eval import EvalError, evaluate
+    import moepy
+    try:
+        model, ck, is_builtin = _load(args)
+        ids = _ids(args, model, is_builtin)
+        tok = model.tokenizer
+        bos = tok.bos_token_id if tok is not None and tok.adds_bos else None
+        rep = evaluate(model, ids, ctx=args.ctx, score_all=args.score_all, bos=bos, top_k=args.top_k,
+                       save_logprobs=args.save_logprobs, kl_base=args.kl_base, progress=not args.quiet,
+                       checkpoint=ck)
+    except (UsageError, EvalError) as exc:
+        print(f"moepy eval: {exc}", file=sys.stderr)
+        return 2
+    from ..eval.run import checkpoint_hash
+    info = moepy.build_info()
+    rep["environment"] = {"moepy": moepy.__version__, "isa": info.get("isa"), "threads": moepy.get_num_threads(),
+                          "checkpoint": os.path.abspath(ck), "checkpoint_sha256": checkpoint_hash(ck),
+                          "dtype": model.dtype, "quantize": model.quantize, "top_k": args.top_k}
+    print_report(rep)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rep, f, indent=1)
+    return 0
+
+
+def generate_main(argv) -> int:
+    ap = argparse.ArgumentParser(prog="python -m moepy generate", description="Generate text from a prompt.")
+    ap.add_argument("checkpoint", nargs="?", help="directory, .gguf file or built-in name (default: the built-in)")
+    ap.add_argument("--prompt", required=True)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--temperature", type=float, default=0.0)
+    ap.add_argument("--top-k", type=int, dest="sample_top_k", help="sample from the k most likely tokens")
+    ap.add_argument("--top-p", type=float)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--quantize")
+    ap.add_argument("--dtype", choices=("float32", "bfloat16"))
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        model, _, _ = _load(args)
+        if model.tokenizer is None:
+            raise UsageError("the checkpoint has no tokenizer.json: text generation needs one")
+        sys.stdout.write(args.prompt)
+        sys.stdout.flush()
+        t0 = time.perf_counter()
+        model.generate(prompt=args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                       top_k=args.sample_top_k, top_p=args.top_p, seed=args.seed,
+                       stream=lambda piece: (sys.stdout.write(piece), sys.stdout.flush()))
+        dt = time.perf_counter() - t0
+    except (UsageError, ValueError) as exc:
+        print(f"\nmoepy generate: {exc}", file=sys.stderr)
+        return 2
+    g = model.last_generation
+    print(f"\n[{g['new_tokens']} tokens in {dt:.2f} s: prefill {g['prompt_tokens']} tokens in "
+          f"{g['prefill_seconds'] * 1e3:.0f} ms, decode {g['decode_tokens_per_second']:.1f} tokens/s]",
+          file=sys.stderr)
+    return 0
