@@ -260,10 +260,35 @@ def save(model, name: str, log: dict, out_root: str) -> None:
     print(f"saved {out}", flush=True)
 
 
+def cmd_plot(args) -> None:
+    """Loss and per-layer MaxVio over training of every trained design -> one PNG beside the logs."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    logs = [json.load(open(os.path.join(args.out, n, "training.json"))) for n in DESIGNS
+            if os.path.isfile(os.path.join(args.out, n, "training.json"))]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for log in logs:
+        steps = [r["step"] for r in log["curve"]]
+        axes[0].plot(steps, [r["loss"] for r in log["curve"]], label=log["design"])
+        axes[1].plot(steps, [np.mean(list(r["maxvio"].values())) for r in log["curve"]], label=log["design"])
+    axes[0].set(xlabel="step", ylabel="training loss (nats)", title="loss")
+    axes[1].set(xlabel="step", ylabel="mean over MoE layers", title="MaxVio = (max load - mean) / mean")
+    for a in axes:
+        a.legend()
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(args.png, dpi=110)
+    print(f"wrote {args.png}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("corpus")
+    pl = sub.add_parser("plot")
+    pl.add_argument("--out", default=os.path.join(PACKAGE, "builtin"))
+    pl.add_argument("--png", default=os.path.join(ROOT, "scripts", "train_builtin_curves.png"))
     t = sub.add_parser("train")
     t.add_argument("design", choices=list(DESIGNS) + ["all"])
     t.add_argument("--steps", type=int, default=3000)
@@ -274,7 +299,7 @@ def main(argv=None) -> None:
     t.add_argument("--log-every", type=int, default=50)
     t.add_argument("--out", default=os.path.join(PACKAGE, "builtin"))
     args = ap.parse_args(argv)
-    {"corpus": cmd_corpus, "train": cmd_train}[args.cmd](args)
+    {"corpus": cmd_corpus, "train": cmd_train, "plot": cmd_plot}[args.cmd](args)
 
 
 if __name__ == "__main__":
