@@ -361,19 +361,26 @@ moe_status moe_linear(float *out, const float *x, int64_t T, const moe_experts *
     const int64_t N = w->inter, Np = moe_round_up(N, MOE_PANEL);
     const int64_t n = moe_mul_checked(T, Np);
     if (n < 0) return MOE_EOVERFLOW;
-    float *buf = malloc((size_t)(n + 1) * sizeof(float));
+    /* N a multiple of the panel width and out not overlapping x: the kernels write out directly;
+     * else into a (T, Np) buffer, then copied */
+    const uintptr_t o0 = (uintptr_t)out, o1 = o0 + (uintptr_t)(T * N) * sizeof(float);
+    const uintptr_t x0 = (uintptr_t)x, x1 = x0 + (uintptr_t)(T * w->H) * sizeof(float);
+    const int direct = Np == N && (o1 <= x0 || x1 <= o0);
+    float *buf = direct ? out : malloc((size_t)(n + 1) * sizeof(float));
     work_list items = {0};
     if (!buf) return MOE_ENOMEM;
     const int nthreads = moe_get_num_threads();
     if (T && add_items(&items, w, 0, (rows_in){x, NULL, NULL, NULL, w->H, 0}, buf, Np, T, Np / MOE_PANEL,
                        panel_block(T * (Np / MOE_PANEL), nthreads)) < 0) {
-        free(buf);
+        if (!direct) free(buf);
         return MOE_ENOMEM;
     }
     run_items(&items, 0, moe_kernels(), nthreads);
-    for (int64_t t = 0; t < T; t++) memcpy(out + t * N, buf + t * Np, (size_t)N * sizeof(float));
+    if (!direct) {
+        for (int64_t t = 0; t < T; t++) memcpy(out + t * N, buf + t * Np, (size_t)N * sizeof(float));
+        free(buf);
+    }
     free(items.items);
-    free(buf);
     return MOE_OK;
 }
 

@@ -11,4 +11,5 @@ static inline vf vf_load_bf16(const uint16_t *p) {
 static inline vf vf_bcast(float f) { return (vf){_mm512_set1_ps(f)}; }
 static inline vf vf_fma(vf a, vf b, vf c) { return (vf){_mm512_fmadd_ps(a.v, b.v, c.v)}; }
 static inline void vf_store(float *p, vf a) { _mm512_storeu_ps(p, a.v); }
-#define FFN_MR 8
+#define FFN_MR 6
+#define FFN_NB 4
