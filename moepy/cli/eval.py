@@ -111,6 +111,7 @@ def eval_main(argv) -> int:
     ap.add_argument("--tokens", help="a .npy file of token ids, used as they are")
     ap.add_argument("--ctx", type=int, default=512, help="chunk length (default 512)")
     ap.add_argument("--score-all", action="store_true", help="score every position >= 1 of each chunk")
+    ap.add_argument("--chunks", type=int, help="evaluate only the first N chunks (llama-perplexity's --chunks)")
     ap.add_argument("--quantize", help="int8 | int4 | int4_asym: the routed experts")
     ap.add_argument("--dtype", choices=("float32", "bfloat16"))
     ap.add_argument("--top-k", type=int, help="active experts per token in every MoE layer")
@@ -129,7 +130,7 @@ def eval_main(argv) -> int:
         bos = tok.bos_token_id if tok is not None and tok.adds_bos else None
         rep = evaluate(model, ids, ctx=args.ctx, score_all=args.score_all, bos=bos, top_k=args.top_k,
                        save_logprobs=args.save_logprobs, kl_base=args.kl_base, progress=not args.quiet,
-                       checkpoint=ck)
+                       checkpoint=ck, max_chunks=args.chunks)
     except (UsageError, EvalError) as exc:
         print(f"moepy eval: {exc}", file=sys.stderr)
         return 2

@@ -69,13 +69,17 @@ def _with_top_k(model, top_k: Optional[int]):
 
 def evaluate(model, ids, *, ctx: int = 512, score_all: bool = False, bos: Optional[int] = None,
              top_k: Optional[int] = None, save_logprobs: Optional[str] = None, kl_base: Optional[str] = None,
-             progress: bool = False, checkpoint: Optional[str] = None) -> dict:
+             progress: bool = False, checkpoint: Optional[str] = None, max_chunks: Optional[int] = None) -> dict:
     """The report of `model` on token ids (see moepy.eval.perplexity for the convention).
 
     bos: the id that replaces each chunk's first token (the tokenizer's BOS when it adds one; None: keep the
-    text's token). top_k: run every MoE layer with this many active experts. save_logprobs / kl_base: a .npz file
+    text's token). max_chunks: evaluate only the first chunks (llama-perplexity's --chunks). top_k: run every MoE layer with this many active experts. save_logprobs / kl_base: a .npz file
     to write this run's log-probabilities of the scored positions to / to compare this run against (KLD)."""
     ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if max_chunks is not None:
+        if isinstance(max_chunks, bool) or not isinstance(max_chunks, int) or max_chunks < 2:
+            raise EvalError(f"--chunks must be an int >= 2, got {max_chunks!r}")
+        ids = ids[: max_chunks * ctx] if isinstance(ctx, int) and ctx > 0 else ids
     if isinstance(ctx, bool) or not isinstance(ctx, int) or ctx < 4:
         raise EvalError(f"--ctx must be an int >= 4, got {ctx!r}")
     if ctx > model.spec.max_position_embeddings:
