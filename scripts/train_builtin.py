@@ -135,13 +135,13 @@ DESIGNS = {
     "mixtral": lambda: ("mixtral", dict(_common(), intermediate_size=160, num_local_experts=8,
                                         num_experts_per_tok=2, router_aux_loss_coef=0.02, router_jitter_noise=0.0,
                                         rope_theta=10000.0, output_router_logits=True)),
-    "finegrained": lambda: ("qwen2_moe", dict(_common(), intermediate_size=256, moe_intermediate_size=40,
+    "finegrained": lambda: ("qwen2_moe", dict(_common(), intermediate_size=256, moe_intermediate_size=32,
                                               shared_expert_intermediate_size=160, num_experts=32,
                                               num_experts_per_tok=4, norm_topk_prob=False, decoder_sparse_step=1,
                                               mlp_only_layers=[], router_aux_loss_coef=0.01, qkv_bias=True,
                                               use_sliding_window=False, rope_theta=10000.0,
                                               output_router_logits=True)),
-    "deepseek_v3": lambda: ("deepseek_v3", dict(_common(kv=4), intermediate_size=320, moe_intermediate_size=40,
+    "deepseek_v3": lambda: ("deepseek_v3", dict(_common(kv=4), intermediate_size=320, moe_intermediate_size=32,
                                                 n_routed_experts=32, num_experts_per_tok=4, n_shared_experts=1,
                                                 n_group=4, topk_group=2, topk_method="noaux_tc",
                                                 scoring_func="sigmoid", norm_topk_prob=True,
@@ -291,7 +291,7 @@ def main(argv=None) -> None:
     pl.add_argument("--png", default=os.path.join(ROOT, "scripts", "train_builtin_curves.png"))
     t = sub.add_parser("train")
     t.add_argument("design", choices=list(DESIGNS) + ["all"])
-    t.add_argument("--steps", type=int, default=3000)
+    t.add_argument("--steps", type=int, default=2000)
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--lr", type=float, default=3e-3)
     t.add_argument("--seed", type=int, default=0)
