@@ -198,7 +198,8 @@ def main(argv=None):
     rows, failures = [], []
     for ck in cks:
         name = os.path.basename(ck.rstrip("/"))
-        gguf_path = os.path.join(args.gguf_dir, f"{name}-f32.gguf")
+        from moepy.eval.run import checkpoint_hash  # cache key: the checkpoint's content, not its name
+        gguf_path = os.path.join(args.gguf_dir, f"{name}-{checkpoint_hash(ck)[:12]}-f32.gguf")
         try:
             gguf_bos = convert(tree, ck, gguf_path)
         except RuntimeError as exc:
