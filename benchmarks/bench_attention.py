@@ -13,7 +13,22 @@ import time
 import numpy as np
 
 from moepy import _ops
-from moepy.nn.attention import build_allowed, build_mask, softmax
+from moepy.nn.attention import build_allowed
+
+NEG = np.float32(np.finfo(np.float32).min)
+
+
+def softmax(s):
+    """float32 softmax over the last axis, in place (the NumPy path before the kernel)."""
+    s -= s.max(axis=-1, keepdims=True)
+    np.exp(s, out=s)
+    s /= s.sum(axis=-1, keepdims=True)
+    return s
+
+
+def build_mask(start, T, valid, pad, window, chunk):
+    """transformers' additive eager mask: 0 where build_allowed, finfo.min elsewhere."""
+    return np.where(build_allowed(start, T, valid, pad, window, chunk), np.float32(0.0), NEG).astype(np.float32)
 
 
 def numpy_core(q, K, V, mask, scale):

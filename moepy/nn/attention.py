@@ -24,16 +24,7 @@ from .layers import Linear, rms_norm
 from .rope import Rope
 from .spec import AttentionSpec
 
-NEG = np.float32(np.finfo(np.float32).min)
 ABSORB_MAX_TOKENS = 8  # MLA steps of at most this many new tokens run in the absorbed form
-
-
-def softmax(s: np.ndarray) -> np.ndarray:
-    """float32 softmax over the last axis (in place on s)."""
-    s -= s.max(axis=-1, keepdims=True)
-    np.exp(s, out=s)
-    s /= s.sum(axis=-1, keepdims=True)
-    return s
 
 
 def build_allowed(start: int, T: int, valid: np.ndarray, pad: np.ndarray, window: int, chunk: int) -> np.ndarray:
@@ -49,11 +40,6 @@ def build_allowed(start: int, T: int, valid: np.ndarray, pad: np.ndarray, window
         p = pad[:, None, None]
         allowed &= ((j[None] - p) // chunk) == ((q[None] - p) // chunk)
     return allowed
-
-
-def build_mask(start: int, T: int, valid: np.ndarray, pad: np.ndarray, window: int, chunk: int) -> np.ndarray:
-    """Additive mask (B, T, S): 0 where build_allowed is True, finfo.min elsewhere (transformers' eager form)."""
-    return np.where(build_allowed(start, T, valid, pad, window, chunk), np.float32(0.0), NEG).astype(np.float32)
 
 
 class GQAAttention:

@@ -12,7 +12,7 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 
 from ..families._checkpoint import Tensors
-from .attention import GQAAttention, MLAAttention, build_allowed, build_mask
+from .attention import GQAAttention, MLAAttention, build_allowed
 from .layers import DenseMLP, Linear, layer_norm, rms_norm, vector, weight_array
 from .rope import Rope
 from .spec import DecoderSpec, LayerSpec
@@ -33,16 +33,9 @@ class Step:
         self._masks: Dict[tuple, np.ndarray] = {}
         self._cos_sin: Dict[int, tuple] = {}
 
-    def mask(self, window: int, chunk: int) -> np.ndarray:
-        """The additive (B, T, S) mask of attention with this window / chunk (0: none)."""
-        key = (window, chunk)
-        if key not in self._masks:
-            self._masks[key] = build_mask(self.start, self.T, self.valid, self.pad, window, chunk)
-        return self._masks[key]
-
     def allowed(self, window: int, chunk: int) -> np.ndarray:
         """The boolean (B, T, S) mask of attention with this window / chunk (True: query t may read key j)."""
-        key = ("allowed", window, chunk)
+        key = (window, chunk)
         if key not in self._masks:
             self._masks[key] = build_allowed(self.start, self.T, self.valid, self.pad, window, chunk)
         return self._masks[key]
