@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -83,6 +83,9 @@ class MoELayer:
         if shared is not None:
             shared = self.shared = _packed_only(shared, self._shared, shared_dtype, group_size)
         self.last_routing: Optional[Routing] = None
+        # route_hook(layer, x, logits (T, E)) -> Routing replaces the router's choice in __call__ (moepy.experiments
+        # schemes: expert choice, pruning, an online bias); None: route(logits, router, selection_bias)
+        self.route_hook: Optional[Callable[["MoELayer", np.ndarray, np.ndarray], Routing]] = None
         self._init_args = dict(router=router, router_weight=self.router_weight, experts=experts, shared=shared,
                                shared_gate_weight=self.shared_gate_weight, router_bias=self.router_bias,
                                selection_bias=self.selection_bias, scale_input=self.scale_input, dtype=dtype,
@@ -143,7 +146,12 @@ class MoELayer:
         x = _as_tokens(x, self.hidden_size)
         x2 = x.reshape(-1, self.hidden_size)
         logits = self.router_logits(x2)
-        routing = self._route(x, logits)
+        if self.route_hook is None:
+            routing = self._route(x, logits)
+        else:
+            routing = self.route_hook(self, x, np.ascontiguousarray(logits[:, :self.num_experts]))
+            if not isinstance(routing, Routing) or routing.experts.shape[0] != x2.shape[0]:
+                raise TypeError(f"route_hook must return a Routing of the {x2.shape[0]} tokens")
         gate = None
         if self.shared_gate_weight is not None:
             gate = (1.0 / (1.0 + np.exp(-logits[:, self.num_experts]))).astype(np.float32)
@@ -285,9 +293,9 @@ class MoELayer:
 
 
     # ---- the layer's experts on a caller's routing
-    def run_experts(self, x: np.ndarray, weights, experts, dropped=None) -> np.ndarray:
-        """y = sum_k weights[t, k] f_{experts[t, k]}(x[t]) (+ the shared expert, gated as in __call__) for a
-        routing the caller chose: x (T, H) or (B, S, H) float32; experts (T, K) int ids, each in [0, E) and
+    def run_experts(self, x: np.ndarray, weights, experts, dropped=None, include_shared: bool = True) -> np.ndarray:
+        """y = sum_k weights[t, k] f_{experts[t, k]}(x[t]) (+ the shared expert, gated as in __call__, unless
+        include_shared is False) for a routing the caller chose: x (T, H) or (B, S, H) float32; experts (T, K) int ids, each in [0, E) and
         unique within a row; weights (T, K) float (converted to float32); dropped (T, K) bool or None
         (dropped slots contribute nothing). ValueError / TypeError naming the argument otherwise."""
         x = _as_tokens(x, self.hidden_size)
@@ -314,6 +322,9 @@ class MoELayer:
             if dropped.dtype != np.bool_ or dropped.shape != experts.shape:
                 raise ValueError(f"dropped must be a bool array of shape {experts.shape}")
             dropped = np.ascontiguousarray(dropped)
+        if not include_shared:
+            return _ops.moe_forward(x2, weights, experts, dropped, self._routed, None, None,
+                                    self.scale_input).reshape(x.shape)
         gate = None
         if self.shared_gate_weight is not None:
             logit = _ops.linear(x2, self._router_packed)[:, E]
