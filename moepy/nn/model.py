@@ -64,6 +64,7 @@ class MoEModel:
         self.embed, self.layers, self.final_norm, self.head = embed, list(layers), final_norm, head
         self.dtype, self.quantize, self.group_size = dtype, quantize, group_size
         self.tokenizer = tokenizer
+        self.expert_parallel = None  # a moepy.parallel.ExpertParallel when the routed experts live across ranks
         self._config = None
         if head is None:  # tied: the embedding matrix is the head
             self.head = Linear(embed)
@@ -79,19 +80,21 @@ class MoEModel:
     # ---------------------------------------------------------------- building
     @classmethod
     def from_pretrained(cls, path, dtype: Optional[str] = None, quantize: Optional[str] = None,
-                        group_size: int = 32, progress: bool = True) -> "MoEModel":
+                        group_size: int = 32, progress: bool = True, expert_parallel=None) -> "MoEModel":
         """A checkpoint directory (config.json + safetensors, sharded or not) or a llama.cpp .gguf file.
 
         dtype "float32" or "bfloat16" (weights kept in bf16, activations and accumulation in float32);
         quantize None, "int8", "int4" or "int4_asym" (the routed experts, in groups of group_size; a GGUF file's
         Q8_0 / Q4_0 / Q4_1 experts keep their own blocks); a directory written by save_pretrained loads back
         bit-exact (its dtype and quantization by default). progress: a tqdm bar over the layers (when tqdm is
-        installed)."""
+        installed). expert_parallel: a moepy.parallel.ExpertParallel (or an mpi4py communicator): this rank loads
+        only its share of every MoE layer's routed experts (moepy.parallel; run under mpirun)."""
         path = os.fspath(path)
         if os.path.isfile(path) and path.endswith(".gguf"):
             from ..io import open_gguf
             g = open_gguf(path)
-            return cls.from_hf(g.config, g, dtype=dtype or "float32", quantize=quantize, group_size=group_size, progress=progress)
+            return cls.from_hf(g.config, g, dtype=dtype or "float32", quantize=quantize, group_size=group_size,
+                               progress=progress, expert_parallel=expert_parallel)
         from ..io import open_checkpoint
         from .saving import convert_layer, load_saved_layers, saved_settings, tokenizer_for
         if not os.path.isdir(path):
@@ -106,16 +109,17 @@ class MoEModel:
                 quantize, group_size = settings["quantize"], settings.get("group_size", group_size)
             saved = {i: convert_layer(l, dtype or "float32", quantize, group_size) for i, l in saved.items()}
         model = cls.from_hf(d, ckpt, dtype=dtype or "float32", quantize=quantize, group_size=group_size,
-                            progress=progress, moe_layers=saved)
+                            progress=progress, moe_layers=saved, expert_parallel=expert_parallel)
         model.tokenizer = tokenizer_for(path)
         return model
 
     @classmethod
     def from_hf(cls, hf_config, tensors, *, dtype: str = "float32", quantize: Optional[str] = None,
-                group_size: int = 32, progress: bool = False, moe_layers: Optional[Dict[int, MoELayer]] = None
-                ) -> "MoEModel":
+                group_size: int = 32, progress: bool = False, moe_layers: Optional[Dict[int, MoELayer]] = None,
+                expert_parallel=None) -> "MoEModel":
         """A model from a config.json (dict or path) and a mapping of checkpoint names to arrays (a dict, a
-        moepy.io Checkpoint or GGUFCheckpoint). moe_layers: prebuilt MoE layers by index (used as they are)."""
+        moepy.io Checkpoint or GGUFCheckpoint). moe_layers: prebuilt MoE layers by index (used as they are).
+        expert_parallel: as in from_pretrained."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         if quantize is not None:
@@ -126,6 +130,10 @@ class MoEModel:
             raise TypeError(f"tensors must be a mapping of checkpoint names to arrays, got {type(tensors).__name__}")
         if "moepy" in d:
             d = {k: v for k, v in d.items() if k != "moepy"}
+        ep = None
+        if expert_parallel is not None:
+            from ..parallel import as_expert_parallel
+            ep = as_expert_parallel(expert_parallel)
         L = Loader(spec, tensors, dtype)
         H, V = spec.hidden_size, spec.vocab_size
         embed = L.matrix(spec.names.embed, (V, H))
@@ -134,7 +142,9 @@ class MoEModel:
             ls = spec.layers[i]
             attention = L.attention(i, ls)
             n1, n2 = L.norms(i)
-            if ls.ffn == "moe":
+            if ls.ffn == "moe" and ep is not None:
+                ffn = _ep_layer(ep, d, tensors, i, dtype, quantize, group_size, (moe_layers or {}).get(i))
+            elif ls.ffn == "moe":
                 ffn = (moe_layers or {}).get(i) or _moe_layer(d, tensors, i, dtype, quantize, group_size)
             else:
                 ffn = L.dense_mlp(i, ls, dtype)
@@ -153,13 +163,16 @@ class MoEModel:
             from .layers import weight_array
             head = Linear(weight_array(tensors[root + spec.names.head], dtype, root + spec.names.head, (V, H)))
         model = cls(spec, d, embed, layers, final, head, dtype=dtype, quantize=quantize, group_size=group_size)
+        model.expert_parallel = ep
         model.root, model.head_name = L.root, None if head is None else root + spec.names.head
         return model
 
     @classmethod
-    def from_config(cls, config, seed: int = 0, dtype: str = "float32", std: float = 0.02) -> "MoEModel":
+    def from_config(cls, config, seed: int = 0, dtype: str = "float32", std: float = 0.02,
+                    expert_parallel=None) -> "MoEModel":
         """Seeded random weights (normal, `std`; norms 1) for a ModelConfig of a family with a decoder (any preset
-        or cfg.scaled() instance): its to_hf() config.json and moepy.nn.random_weights's tensors."""
+        or cfg.scaled() instance): its to_hf() config.json and moepy.nn.random_weights's tensors
+        (expert_parallel: as in from_pretrained)."""
         from .random_weights import random_tensors
         fam = registry.get(config.family) if config.family != "custom" else None
         if fam is None or fam.decoder is None:
@@ -167,7 +180,7 @@ class MoEModel:
             raise ValueError(f"config: moepy runs no whole decoder of family {config.family!r} (a preset-only "
                              f"family); it runs {have}")
         d = config.to_hf()
-        model = cls.from_hf(d, random_tensors(d, seed=seed, std=std), dtype=dtype)
+        model = cls.from_hf(d, random_tensors(d, seed=seed, std=std), dtype=dtype, expert_parallel=expert_parallel)
         model._config = config
         return model
 
@@ -278,6 +291,15 @@ class MoEModel:
             logits = logits[0]
         return (logits, routing) if return_routing else logits
 
+    def idle_forward(self) -> None:
+        """Expert parallelism: take part in one forward's expert exchanges without tokens of this rank's own (a
+        rank that has no chunk this round); every rank calls its MoE layers in the same order."""
+        if self.expert_parallel is None:
+            raise RuntimeError("idle_forward is for expert-parallel models (from_pretrained(expert_parallel=...))")
+        for layer in self.layers:
+            if layer.is_moe:
+                layer.ffn.idle()
+
     def generate(self, input_ids=None, max_new_tokens: int = 32, temperature: float = 0.0, top_k: Optional[int] = None,
                  top_p: Optional[float] = None, seed: Optional[int] = None, stop=None, stream=None, *, prompt=None,
                  attention_mask=None):
@@ -299,3 +321,19 @@ def _moe_layer(d: dict, tensors, i: int, dtype: str, quantize: Optional[str], gr
     if hasattr(tensors, "moe_layer") and quantize is None:  # a GGUF file: its INT experts keep their blocks
         return tensors.moe_layer(i, dtype)
     return MoELayer.from_hf(d, tensors, i, dtype=dtype, quantize=quantize, group_size=group_size)
+
+
+def _ep_layer(ep, d: dict, tensors, i: int, dtype: str, quantize: Optional[str], group_size: int,
+              prebuilt: Optional[MoELayer]) -> MoELayer:
+    """MoE layer i with only this rank's routed experts: read from the checkpoint source alone when the family
+    reads experts one at a time, else sliced from the packed layer."""
+    if prebuilt is not None:
+        return ep.wrap(prebuilt, i, prebuilt.dtype, prebuilt.group_size)
+    if hasattr(tensors, "moe_layer") and quantize is None:  # GGUF: the file's blocks
+        layer = tensors.moe_layer(i, dtype)
+        return ep.wrap(layer, i, layer.dtype, layer.group_size)
+    layer = MoELayer._from_hf_unpacked(d, tensors, i, dtype)
+    fmt = quantize or dtype
+    if layer._routed is not None and fmt != layer.dtype:  # packed already: quantize it whole, then slice
+        layer = layer.quantize(fmt, group_size)
+    return ep.wrap(layer, i, fmt, group_size)
