@@ -98,15 +98,32 @@ def evaluate(model, ids, *, ctx: int = 512, score_all: bool = False, bos: Option
     chunked = chunks(ids, ctx, bos)
     positions = scored_positions(ctx, score_all)
     old = _with_top_k(model, top_k)
-    bar = _bar(len(chunked), progress)
+    ep = getattr(model, "expert_parallel", None)
+    runner = run_chunks
+    if ep is not None:  # chunks dealt to the ranks; the results gathered on rank 0
+        from ..parallel.run import run_chunks_parallel as runner
+    bar = _bar(-(-len(chunked) // ep.size) if ep is not None else len(chunked), progress and (ep is None or
+                                                                                                ep.rank == 0))
     try:
-        res = run_chunks(model, chunked, positions, keep_logprobs=save_logprobs is not None or base is not None,
-                         return_routing=True, progress=bar.update if bar is not None else None)
+        res = runner(model, chunked, positions, keep_logprobs=save_logprobs is not None or base is not None,
+                     return_routing=True, progress=bar.update if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
         if old is not None:
             model.set_router(lambda i, r: old[i])
+    if ep is None:
+        return _report(model, res, ids, chunked, ctx, score_all, save_logprobs, base, kl_base, checkpoint)
+    from ..parallel.run import parallel_report
+    out = _report(model, res, ids, chunked, ctx, score_all, save_logprobs, base, kl_base, checkpoint) \
+        if ep.rank == 0 else None
+    out = ep.group.bcast_json(out, "the report")
+    out["expert_parallel"] = parallel_report(model, peak_rss_bytes())
+    out["peak_rss_bytes"] = max(out["expert_parallel"]["peak_rss_bytes"])
+    return out
+
+
+def _report(model, res, ids, chunked, ctx, score_all, save_logprobs, base, kl_base, checkpoint) -> dict:
     nll = np.concatenate(res.nll)
     targets = np.concatenate(res.targets)
     out = perplexity_stats(nll)
