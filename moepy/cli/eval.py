@@ -39,12 +39,42 @@ def _load(args):
                          f"{', '.join(builtin.names()) or 'none'})")
     if args.quantize is not None and args.quantize not in quant.FORMATS:
         raise UsageError(f"--quantize must be one of {', '.join(quant.FORMATS)}")
+    ep = _expert_parallel(args, ck)
     try:
-        model = MoEModel.from_pretrained(ck, dtype=args.dtype, quantize=args.quantize,
-                                         progress=not args.quiet and sys.stderr.isatty())
+        model = MoEModel.from_pretrained(ck, dtype=args.dtype, quantize=args.quantize, expert_parallel=ep,
+                                         progress=not args.quiet and sys.stderr.isatty() and _is_root(ep))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"checkpoint {ck}: {exc}") from None
     return model, ck, is_builtin
+
+
+def _is_root(ep) -> bool:
+    return ep is None or ep.rank == 0
+
+
+def _expert_parallel(args, ck):
+    """The ExpertParallel of --expert-parallel (None without it), after every rank agreed on what it runs."""
+    if not getattr(args, "expert_parallel", False):
+        return None
+    if args.ep_timeout <= 0:
+        raise UsageError(f"--ep-timeout must be > 0 seconds, got {args.ep_timeout}")
+    try:
+        from ..parallel import ExpertParallel
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+    import moepy
+    from ..eval.run import checkpoint_hash
+    ep = ExpertParallel(timeout=args.ep_timeout, threads="auto" if args.threads is None else args.threads)
+    ep.check_ranks({"moepy": moepy.__version__, "checkpoint_sha256": checkpoint_hash(ck),
+                    "dtype": args.dtype, "quantize": args.quantize})
+    return ep
+
+
+def _add_parallel_args(ap) -> None:
+    ap.add_argument("--expert-parallel", action="store_true",
+                    help="under mpirun: each rank holds a share of every MoE layer's experts (moepy.parallel)")
+    ap.add_argument("--ep-timeout", type=float, default=300.0,
+                    help="seconds any one collective may take before the job ends with an error (default 300)")
 
 
 def _ids(args, model, is_builtin):
@@ -103,6 +133,16 @@ def print_report(rep: dict, file=sys.stdout) -> None:
       f"{env.get('moepy')}, {env.get('isa')}, {env.get('threads')} threads", file=file)
 
 
+def print_parallel(par: dict, file=None) -> None:
+    """The expert-parallel part of a report: experts, routed bytes and peak RSS per rank, bytes per layer."""
+    p = lambda *a: print(*a, file=file)  # noqa: E731
+    p(f"expert parallel over {par['ranks']} ranks: routed expert MiB per rank "
+      f"{[round(b / 2**20, 1) for b in par['routed_bytes']]}, peak RSS MiB {[round(b / 2**20) for b in par['peak_rss_bytes']]}")
+    rows = [[i, f"{v['calls']}", f"{v['dispatch_bytes'] / 2**20:.2f}", f"{v['combine_bytes'] / 2**20:.2f}",
+             f"{v['seconds_max'] * 1e3:.0f}"] for i, v in par["layers"].items()]
+    p(_fmt_table(rows, ["layer", "calls", "dispatch MiB", "combine MiB", "exchange ms"]))
+
+
 def eval_main(argv) -> int:
     ap = argparse.ArgumentParser(prog="python -m moepy eval", description="Perplexity, KLD and the routing report "
                                  "of a checkpoint on a text (llama-perplexity's convention).")
@@ -120,7 +160,15 @@ def eval_main(argv) -> int:
     ap.add_argument("--kl-base", help="compare against a --save-logprobs file: KL divergence")
     ap.add_argument("--json", help="write the report as JSON to this file")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_parallel_args(ap)
     args = ap.parse_args(argv)
+    if args.expert_parallel:
+        from ..parallel import guarded
+        return guarded(lambda: _eval(args))
+    return _eval(args)
+
+
+def _eval(args) -> int:
     from ..eval import EvalError, evaluate
     import moepy
     try:
@@ -139,7 +187,11 @@ def eval_main(argv) -> int:
     rep["environment"] = {"moepy": moepy.__version__, "isa": info.get("isa"), "threads": moepy.get_num_threads(),
                           "checkpoint": os.path.abspath(ck), "checkpoint_sha256": checkpoint_hash(ck),
                           "dtype": model.dtype, "quantize": model.quantize, "top_k": args.top_k}
+    if not _is_root(model.expert_parallel):
+        return 0
     print_report(rep)
+    if "expert_parallel" in rep:
+        print_parallel(rep["expert_parallel"])
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rep, f, indent=1)
@@ -159,21 +211,34 @@ def generate_main(argv) -> int:
     ap.add_argument("--dtype", choices=("float32", "bfloat16"))
     ap.add_argument("--threads", type=int)
     ap.add_argument("--quiet", action="store_true")
+    _add_parallel_args(ap)
     args = ap.parse_args(argv)
+    if args.expert_parallel:
+        from ..parallel import guarded
+        return guarded(lambda: _generate(args))
+    return _generate(args)
+
+
+def _generate(args) -> int:
     try:
         model, _, _ = _load(args)
         if model.tokenizer is None:
             raise UsageError("the checkpoint has no tokenizer.json: text generation needs one")
-        sys.stdout.write(args.prompt)
-        sys.stdout.flush()
+        # under expert parallelism every rank runs the same generation (same ids, same seed); rank 0 prints
+        root = _is_root(model.expert_parallel)
+        if root:
+            sys.stdout.write(args.prompt)
+            sys.stdout.flush()
         t0 = time.perf_counter()
         model.generate(prompt=args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                        top_k=args.sample_top_k, top_p=args.top_p, seed=args.seed,
-                       stream=lambda piece: (sys.stdout.write(piece), sys.stdout.flush()))
+                       stream=(lambda piece: (sys.stdout.write(piece), sys.stdout.flush())) if root else None)
         dt = time.perf_counter() - t0
     except (UsageError, ValueError) as exc:
         print(f"\nmoepy generate: {exc}", file=sys.stderr)
         return 2
+    if not root:
+        return 0
     g = model.last_generation
     print(f"\n[{g['new_tokens']} tokens in {dt:.2f} s: prefill {g['prompt_tokens']} tokens in "
           f"{g['prefill_seconds'] * 1e3:.0f} ms, decode {g['decode_tokens_per_second']:.1f} tokens/s]",

@@ -13,6 +13,7 @@ would add the experts in another order than one process does.
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Dict, Optional, Sequence
 
@@ -86,14 +87,23 @@ class ExpertPlacement:
 class ExpertParallel:
     """Expert parallelism over an MPI communicator: `ExpertParallel(comm=None, placement=None, timeout=300)`.
 
+    threads: "auto" (the cores this rank may use divided by the ranks on its node), an int, or None (leave
+    moepy's thread count alone).
     placement: None (contiguous blocks), an ExpertPlacement, a moepy.sim Placement, or {layer_index: either}.
     Pass it to MoEModel.from_pretrained(path, expert_parallel=ep) (or a bare mpi4py communicator). `stats` counts,
     per MoE layer: calls, rows and bytes this rank sent to other ranks for dispatch and combine, and the seconds
     spent in the exchanges."""
 
-    def __init__(self, comm=None, placement=None, timeout: float = 300.0, group: Optional[Group] = None):
+    def __init__(self, comm=None, placement=None, timeout: float = 300.0, group: Optional[Group] = None,
+                 threads="auto"):
         self.group = group or Group(comm, timeout)
         self.rank, self.size = self.group.rank, self.group.size
+        if threads == "auto":  # the node's cores shared by its ranks, so they do not oversubscribe it
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            threads = max(1, cores // self.group.local_size)
+        if threads is not None:
+            from .. import set_num_threads
+            set_num_threads(int(threads))
         self._placement_arg = placement
         self.placements: Dict[int, ExpertPlacement] = {}
         self.stats: Dict[int, Dict[str, float]] = {}
