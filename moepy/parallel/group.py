@@ -148,13 +148,21 @@ class Group:
 
     def abort(self, message: str, code: int = 1) -> None:  # pragma: no cover - ends the process
         """Print message (prefixed by this rank) on stderr and end every rank of the job with `code`."""
-        sys.stderr.write(f"moepy expert-parallel: rank {self.rank}/{self.size}: {message}\n")
-        sys.stderr.flush()
-        self.comm.Abort(code)
-        os._exit(code)
+        abort(message, code, self.comm)
 
 
-def guarded(fn: Callable[[], int], group: Optional[Group] = None) -> int:
+def abort(message: str, code: int = 1, comm=None) -> None:  # pragma: no cover - ends the process
+    """Print message (prefixed by this rank) on stderr and end every rank of the job with `code` (MPI_Abort: no
+    collective, so it works whatever the other ranks are doing)."""
+    MPI = _mpi()
+    comm = MPI.COMM_WORLD if comm is None else comm
+    sys.stderr.write(f"moepy expert-parallel: rank {comm.Get_rank()}/{comm.Get_size()}: {message}\n")
+    sys.stderr.flush()
+    comm.Abort(code)
+    os._exit(code)
+
+
+def guarded(fn: Callable[[], int]) -> int:
     """Run fn() on this rank; any exception prints its message and aborts the whole job (every rank exits with a
     non-zero code) instead of leaving the other ranks waiting in a collective. Returns fn()'s code."""
     try:
@@ -162,9 +170,7 @@ def guarded(fn: Callable[[], int], group: Optional[Group] = None) -> int:
     except SystemExit as exc:
         if exc.code in (0, None):
             return 0
-        g = group or Group()
-        g.abort(f"exited with code {exc.code}", int(exc.code) if isinstance(exc.code, int) else 1)
+        abort(f"exited with code {exc.code}", exc.code if isinstance(exc.code, int) else 1)
     except BaseException as exc:  # noqa: BLE001 - every failure must end the job
-        g = group or Group()
-        g.abort(f"{type(exc).__name__}: {exc}", 1)
+        abort(f"{type(exc).__name__}: {exc}", 1)
     return 1  # pragma: no cover
