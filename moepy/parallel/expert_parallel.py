@@ -88,16 +88,21 @@ class ExpertParallel:
     """Expert parallelism over an MPI communicator: `ExpertParallel(comm=None, placement=None, timeout=300)`.
 
     threads: "auto" (the cores this rank may use divided by the ranks on its node), an int, or None (leave
-    moepy's thread count alone).
+    moepy's thread count alone). ranks_per_node: how ranks group into nodes for the node measures (default: the
+    ranks sharing this host); stats[layer]["nodes_per_token"] is the histogram of nodes a token's slots reach.
     placement: None (contiguous blocks), an ExpertPlacement, a moepy.sim Placement, or {layer_index: either}.
     Pass it to MoEModel.from_pretrained(path, expert_parallel=ep) (or a bare mpi4py communicator). `stats` counts,
     per MoE layer: calls, rows and bytes this rank sent to other ranks for dispatch and combine, and the seconds
     spent in the exchanges."""
 
     def __init__(self, comm=None, placement=None, timeout: float = 300.0, group: Optional[Group] = None,
-                 threads="auto"):
+                 threads="auto", ranks_per_node: Optional[int] = None):
         self.group = group or Group(comm, timeout)
         self.rank, self.size = self.group.rank, self.group.size
+        self.ranks_per_node = int(ranks_per_node or self.group.local_size)
+        if self.ranks_per_node < 1 or self.size % self.ranks_per_node:
+            raise ValueError(f"ranks_per_node={self.ranks_per_node} must divide the {self.size} ranks")
+        self.num_nodes = self.size // self.ranks_per_node
         if threads == "auto":  # the node's cores shared by its ranks, so they do not oversubscribe it
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
             threads = max(1, cores // self.group.local_size)
@@ -165,6 +170,11 @@ class ExpertParallel:
             row_of_slot = inv - np.repeat(np.concatenate([[0], np.cumsum(row_counts)[:-1]]), slot_counts)
         meta = np.stack([row_of_slot, pl.local_index[d_sorted, slot_e[by_dest]]], axis=1).astype(np.int32) if N \
             else np.zeros((0, 2), np.int32)
+        # nodes each token's slots reach (ranks grouped into nodes of ranks_per_node): the node limit's measure
+        node_tok = np.unique((d_sorted // self.ranks_per_node) * max(T, 1) + slot_t[by_dest])
+        per_token = np.bincount(node_tok % max(T, 1), minlength=T) if T else np.zeros(0, np.int64)
+        hist = np.bincount(per_token, minlength=self.num_nodes + 1)
+        st["nodes_per_token"] = (np.asarray(st.get("nodes_per_token", 0)) + hist).tolist()
         counts = g.alltoall(np.stack([row_counts, slot_counts], axis=1), f"layer {layer.index} counts")
         recv_rows = g.alltoallv(rows.astype(np.float32, copy=False), row_counts, counts[:, 0],
                                 f"layer {layer.index} dispatch")

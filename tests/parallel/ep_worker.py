@@ -26,6 +26,7 @@ def same(ep, a, b, what):
 
 def compare(ep):
     rng = np.random.default_rng(ep.rank)  # every rank its own tokens
+    ep.ranks_per_node, ep.num_nodes = 1, ep.size  # each rank a node: the node limit is checked on ranks
     for name, quantize in (("deepseek_v3", None), ("mixtral", None), ("deepseek_v3", "int4")):
         path = builtin.path(name)
         m = MoEModel.from_pretrained(path, quantize=quantize, expert_parallel=ep, progress=False)
@@ -44,6 +45,11 @@ def compare(ep):
         b = evaluate(ref, ids, ctx=64, max_chunks=5)
         if a["perplexity"] != b["perplexity"] or a["layers"] != b["layers"]:
             raise AssertionError(f"rank {ep.rank}: {name} perplexity {a['perplexity']!r} vs {b['perplexity']!r}")
+        if name == "deepseek_v3" and ep.size == 4:  # 4 groups of 8 experts, one group per rank, top-2 groups
+            limit = m.moe_layers[1].router.topk_group
+            for i, st in ep.stats.items():
+                if any(st["nodes_per_token"][limit + 1:]) or not any(st["nodes_per_token"][2:]):
+                    raise AssertionError(f"layer {i}: a token reached more than {limit} nodes: {st['nodes_per_token']}")
         per = a["expert_parallel"]["routed_bytes"]
         full = sum(l.nbytes()["routed"] for l in ref.moe_layers.values())
         if sum(per) != full or ep.size > 1 and max(per) >= full:
