@@ -30,14 +30,13 @@ PREFILL, DECODE = 512, 64
 
 
 def worker(out_path: str) -> None:
-    from moepy.configs import presets
     from moepy.nn import MoEModel
     from moepy.parallel import ExpertParallel, guarded
 
     def run():
         ep = ExpertParallel(timeout=600)
-        cfg = presets.get("deepseek-v3").scaled(**_scaled_args())
-        model = MoEModel.from_config(cfg, seed=0, dtype="bfloat16", expert_parallel=ep)
+        model = MoEModel.from_pretrained(CKPT, dtype="bfloat16", expert_parallel=ep, progress=False)
+        cfg = model.spec
         link = _pingpong(ep) if ep.size > 1 else None
         rng = np.random.default_rng(ep.rank)
         ids = rng.integers(0, cfg.vocab_size, PREFILL + DECODE)
@@ -63,7 +62,7 @@ def worker(out_path: str) -> None:
                     routing.append(r)
                 tokens = DECODE
             seconds = time.perf_counter() - t0
-            exch = sum(s["seconds"] for s in ep.stats.values())
+            exch = sum(s["comm_seconds"] for s in ep.stats.values())  # time in the collectives alone
             sent = {k: sum(s[k] for s in ep.stats.values()) for k in ("dispatch_bytes", "combine_bytes")}
             every = ep.group.allgather_json({"seconds": seconds, "exchange": exch, **sent,
                                              "experts": {str(i): np.concatenate([r[i].experts for r in routing]).tolist()
@@ -74,6 +73,11 @@ def worker(out_path: str) -> None:
                           "combine_bytes_per_token": sum(e["combine_bytes"] for e in every) / (ep.size * tokens),
                           "exchange_seconds_max": max(e["exchange"] for e in every),
                           "predicted": _predict(model, ep, every, link, tokens)}
+        from moepy.eval.run import peak_rss_bytes
+        mem = ep.group.allgather_json({"rss": peak_rss_bytes(), "routed": sum(l.nbytes()["routed"]
+                                                                             for l in model.moe_layers.values())}, "rss")
+        out["peak_rss_bytes"] = [m["rss"] for m in mem]
+        out["routed_bytes"] = [m["routed"] for m in mem]
         if ep.rank == 0:
             with open(out_path, "w") as f:
                 json.dump(out, f, indent=1)
@@ -81,8 +85,24 @@ def worker(out_path: str) -> None:
     guarded(run)
 
 
-def _scaled_args():
-    return dict(SHAPE)
+CKPT = "/tmp/moepy_bench_ep_ckpt"
+
+
+def make_checkpoint() -> None:
+    """A bf16 safetensors checkpoint of the benchmark model (transformers' names), so each rank reads only its
+    experts' pages from the file (from_config would build every expert on every rank)."""
+    import ml_dtypes
+    from moepy.configs import presets
+    from moepy.io import save_file
+    from moepy.nn.random_weights import random_tensors
+    d = presets.get("deepseek-v3").scaled(**SHAPE).to_hf()
+    if os.path.exists(os.path.join(CKPT, "config.json")) and json.load(open(os.path.join(CKPT, "config.json"))) == d:
+        return
+    os.makedirs(CKPT, exist_ok=True)
+    tensors = {k: v.astype(ml_dtypes.bfloat16) for k, v in random_tensors(d, seed=0).items()}
+    save_file(tensors, os.path.join(CKPT, "model.safetensors"))
+    with open(os.path.join(CKPT, "config.json"), "w") as f:
+        json.dump(d, f)
 
 
 def _pingpong(ep) -> dict:
@@ -143,6 +163,7 @@ def main():
         return
     mpirun = os.path.join(os.path.dirname(sys.executable), "mpirun")
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    make_checkpoint()
     results = []
     for R in args.ranks:
         out = f"/tmp/bench_ep_{R}.json"
@@ -165,6 +186,8 @@ def main():
                   f"{x['exchange_seconds_max']:7.3f}  {pr.get('exchange_seconds', float('nan')):9.3f}")
         if r.get("link"):
             print(f"    loopback link: {r['link']['bandwidth'] / 1e9:.2f} GB/s, latency {r['link']['latency'] * 1e6:.1f} us")
+        print(f"    per rank: routed experts {[round(b / 2**20) for b in r['routed_bytes']]} MiB, peak RSS "
+              f"{[round(b / 2**20) for b in r['peak_rss_bytes']]} MiB")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -92,8 +92,8 @@ class ExpertParallel:
     ranks sharing this host); stats[layer]["nodes_per_token"] is the histogram of nodes a token's slots reach.
     placement: None (contiguous blocks), an ExpertPlacement, a moepy.sim Placement, or {layer_index: either}.
     Pass it to MoEModel.from_pretrained(path, expert_parallel=ep) (or a bare mpi4py communicator). `stats` counts,
-    per MoE layer: calls, rows and bytes this rank sent to other ranks for dispatch and combine, and the seconds
-    spent in the exchanges."""
+    per MoE layer: calls, rows and bytes this rank sent to other ranks for dispatch and combine, the seconds of
+    the whole exchange (experts included) and of its collectives alone (comm_seconds)."""
 
     def __init__(self, comm=None, placement=None, timeout: float = 300.0, group: Optional[Group] = None,
                  threads="auto", ranks_per_node: Optional[int] = None):
@@ -144,8 +144,9 @@ class ExpertParallel:
         T, K = experts.shape
         H = layer.hidden_size
         st = self.stats.setdefault(layer.index, {"calls": 0, "dispatch_rows": 0, "dispatch_bytes": 0,
-                                                 "combine_rows": 0, "combine_bytes": 0, "seconds": 0.0})
-        t0 = time.perf_counter()
+                                                 "combine_rows": 0, "combine_bytes": 0, "seconds": 0.0,
+                                                 "comm_seconds": 0.0})
+        t0, c0 = time.perf_counter(), g.comm_seconds
         if T:
             _, offsets, order, position = _ops.dispatch_plan(experts, dropped, pl.num_experts)
         else:
@@ -193,6 +194,7 @@ class ExpertParallel:
         ys = np.empty((N, H), np.float32)
         ys[by_dest] = back
         st["seconds"] += time.perf_counter() - t0
+        st["comm_seconds"] += g.comm_seconds - c0
         st["calls"] += 1
         other = np.arange(R) != me
         st["dispatch_rows"] += int(row_counts[other].sum())

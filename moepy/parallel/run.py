@@ -87,6 +87,7 @@ def parallel_report(model, peak_rss: int) -> dict:
         layers[str(i)] = {k: int(sum(s.get(k, 0) for s in st)) for k in
                           ("dispatch_rows", "dispatch_bytes", "combine_rows", "combine_bytes")}
         layers[str(i)]["seconds_max"] = max(s.get("seconds", 0.0) for s in st)
+        layers[str(i)]["comm_seconds_max"] = max(s.get("comm_seconds", 0.0) for s in st)
         layers[str(i)]["calls"] = int(st[0].get("calls", 0))
     return {"ranks": ep.size, "peak_rss_bytes": [r["peak_rss_bytes"] for r in every],
             "routed_bytes": [r["routed_bytes"] for r in every],
