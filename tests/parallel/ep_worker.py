@@ -54,6 +54,14 @@ def compare(ep):
         full = sum(l.nbytes()["routed"] for l in ref.moe_layers.values())
         if sum(per) != full or ep.size > 1 and max(per) >= full:
             raise AssertionError(f"routed bytes per rank {per} vs {full} in one process")
+    # a save_pretrained directory (INT4 blocks as saved): the packed layer is sliced, not re-read
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        MoEModel.from_pretrained(builtin.path("finegrained"), quantize="int4", progress=False).save_pretrained(tmp)
+        m = MoEModel.from_pretrained(tmp, expert_parallel=ep, progress=False)
+        ref = MoEModel.from_pretrained(tmp, progress=False)
+        ids = np.array(ref.tokenizer.encode(builtin.heldout_text("code"))[:90], np.int64)
+        same(ep, m(ids), ref(ids), "saved int4 finegrained")
     # Llama 4 (the routing weight scales the expert input), under a placement with replicas of hot experts
     cfg = presets.get("llama-4-scout").scaled(num_layers=2)
     E = cfg.num_experts
