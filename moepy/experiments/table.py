@@ -39,6 +39,13 @@ class Table:
         """{column: array} (copies)."""
         return {k: v.copy() for k, v in self._cols.items()}
 
+    def without(self, *names: str) -> "Table":
+        """This table without the columns `names` (e.g. the run-dependent "tok_s" in a stored notebook)."""
+        bad = [n for n in names if n not in self._cols]
+        if bad:
+            raise KeyError(f"no column {bad[0]!r}; the columns are {self.columns}")
+        return Table({k: v for k, v in self._cols.items() if k not in names}, self.formats, self.title)
+
     def rows(self):
         """One {column: value} dict per row."""
         return [{k: v[i].item() if hasattr(v[i], "item") else v[i] for k, v in self._cols.items()}

@@ -214,6 +214,9 @@ def test_table_prints_aligned():
     assert len({len(line) for line in lines}) == 1  # every row the same width
     assert "22.25" in lines[3] and t.to_dict()["dead"].tolist() == [0, 12]
     assert "<table>" in t._repr_html_() and t.row("bbbbbb")["dead"] == 12
+    assert t.without("ppl").columns == ["scheme", "dead"]
+    with pytest.raises(KeyError, match="no column"):
+        t.without("tok_s")
     with pytest.raises(ValueError, match="one length"):
         Table({"a": [1], "b": [1, 2]})
 
