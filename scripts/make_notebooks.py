@@ -7,10 +7,11 @@ Each notebook's cells are Python data in one module of scripts/notebooks/ (nbNN_
     CELLS = [("md", "# Title ..."), ("code", "import moepy ..."), ...]
 The builder makes an nbformat v4 notebook of them (cell ids derived from the notebook name and the cell's
 index, so a rebuild gives the same ids), runs it with nbclient in the `python3` kernel (this interpreter:
-sys.executable, cwd = the repository root, PYTHONPATH = the repository root first, one OpenMP thread count),
-and writes notebooks/NN_name.ipynb with its outputs: text, and image/png for matplotlib figures (the inline
-backend). Execution timing metadata is stripped and execution counts are sequential, so a rebuild of unchanged
-sources gives the same file except for the PNG bytes.
+sys.executable, cwd = the repository root, PYTHONPATH = the repository root first, so the kernel imports the
+checkout's moepy), and writes notebooks/NN_name.ipynb with its outputs: text, and image/png for matplotlib
+figures (the inline backend). Execution timing metadata is stripped, execution counts are sequential and a
+cell's printed text is one stream output, so a rebuild of unchanged sources gives the same file (byte for byte
+on one machine; the PNG bytes may differ across matplotlib builds, which the staleness test allows).
 
 Adding a notebook:
   1. write scripts/notebooks/nbNN_name.py with CELLS (cells must print nothing that varies run to run:
@@ -169,8 +170,17 @@ def stale(stored, fresh) -> Optional[str]:
     for i, (x, y) in enumerate(zip(a, b)):
         for key in ("id", "type", "source", "outputs"):
             if x.get(key) != y.get(key):
-                return f"cell {i} ({y.get('id')}): its {key} differs\n stored: {x.get(key)!r:.600}\n built:  {y.get(key)!r:.600}"
+                return f"cell {i} ({y.get('id')}): its {key} differs\n" + _first_difference(x.get(key), y.get(key))
     return None
+
+
+def _first_difference(a, b) -> str:
+    """The first differing line of two sources or output lists, stored (-) against built (+)."""
+    import difflib
+    flat = lambda v: v.splitlines() if isinstance(v, str) else \
+        [f"[{o[0]} {o[1]}] {line}" for o in (v or []) for line in (o[2].splitlines() or [""])]
+    diff = [d for d in difflib.unified_diff(flat(a), flat(b), "stored", "built", n=0, lineterm="")]
+    return "\n".join(diff[:8]) or f"stored {len(a or [])} outputs, built {len(b or [])}"
 
 
 def path_of(name: str) -> str:

@@ -4,6 +4,7 @@ raises or when the stored notebook is stale (cell ids, sources or text outputs d
 presence only: see make_notebooks.normalise)."""
 import importlib.util
 import os
+import re
 
 import pytest
 
@@ -26,7 +27,8 @@ def test_notebook_runs_and_is_current(name, module):
     try:
         fresh, _ = make_notebooks.run(name, module)
     except nbclient.exceptions.CellExecutionError as e:
-        pytest.fail(f"notebooks/{name}.ipynb: a cell raised (fix scripts/notebooks/{module}.py):\n{e}")
+        pytest.fail(f"notebooks/{name}.ipynb: a cell raised (fix scripts/notebooks/{module}.py):\n"
+                    + re.sub(r"\x1b\[[0-9;]*m", "", str(e)))
     with open(path, encoding="utf-8") as f:
         stored = nbformat.read(f, as_version=4)
     diff = make_notebooks.stale(stored, fresh)

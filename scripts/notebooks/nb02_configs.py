@@ -92,10 +92,17 @@ show(['model'] + [f'{f} GB' for f in cols] + ['active bf16 GB'],
     ("code", """years = np.array([year(n, presets[n]) for n in order])
 tot = np.array([counts[n].total for n in order], float)
 act = np.array([counts[n].active for n in order], float)
-fig, ax = plt.subplots(figsize=(9, 6.5))
+fig, ax = plt.subplots(figsize=(10, 7.5))
 sc = ax.scatter(tot, act, c=years, cmap='viridis', s=40, zorder=3)
-for n, x, y, yr in zip(order, tot, act, years):
-    ax.annotate(f'{n} ({yr})', (x, y), textcoords='offset points', xytext=(4, 3), fontsize=7)
+# one label per group of points closer than 12% in both coordinates; labels alternate right and left
+groups = []
+for i in np.argsort(tot, kind='stable'):
+    near = [g for g in groups if abs(np.log(tot[g[0]] / tot[i])) < 0.12 and abs(np.log(act[g[0]] / act[i])) < 0.12]
+    (near[0].append(i) if near else groups.append([i]))
+for j, g in enumerate(sorted(groups, key=lambda g: act[g[0]])):
+    right = j % 2 == 0
+    ax.annotate('\\n'.join(order[i] for i in g), (tot[g[0]], act[g[0]]), textcoords='offset points',
+                xytext=(6 if right else -6, 0), ha='left' if right else 'right', va='center', fontsize=7)
 for r in (0.01, 0.1, 1.0):
     xs = np.array([tot.min() / 2, tot.max() * 2])
     ax.plot(xs, r * xs, 'k:', lw=0.7)
@@ -116,7 +123,7 @@ ax.set_yticks(y, order, fontsize=8); ax.invert_yaxis()
 ax.set_xscale('log'); ax.set_xlabel('weights, GB (1e9 bytes)')
 for gb in (80, 640):
     ax.axvline(gb, color='gray', lw=0.7, ls='--')
-    ax.annotate(f'{gb} GB', (gb, len(order) - 0.5), fontsize=7, color='gray', rotation=90, va='bottom')
+    ax.annotate(f' {gb} GB', (gb, -0.6), fontsize=7, color='gray', va='bottom')
 ax.legend(loc='lower right')
 fig.tight_layout()
 plt.show()"""),
