@@ -1,93 +1,221 @@
-"""Build and execute the notebooks in notebooks/ without Jupyter: each cell runs in one shared
-namespace, its printed output and the repr of its last expression become the cell's outputs.
+"""Build the notebooks of notebooks/ from their sources and execute them with a real Jupyter kernel.
 
-    python scripts/make_notebooks.py          # rewrites notebooks/*.ipynb with fresh outputs
+    python scripts/make_notebooks.py              # rebuild every notebook
+    python scripts/make_notebooks.py 01_tour      # rebuild the named ones (name, its number "01", or NN_name.ipynb)
+
+Each notebook's cells are Python data in one module of scripts/notebooks/ (nbNN_<name>.py) exposing
+    CELLS = [("md", "# Title ..."), ("code", "import moepy ..."), ...]
+The builder makes an nbformat v4 notebook of them (cell ids derived from the notebook name and the cell's
+index, so a rebuild gives the same ids), runs it with nbclient in the `python3` kernel (this interpreter:
+sys.executable, cwd = the repository root, PYTHONPATH = the repository root first, so the kernel imports the
+checkout's moepy), and writes notebooks/NN_name.ipynb with its outputs: text, and image/png for matplotlib
+figures (the inline backend). Execution timing metadata is stripped, execution counts are sequential and a
+cell's printed text is one stream output, so a rebuild of unchanged sources gives the same file (byte for byte
+on one machine; the PNG bytes may differ across matplotlib builds, which the staleness test allows).
+
+Adding a notebook:
+  1. write scripts/notebooks/nbNN_name.py with CELLS (cells must print nothing that varies run to run:
+     no timings, memory addresses, paths or dates; moepy's numbers are bitwise deterministic);
+  2. add ("NN_name", "nbNN_name") to NOTEBOOKS below;
+  3. run python scripts/make_notebooks.py NN_name and commit the .ipynb with the source module.
+tests/test_notebooks.py re-executes each registered notebook and fails when it raises or when the stored
+outputs are stale (see normalise()). Each notebook should run in well under a minute on 2 cores.
 """
-import ast
-import contextlib
-import io
-import json
+from __future__ import annotations
+
+import copy
+import importlib
 import os
+import re
 import sys
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "..", "notebooks")
+ROOT = os.path.dirname(HERE)
+OUT = os.path.join(ROOT, "notebooks")
 
-TOUR = [
-    ("md", "# moepy tour\n\nRouters of every family, balance measures, an MoE layer, a Hugging Face block, "
-           "quantized experts and model accounting — all on CPU, from NumPy arrays."),
-    ("code", "import numpy as np, moepy\nmoepy.build_info()"),
-    ("md", "## Routing: the same logits through Mixtral's and DeepSeek-V3's routers"),
-    ("code", "rng = np.random.default_rng(0)\nlogits = rng.standard_normal((4096, 256)).astype(np.float32)\n"
-             "ds = moepy.route(logits, moepy.RouterConfig.deepseek_v3())\n"
-             "mx = moepy.route(logits[:, :8], moepy.RouterConfig.mixtral(8, 2))\n"
-             "print(ds.experts[0], ds.weights[0].round(3), ds.weights[0].sum())\n"
-             "print(mx.experts[0], mx.weights[0].round(3))"),
-    ("code", "for name, r in [('deepseek-v3', ds), ('mixtral', mx)]:\n"
-             "    s = moepy.balance_stats(r)\n"
-             "    print(f'{name:12s} cv={s.cv:.3f} max/mean={s.max_over_mean:.2f} dead={s.dead_experts} aux={s.aux_loss:.3f}')"),
-    ("md", "## Token dropping: Switch top-1 with a capacity, and expert choice"),
-    ("code", "sw = moepy.route(logits[:, :8] + np.array([2, 0, 0, 0, 0, 0, 0, 0], np.float32),\n"
-             "                  moepy.RouterConfig.switch(8, capacity_factor=1.0))\n"
-             "print('capacity', sw.capacity, 'drop rate', moepy.balance_stats(sw).drop_rate)\n"
-             "ec = moepy.expert_choice(logits[:, :8], capacity_factor=2.0)\n"
-             "print('expert choice: tokens taken by no expert:', int((ec.coverage == 0).sum()))"),
-    ("md", "## The auxiliary-loss-free bias (DeepSeek-V3) over a stream of batches"),
-    ("code", "cfg = moepy.RouterConfig.deepseek_v3()\nskew = np.zeros(256, np.float32); skew[:16] = 0.5\n"
-             "bal = moepy.BiasBalancer(256, gamma=0.01)\n"
-             "for _ in range(50):\n"
-             "    bal.route(rng.standard_normal((2048, 256)).astype(np.float32) + skew, cfg)\n"
-             "print('max/mean load per batch:', [round(h, 2) for h in bal.history[::10]])"),
-    ("md", "## An MoE layer: routed + shared experts in one C call, fp32 / bf16 / INT8 / INT4"),
-    ("code", "layer = moepy.MoELayer.random(moepy.RouterConfig.deepseek_v3(64, 6, n_group=8, topk_group=4), 512, 256,\n"
-             "                              shared_intermediate_size=512, selection_bias=True, seed=0)\n"
-             "x = rng.standard_normal((64, 512)).astype(np.float32)\n"
-             "y = layer(x)\n"
-             "for fmt in ['int8', 'int4']:\n"
-             "    q = layer.quantize(fmt, 32)\n"
-             "    err = np.sqrt(((q(x) - y) ** 2).mean() / (y ** 2).mean())\n"
-             "    print(fmt, 'routed bytes', q.nbytes()['routed'], 'vs fp32', layer.nbytes()['routed'], f'rel. error {err:.3%}')"),
-    ("md", "## Model accounting"),
-    ("code", "cfg = moepy.configs.get('deepseek-v3')\np = cfg.count_params()\n"
-             "print(f'total {p.total/1e9:.1f}B active {p.active/1e9:.2f}B  int4 weights {cfg.memory_bytes(\"int4\")/1e9:.0f} GB')\n"
-             "print('expert combinations per layer:', cfg.expert_combinations)"),
+# (notebook name: notebooks/<name>.ipynb, source module in scripts/notebooks/), in reading order
+NOTEBOOKS: List[Tuple[str, str]] = [
+    ("01_tour", "nb01_tour"),
+    ("02_configs", "nb02_configs"),
 ]
 
+KERNEL = "python3"
+TIMEOUT = 120  # seconds per cell
 
-def run_cells(cells):
-    ns: dict = {}
-    out = []
-    for n, (kind, src) in enumerate(cells):
-        if kind == "md":
-            out.append({"cell_type": "markdown", "metadata": {}, "source": src.splitlines(True)})
+
+def cells_of(module: str) -> List[Tuple[str, str]]:
+    """The CELLS of scripts/notebooks/<module>.py (imported fresh)."""
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    mod = importlib.import_module(f"notebooks.{module}")
+    mod = importlib.reload(mod)
+    cells = mod.CELLS
+    for kind, src in cells:
+        if kind not in ("md", "code") or not isinstance(src, str):
+            raise ValueError(f"{module}.CELLS: each cell is ('md' or 'code', str), got {kind!r}")
+    return cells
+
+
+def build(name: str, cells: Sequence[Tuple[str, str]]):
+    """The unexecuted nbformat notebook of `cells`, with stable cell ids `<name>-<index>`."""
+    import nbformat
+    from nbformat import v4
+    nb = v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": KERNEL, "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    for i, (kind, src) in enumerate(cells):
+        make = v4.new_markdown_cell if kind == "md" else v4.new_code_cell
+        nb.cells.append(make(src.strip("\n"), id=f"{name.replace('_', '-')}-{i:02d}"))
+    nbformat.validate(nb)
+    return nb
+
+
+def _kernel_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    env["PYTHONHASHSEED"] = "0"
+    return env
+
+
+def execute(nb):
+    """Run `nb` in a fresh python3 kernel in the repository root; returns it with outputs. jupyter_client
+    launches a kernelspec whose argv[0] is "python" with sys.executable, so the kernel is this interpreter
+    (and ipykernel's own spec names "python"). Raises nbclient.exceptions.CellExecutionError when a cell raises."""
+    from nbclient import NotebookClient
+
+    client = NotebookClient(nb, kernel_name=KERNEL, timeout=TIMEOUT, resources={"metadata": {"path": ROOT}},
+                            record_timing=False, allow_errors=False)
+    client.execute(env=_kernel_env())
+    return nb
+
+
+def _merge_streams(outputs):
+    """Consecutive stream outputs of one name joined into one (how the kernel splits a cell's printing into
+    messages depends on flush timing)."""
+    merged = []
+    for o in outputs:
+        if o["output_type"] == "stream" and merged and merged[-1]["output_type"] == "stream" \
+                and merged[-1]["name"] == o["name"]:
+            merged[-1]["text"] += o["text"]
+        else:
+            merged.append(copy.deepcopy(o))
+    return merged
+
+
+def clean(nb):
+    """Strip what varies run to run from an executed notebook: execution timing metadata, widget state, the
+    split of printed text into stream messages; execution counts become 1, 2, ... over the code cells."""
+    n = 0
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        if cell.cell_type != "code":
             continue
-        tree = ast.parse(src)
-        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
-            exec(compile(tree, f"<cell {n}>", "exec"), ns)
-            value = eval(compile(ast.Expression(last.value), f"<cell {n}>", "eval"), ns) if last else None
-        outputs = []
-        if buf.getvalue():
-            outputs.append({"output_type": "stream", "name": "stdout", "text": buf.getvalue().splitlines(True)})
-        if value is not None:
-            outputs.append({"output_type": "execute_result", "execution_count": n, "metadata": {},
-                            "data": {"text/plain": repr(value).splitlines(True)}})
-        out.append({"cell_type": "code", "execution_count": n, "metadata": {}, "outputs": outputs,
-                    "source": src.splitlines(True)})
+        n += 1
+        cell.execution_count = n
+        cell.outputs = _merge_streams(cell.outputs)
+        for out in cell.outputs:
+            if "execution_count" in out:
+                out["execution_count"] = n
+            out.get("metadata", {}).pop("execution", None)
+    nb.metadata.pop("widgets", None)
+    return nb
+
+
+def run(name: str, module: str):
+    """Build, execute and clean one notebook; returns (notebook, seconds)."""
+    t0 = time.perf_counter()
+    nb = clean(execute(build(name, cells_of(module))))
+    return nb, time.perf_counter() - t0
+
+
+# ------------------------------------------------------------------ staleness
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def normalise(nb) -> List[dict]:
+    """What the staleness check compares, cell by cell: id, type, source, and each output reduced to
+    (type, stream name or "image/png", text); consecutive streams of one name are joined first; text outputs
+    are compared exactly as stored (moepy is bitwise deterministic, so numbers
+    printed are identical run to run), except that memory addresses (" at 0x...") become " at 0x?";
+    image/png outputs count as present, their bytes are not compared (PNG encoders embed versions and may
+    differ across matplotlib/libpng builds)."""
+    out = []
+    for cell in nb.cells:
+        item = {"id": cell.get("id"), "type": cell.cell_type, "source": cell.source}
+        if cell.cell_type == "code":
+            outs = []
+            for o in _merge_streams(cell.outputs):
+                kind = o["output_type"]
+                if kind == "stream":
+                    outs.append((kind, o["name"], _ADDRESS.sub(" at 0x?", o["text"])))
+                elif kind in ("execute_result", "display_data"):
+                    data = o.get("data", {})
+                    text = _ADDRESS.sub(" at 0x?", data.get("text/plain", ""))
+                    outs.append((kind, "image/png" if "image/png" in data else "", text))
+                else:  # error
+                    outs.append((kind, o.get("ename", ""), o.get("evalue", "")))
+            item["outputs"] = outs
+        out.append(item)
     return out
 
 
-def write(name, cells):
-    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                                          "language": "python"}},
-          "cells": run_cells(cells)}
+def stale(stored, fresh) -> Optional[str]:
+    """None when `stored` matches `fresh` under normalise(); else a description of the first difference."""
+    a, b = normalise(stored), normalise(fresh)
+    if len(a) != len(b):
+        return f"{len(a)} cells stored, {len(b)} built"
+    for i, (x, y) in enumerate(zip(a, b)):
+        for key in ("id", "type", "source", "outputs"):
+            if x.get(key) != y.get(key):
+                return f"cell {i} ({y.get('id')}): its {key} differs\n" + _first_difference(x.get(key), y.get(key))
+    return None
+
+
+def _first_difference(a, b) -> str:
+    """The first differing line of two sources or output lists, stored (-) against built (+)."""
+    import difflib
+    flat = lambda v: v.splitlines() if isinstance(v, str) else \
+        [f"[{o[0]} {o[1]}] {line}" for o in (v or []) for line in (o[2].splitlines() or [""])]
+    diff = [d for d in difflib.unified_diff(flat(a), flat(b), "stored", "built", n=0, lineterm="")]
+    return "\n".join(diff[:8]) or f"stored {len(a or [])} outputs, built {len(b or [])}"
+
+
+def path_of(name: str) -> str:
+    return os.path.join(OUT, f"{name}.ipynb")
+
+
+def write(name: str, nb) -> str:
+    import nbformat
     os.makedirs(OUT, exist_ok=True)
-    with open(os.path.join(OUT, name), "w") as f:
-        json.dump(nb, f, indent=1)
-        f.write("\n")
+    p = path_of(name)
+    with open(p, "w", encoding="utf-8") as f:
+        nbformat.write(nb, f)
+    return p
+
+
+def select(args: Sequence[str]) -> List[Tuple[str, str]]:
+    if not args:
+        return list(NOTEBOOKS)
+    chosen = []
+    for a in args:
+        a = os.path.basename(a).removesuffix(".ipynb")
+        hit = [nbk for nbk in NOTEBOOKS if nbk[0] == a or nbk[0].split("_", 1)[0] == a or nbk[1] == a]
+        if not hit:
+            raise SystemExit(f"no notebook {a!r}; the notebooks are {[n for n, _ in NOTEBOOKS]}")
+        chosen += [h for h in hit if h not in chosen]
+    return chosen
+
+
+def main(argv: Sequence[str]) -> int:
+    for name, module in select(argv):
+        nb, seconds = run(name, module)
+        p = write(name, nb)
+        print(f"wrote {os.path.relpath(p, ROOT)}  ({seconds:.1f} s)", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":
-    write("01_tour.ipynb", TOUR)
-    print("wrote", os.path.join(OUT, "01_tour.ipynb"), file=sys.stderr)
+    sys.exit(main(sys.argv[1:]))
