@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import colorsys
 import html as _html
-from typing import List, Optional
+from typing import List
 
 from .trace import Trace, tokenizer_sha256
 

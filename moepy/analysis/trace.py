@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
