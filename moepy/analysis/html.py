@@ -6,6 +6,8 @@ import colorsys
 import html as _html
 from typing import List
 
+import numpy as np
+
 from .trace import Trace, tokenizer_sha256
 
 # light, distinct backgrounds (matplotlib's tab10 lightened); more experts get golden-ratio hues
@@ -46,7 +48,7 @@ def tokens_html(trace: Trace, layer: int, tokenizer=None, start: int = 0, count:
         raise TypeError(f"trace must be a moepy.analysis.Trace, got {type(trace).__name__}")
     E = trace.num_experts(layer)
     for name, v in (("start", start), ("count", count)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise ValueError(f"{name} must be an int >= 0, got {v!r}")
     if tokenizer is not None and "tokenizer_sha256" in trace.meta:
         sha = tokenizer_sha256(tokenizer)
@@ -56,7 +58,7 @@ def tokens_html(trace: Trace, layer: int, tokenizer=None, start: int = 0, count:
     ex, w = trace.experts[layer], trace.weights[layer]
     starts = set(int(s) for s in trace.chunk_starts)
     spans = []
-    for t in range(start, min(start + count, trace.num_tokens)):
+    for t in range(int(start), min(int(start) + int(count), trace.num_tokens)):
         tid = int(trace.ids[t])
         text = tokenizer.decode([tid], skip_special_tokens=False) if tokenizer is not None else f"{tid} "
         tip = f"token {t}: id {tid}; experts " + ", ".join(f"{int(e)} ({float(x):.2f})" for e, x in zip(ex[t], w[t]))

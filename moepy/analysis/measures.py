@@ -23,11 +23,16 @@ def _check_trace(trace, name: str = "trace") -> Trace:
     return trace
 
 
-def _members(ex: np.ndarray, E: int) -> np.ndarray:
-    """(T, E) float64 0/1: token t selected expert e (ex (T, K))."""
-    m = np.zeros((ex.shape[0], E), np.float64)
-    m[np.arange(ex.shape[0])[:, None], ex] = 1.0
-    return m
+def _pair_counts(xa: np.ndarray, xb: np.ndarray, Ea: int, Eb: int, skip_same_slot: bool = False) -> np.ndarray:
+    """(Ea, Eb) float64: over tokens t and slot pairs (i, j), how often xa[t, i] = a and xb[t, j] = b (xa (T, Ka),
+    xb (T, Kb); skip_same_slot: leave out i == j). Bincounts over the slot pairs, no (T, E) matrix."""
+    out = np.zeros(Ea * Eb, np.int64)
+    for i in range(xa.shape[1]):
+        for j in range(xb.shape[1]):
+            if skip_same_slot and i == j:
+                continue
+            out += np.bincount(xa[:, i].astype(np.int64) * Eb + xb[:, j], minlength=Ea * Eb)
+    return out.reshape(Ea, Eb).astype(np.float64)
 
 
 def _counts(trace: Trace, layer: int, kept: bool = False, tokens: Optional[np.ndarray] = None) -> np.ndarray:
@@ -106,10 +111,9 @@ def coactivation(trace: Trace, layer: int) -> np.ndarray:
     sums to K - 1."""
     _check_trace(trace)
     E = trace.num_experts(layer)
-    m = _members(trace.experts[layer], E)
-    co = m.T @ m
-    n = np.diag(co).copy()
-    np.fill_diagonal(co, 0.0)
+    ex = trace.experts[layer]
+    co = _pair_counts(ex, ex, E, E, skip_same_slot=True)  # experts are unique per row: the diagonal stays 0
+    n = np.bincount(ex.reshape(-1), minlength=E).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = co / n[:, None]
     out[n == 0] = np.nan
@@ -135,9 +139,8 @@ def cross_layer(trace: Trace, layer_a: int, layer_b: Optional[int] = None, any_c
     xa, xb = trace.experts[layer_a], trace.experts[layer_b]
     if not any_choice:
         xa, xb = xa[:, :1], xb[:, :1]
-    ma, mb = _members(xa, Ea), _members(xb, Eb)
-    co = ma.T @ mb
-    n = ma.sum(axis=0)
+    co = _pair_counts(xa, xb, Ea, Eb)
+    n = np.bincount(xa.reshape(-1), minlength=Ea).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = co / n[:, None]
     out[n == 0] = np.nan

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from typing import Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -177,6 +178,10 @@ class Trace:
             raise ValueError("chunk_starts must be empty for an empty trace")
         self.chunk_starts = cs.astype(np.int64)
         meta.pop("domain_names", None)
+        try:
+            json.dumps(meta, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"meta must be JSON-serializable (plain str / int / float / list / dict): {e}") from None
         self.meta = meta
 
     # ---------------------------------------------------------------- building

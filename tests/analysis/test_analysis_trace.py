@@ -46,6 +46,7 @@ def test_from_arrays_defaults_and_properties():
     (dict(chunk_starts=[1]), "chunk_starts"),
     (dict(ids=[-1]), "ids"),
     (dict(ids=[11], meta={"vocab_size": 11}), "ids"),
+    (dict(meta={"note": object()}), "JSON-serializable"),
 ])
 def test_from_arrays_refuses_bad_input(kw, match):
     args = dict(ids=[0], experts={0: [[0, 1]]}, num_experts=3)
