@@ -5,13 +5,14 @@ import inspect
 import pytest
 
 import moepy
+import moepy.analysis
 import moepy.configs
 import moepy.families
 import moepy.moe
 import moepy.moe.quant
 import moepy.routing
 
-MODULES = (moepy, moepy.configs, moepy.routing, moepy.moe, moepy.moe.quant, moepy.families)
+MODULES = (moepy, moepy.configs, moepy.routing, moepy.moe, moepy.moe.quant, moepy.families, moepy.analysis)
 
 
 def _public(mod):
