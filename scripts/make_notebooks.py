@@ -39,6 +39,8 @@ OUT = os.path.join(ROOT, "notebooks")
 NOTEBOOKS: List[Tuple[str, str]] = [
     ("01_tour", "nb01_tour"),
     ("02_configs", "nb02_configs"),
+    ("03_routing_schemes", "nb03_routing_schemes"),
+    ("04_load_balancing", "nb04_load_balancing"),
 ]
 
 KERNEL = "python3"
