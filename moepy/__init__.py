@@ -3,7 +3,10 @@
 C kernels (routing, top-k, dispatch, grouped expert FFNs, INT8/INT4 matmul) under a NumPy API; see README.md.
 Subpackages: routing (RouterConfig, route, metrics), moe (MoELayer, experts, quant), families (one module per
 model family, behind a registry), configs (ModelConfig, presets, accounting), io (safetensors, checkpoints, GGUF),
-reference (the NumPy twins of the kernels), nn (MoEModel: whole decoders, KV cache, generation).
+reference (the NumPy twins of the kernels), nn (MoEModel: whole decoders, KV cache, generation), eval
+(perplexity, KLD, the built-in checkpoints), analysis (router traces and their measures and plots), experiments
+(routing schemes swapped into a model, compared), sim (expert-placement simulation), parallel (expert parallelism
+on MPI).
 """
 from ._ops import build_info as _build_info, get_num_threads, set_isa, set_num_threads
 from .routing import BalanceStats, BiasBalancer, ExpertChoice, RouterConfig, Routing, apply_capacity, balance_stats, \
@@ -24,7 +27,7 @@ def build_info() -> dict:
 
 
 def __getattr__(name):
-    if name in ("io", "nn"):  # imported on first use (the checkpoint readers, the decoder)
+    if name in ("io", "nn", "eval", "analysis", "experiments", "sim", "parallel"):  # imported on first use
         import importlib
         return importlib.import_module("." + name, __name__)
     if name in ("MoEModel", "KVCache"):
