@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import random_trace
+from trace_helpers import random_trace
 from moepy import analysis as A
 from moepy.analysis import Trace
 

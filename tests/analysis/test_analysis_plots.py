@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import random_trace
+from trace_helpers import random_trace
 from moepy import analysis as A
 from moepy.analysis import Trace
 

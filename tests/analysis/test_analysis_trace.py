@@ -5,7 +5,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import random_trace
+from trace_helpers import random_trace
 from moepy.analysis import Trace
 
 FP = {"family": "mixtral", "vocab_size": 11, "tokenizer_sha256": "ab" * 32}
