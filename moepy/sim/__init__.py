@@ -1,0 +1,1 @@
+"""moepy.sim: expert-placement simulation (placement, dispatch traffic, rebalancing, synthetic routing)."""
