@@ -22,9 +22,10 @@ POLICIES = {
                   "from the replicas",
     "greedy": "longest processing time: physical experts by load descending onto the least-loaded device "
               "with a free slot (replicas of the hottest experts first); node-blind",
-    "coactivation": "experts by load descending, each to the node it co-activates with most while that node "
-                    "stays within 10% of the mean node load (else the least-loaded node); then as eplb within "
-                    "each node; needs the (E, E) co-activation counts",
+    "coactivation": "replicas of the hottest experts (one per node at most); physical experts by load "
+                    "descending, each to the node whose experts it co-activates with most while that node stays "
+                    "within 10% of the mean node load (else the least-loaded node); then onto the node's devices "
+                    "by load; needs the (E, E) co-activation counts",
     "eplb": "DeepSeek EPLB, hierarchical: expert groups packed onto nodes by group load, hottest experts "
             "replicated within each node, physical experts packed onto the node's devices",
     "eplb_global": "DeepSeek EPLB, global: hottest experts replicated over all experts, then packed onto all "
@@ -32,17 +33,14 @@ POLICIES = {
 }
 
 
-def _hierarchical(load, E, D, N, P, num_groups, coactivation=None):
-    """(P,) logical, (P,) device for the node-then-device policies (eplb, coactivation)."""
+def _hierarchical(load, E, D, N, P, num_groups):
+    """(P,) logical, (P,) device for hierarchical EPLB."""
     dpn = D // N
-    per_node_logical, per_node_slots = E // N, P // N
-    if coactivation is None:  # step 1: groups of E // num_groups consecutive experts onto nodes by group load
-        G = num_groups
-        group_load = load.reshape(G, E // G).sum(1)  # (G,)
-        group_node = pack(group_load, np.arange(G), N, G // N)  # (G,)
-        expert_node = np.repeat(group_node, E // G)  # (E,)
-    else:  # step 1: experts onto nodes by co-activation under a balance constraint
-        expert_node = pack(load, np.arange(E), N, per_node_logical, coactivation=coactivation)
+    per_node_slots = P // N
+    G = num_groups  # step 1: groups of E // G consecutive experts onto nodes, balanced by group load
+    group_load = load.reshape(G, E // G).sum(1)  # (G,)
+    group_node = pack(group_load, np.arange(G), N, G // N)  # (G,)
+    expert_node = np.repeat(group_node, E // G)  # (E,)
     p2l, p2d = [], []
     for node in range(N):
         experts = np.flatnonzero(expert_node == node)  # (E / N,)
@@ -51,11 +49,25 @@ def _hierarchical(load, E, D, N, P, num_groups, coactivation=None):
         logical = np.repeat(experts, counts)  # (P / N,)
         weight = np.repeat(load[experts] / counts, counts)
         # step 3: the node's physical experts onto its devices, balanced, P / D each
-        local = np.repeat(np.arange(experts.size), counts)
-        dev = pack(weight, local, dpn, P // D)
+        dev = pack(weight, np.repeat(np.arange(experts.size), counts), dpn, P // D)
         p2l.append(logical)
         p2d.append(node * dpn + dev)
     return np.concatenate(p2l), np.concatenate(p2d)
+
+
+def _coactivation(load, coactivation, E, D, N, P):
+    """(P,) logical, (P,) device: replicas of the hottest experts (at most one per node), physical experts onto
+    nodes by co-activation under the balance limit, then onto each node's devices by load."""
+    dpn = D // N
+    counts = replicate_hottest(load, P, N)  # (E,)
+    p2l = np.repeat(np.arange(E), counts)  # (P,)
+    weight = np.repeat(load / counts, counts)
+    node = pack(weight, p2l, N, P // N, coactivation=coactivation)  # (P,)
+    p2d = np.empty(P, np.int64)
+    for n in range(N):
+        mine = np.flatnonzero(node == n)
+        p2d[mine] = n * dpn + pack(weight[mine], p2l[mine], dpn, P // D)
+    return p2l, p2d
 
 
 def place_experts(load, num_devices: int, num_nodes: int = 1, num_replicas: int = 0, policy: str = "greedy",
@@ -107,20 +119,22 @@ def place_experts(load, num_devices: int, num_nodes: int = 1, num_replicas: int 
     if spd > E:
         raise ValueError(f"num_replicas={R}: {spd} slots per device but only {E} experts (a device holds one "
                          f"replica of an expert at most; more replicas of an expert than devices)")
-    hierarchical = policy in ("eplb", "coactivation")
-    if hierarchical and N > 1 and E % N:
-        raise ValueError(f"num_nodes={N} does not divide the {E} experts (policy {policy!r} places E / N "
+    if policy == "eplb" and N > 1 and E % N:
+        raise ValueError(f"num_nodes={N} does not divide the {E} experts (policy 'eplb' places E / N "
                          f"experts per node)")
-    if hierarchical and N > 1 and P // N > (E // N) * (D // N):
-        raise ValueError(f"num_replicas={R}: policy {policy!r} replicates within a node; {P // N} slots per node "
+    if policy == "eplb" and N > 1 and P // N > (E // N) * (D // N):
+        raise ValueError(f"num_replicas={R}: policy 'eplb' replicates within a node; {P // N} slots per node "
                          f"need more replicas of an expert than the {D // N} devices of a node")
+    if policy == "coactivation" and P > E * N:
+        raise ValueError(f"num_replicas={R}: policy 'coactivation' keeps one replica of an expert per node; "
+                         f"{P} slots need more than {N} nodes")
     if policy == "coactivation":
         if coactivation is None:
             raise ValueError("coactivation: policy 'coactivation' needs the (E, E) co-activation counts")
         coactivation = np.asarray(coactivation, dtype=np.float64)
         if coactivation.shape != (E, E):
             raise ValueError(f"coactivation must have shape ({E}, {E}), got {coactivation.shape}")
-        p2l, p2d = _hierarchical(load, E, D, N, P, None, coactivation)
+        p2l, p2d = _coactivation(load, coactivation, E, D, N, P)
     elif policy == "eplb":
         G = E if num_groups is None else _check_int(num_groups, "num_groups")
         if E % G:
