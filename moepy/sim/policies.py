@@ -25,7 +25,8 @@ POLICIES = {
     "coactivation": "replicas of the hottest experts (one per node at most); physical experts by load "
                     "descending, each to the node whose experts it co-activates with most while that node stays "
                     "within 10% of the mean node load (else the least-loaded node); then onto the node's devices "
-                    "by load; needs the (E, E) co-activation counts",
+                    "by load (with one node: the same rule between devices); needs the (E, E) co-activation "
+                    "counts",
     "eplb": "DeepSeek EPLB, hierarchical: expert groups packed onto nodes by group load, hottest experts "
             "replicated within each node, physical experts packed onto the node's devices",
     "eplb_global": "DeepSeek EPLB, global: hottest experts replicated over all experts, then packed onto all "
@@ -56,12 +57,15 @@ def _hierarchical(load, E, D, N, P, num_groups):
 
 
 def _coactivation(load, coactivation, E, D, N, P):
-    """(P,) logical, (P,) device: replicas of the hottest experts (at most one per node), physical experts onto
+    """(P,) logical, (P,) device: replicas of the hottest experts (at most one per node; one node: per device),
+    physical experts onto
     nodes by co-activation under the balance limit, then onto each node's devices by load."""
     dpn = D // N
-    counts = replicate_hottest(load, P, N)  # (E,)
+    counts = replicate_hottest(load, P, N if N > 1 else D)  # (E,)
     p2l = np.repeat(np.arange(E), counts)  # (P,)
     weight = np.repeat(load / counts, counts)
+    if N == 1:  # one node: the same rule between devices (a token is sent once per device)
+        return p2l, pack(weight, p2l, D, P // D, coactivation=coactivation)
     node = pack(weight, p2l, N, P // N, coactivation=coactivation)  # (P,)
     p2d = np.empty(P, np.int64)
     for n in range(N):
@@ -125,7 +129,7 @@ def place_experts(load, num_devices: int, num_nodes: int = 1, num_replicas: int 
     if policy == "eplb" and N > 1 and P // N > (E // N) * (D // N):
         raise ValueError(f"num_replicas={R}: policy 'eplb' replicates within a node; {P // N} slots per node "
                          f"need more replicas of an expert than the {D // N} devices of a node")
-    if policy == "coactivation" and P > E * N:
+    if policy == "coactivation" and N > 1 and P > E * N:
         raise ValueError(f"num_replicas={R}: policy 'coactivation' keeps one replica of an expert per node; "
                          f"{P} slots need more than {N} nodes")
     if policy == "coactivation":
