@@ -58,8 +58,8 @@ def _hierarchical(load, E, D, N, P, num_groups):
 
 def _coactivation(load, coactivation, E, D, N, P):
     """(P,) logical, (P,) device: replicas of the hottest experts (at most one per node; one node: per device),
-    physical experts onto
-    nodes by co-activation under the balance limit, then onto each node's devices by load."""
+    physical experts onto nodes by co-activation under the balance limit, then onto each node's devices by
+    load."""
     dpn = D // N
     counts = replicate_hottest(load, P, N if N > 1 else D)  # (E,)
     p2l = np.repeat(np.arange(E), counts)  # (P,)
