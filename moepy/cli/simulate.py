@@ -61,8 +61,8 @@ def _parser():
 def run(args) -> dict:
     """The simulation behind the command: {'header', 'columns', 'reports'} (raises UsageError)."""
     from .. import configs
-    from ..sim import POLICIES, Link, coactivation_counts, dispatch, load_from_experts, place_experts, \
-        synthetic_routing
+    from ..sim import POLICIES, Link, dispatch, load_from_experts, place_experts, synthetic_routing
+    from ..sim.synthetic import coactivation_counts
     try:
         cfg = configs.get(args.model)
     except KeyError as exc:

@@ -78,12 +78,13 @@ def place_experts(load, num_devices: int, num_nodes: int = 1, num_replicas: int 
                   coactivation=None, num_groups: Optional[int] = None,
                   slots_per_device: Optional[int] = None) -> Placement:
     """Place E logical experts (and num_replicas extra copies of the hottest ones) on num_devices devices in
-    num_nodes nodes, given their load (E,) (tokens routed to each; None = uniform, for the load-blind
-    policies). Returns a Placement; see POLICIES for what each policy does.
+    num_nodes nodes, given their load (E,) (slots routed to each; np.ones(E) when unknown: the load-blind
+    policies use it only to choose which experts to replicate). Returns a Placement; see POLICIES for what each policy does.
 
     P = E + num_replicas physical slots must be divisible by num_devices (P / D slots per device);
     slots_per_device, if given, fixes P = slots_per_device * D (and num_replicas = P - E).
-    coactivation (E, E): co-activation counts (tokens routing to both experts), for policy="coactivation".
+    coactivation (E, E): co-activation counts (tokens routing to both experts; moepy.sim.synthetic.
+    coactivation_counts), for policy="coactivation".
     num_groups: for "eplb", the expert groups kept together on a node (E divisible by it, it divisible by
     num_nodes; e.g. DeepSeek-V3's 8 routing groups); default E (every expert its own group).
     Raises ValueError naming the argument: fewer device slots than experts, more replicas of an expert than
@@ -91,9 +92,9 @@ def place_experts(load, num_devices: int, num_nodes: int = 1, num_replicas: int 
     """
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}; got {policy!r}")
-    load = None if load is None else np.asarray(load, dtype=np.float64)
     if load is None:
         raise ValueError("load is needed (pass np.ones(E) for a uniform load)")
+    load = np.asarray(load, dtype=np.float64)
     if load.ndim != 1 or load.size == 0:
         raise ValueError(f"load must be a non-empty (E,) array, got shape {load.shape}")
     if not np.isfinite(load).all() or (load < 0).any():

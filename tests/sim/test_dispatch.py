@@ -175,3 +175,11 @@ def test_matrix_sum_is_distinct_pairs_times_bytes_without_replicas():
     dev = pl.phys_to_device[np.argsort(pl.phys_to_logical)]  # device of each logical expert
     distinct = sum(len(set(dev[row])) for row in experts)
     assert rep.bytes.sum() == 5 * distinct
+
+
+def test_empty_batches():
+    pl = place_experts(np.ones(8), 4, 2, 0, "contiguous")
+    rep = dispatch(np.zeros((0, 2), np.int64), pl, None, 10, node_limit=2)
+    assert rep.bytes.sum() == 0 and rep.step_time() == 0 and rep.jain == 1.0 and rep.over_node_limit == 0
+    rep = dispatch(np.zeros((5, 0), np.int64), pl, None, 10)
+    assert rep.nodes_per_token.tolist() == [5, 0, 0] and rep.tokens_per_device.sum() == 0
