@@ -1,4 +1,4 @@
-"""Command line: `python -m moepy demo | eval | generate | configs | info`."""
+"""Command line: `python -m moepy demo | eval | generate | configs | simulate | info`."""
 from __future__ import annotations
 
 import os
@@ -12,6 +12,7 @@ commands:
   eval      perplexity, KL divergence and the routing report of a checkpoint on a text (eval --help)
   generate  generate text from a prompt with a checkpoint (generate --help)
   configs   print the table of model presets (parameters, activation ratio, memory)
+  simulate  expert placement on a simulated cluster: all-to-all bytes, device load, step time (simulate --help)
   info      print build information (OpenMP, threads, ISA)
 """
 
@@ -31,6 +32,9 @@ def main(argv=None) -> int:
     if cmd == "configs":
         from .cli.configs import main as configs_main
         return configs_main(rest)
+    if cmd == "simulate":
+        from .cli.simulate import main as simulate_main
+        return simulate_main(rest)
     if cmd == "info":
         import moepy
         for k, v in moepy.build_info().items():

@@ -1,1 +1,1 @@
-"""The command-line programs behind `python -m moepy` (demo, configs)."""
+"""The command-line programs behind `python -m moepy` (demo, configs, eval, simulate)."""
