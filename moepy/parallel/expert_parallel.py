@@ -29,9 +29,13 @@ class ExpertPlacement:
     """Which ranks hold which logical experts of an E-expert layer: holders[e] the ranks of expert e's copies.
 
     contiguous(E, R): rank r holds experts [r E / R, (r + 1) E / R) (the default). from_sim(placement): a
-    moepy.sim Placement (replicas included; its devices are the ranks)."""
+    moepy.sim Placement (replicas included; its devices are the ranks). `sim` is the moepy.sim Placement of the
+    same layout, and a slot goes where moepy.sim.dispatch sends it (moepy.sim.dispatch.choose_physical: a copy on
+    the token's own rank, else on its node, else any, each rank round-robin over its own slots), so the bytes a
+    run moves are the bytes the simulator predicts for its routing."""
 
-    def __init__(self, num_experts: int, num_ranks: int, holders: Sequence[Sequence[int]]):
+    def __init__(self, num_experts: int, num_ranks: int, holders: Sequence[Sequence[int]],
+                 ranks_per_node: Optional[int] = None):
         self.num_experts, self.num_ranks = int(num_experts), int(num_ranks)
         if len(holders) != self.num_experts:
             raise ValueError(f"placement: {len(holders)} experts placed, the layer has {self.num_experts}")
@@ -48,12 +52,15 @@ class ExpertPlacement:
             ids = np.array([e for e, h in enumerate(self.holders) if r in h], np.int64)
             self.local.append(ids)
             self.local_index[r, ids] = np.arange(ids.size)
+        from ..sim import Placement
+        self.sim = Placement.from_assignment([h.tolist() for h in self.holders], self.num_ranks,
+                                             ranks_per_node or self.num_ranks)
 
     @classmethod
-    def contiguous(cls, num_experts: int, num_ranks: int) -> "ExpertPlacement":
+    def contiguous(cls, num_experts: int, num_ranks: int, ranks_per_node: Optional[int] = None) -> "ExpertPlacement":
         """Rank r holds the experts [r E / R, (r + 1) E / R)."""
         owner = (np.arange(num_experts) * num_ranks) // num_experts
-        return cls(num_experts, num_ranks, [[int(o)] for o in owner])
+        return cls(num_experts, num_ranks, [[int(o)] for o in owner], ranks_per_node)
 
     @classmethod
     def from_sim(cls, placement, num_ranks: int) -> "ExpertPlacement":
@@ -63,25 +70,15 @@ class ExpertPlacement:
         holders = [[] for _ in range(placement.num_experts)]
         for e, d in zip(np.asarray(placement.phys_to_logical), np.asarray(placement.phys_to_device)):
             holders[int(e)].append(int(d))
-        return cls(placement.num_experts, num_ranks, holders)
+        return cls(placement.num_experts, num_ranks, holders, placement.devices_per_node)
 
-    def slot_ranks(self, experts: np.ndarray, rank: int, first_token: int = 0) -> np.ndarray:
-        """(N,) the rank each slot of logical expert experts (N,) is sent to from `rank`: the rank itself when it
-        holds a copy, else the copies in turn by slot (round robin). Deterministic."""
-        counts = np.array([h.size for h in self.holders])
-        if (counts == 1).all():
-            return np.array([h[0] for h in self.holders])[experts]
-        out = np.empty(experts.shape, np.int64)
-        own = self.local_index[rank][experts] >= 0
-        out[own] = rank
-        rest = np.nonzero(~own)[0]
-        if rest.size:
-            e = experts[rest]
-            pick = (rest + first_token) % counts[e]
-            starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-            flat = np.concatenate(self.holders)
-            out[rest] = flat[starts[e] + pick]
-        return out
+    def slot_ranks(self, experts: np.ndarray, rank: int) -> np.ndarray:
+        """(N,) the rank each slot of logical experts (N,) (in token order within each expert) goes to from
+        `rank`: moepy.sim's replica choice for a token on that rank."""
+        from ..sim.dispatch import choose_physical
+        experts = np.asarray(experts, np.int64)
+        phys = choose_physical(experts, np.full(experts.size, rank, np.int64), self.sim)
+        return np.asarray(self.sim.phys_to_device)[phys]
 
 
 class ExpertParallel:
@@ -119,7 +116,7 @@ class ExpertParallel:
         if isinstance(p, dict):
             p = p.get(index)
         if p is None:
-            pl = ExpertPlacement.contiguous(num_experts, self.size)
+            pl = ExpertPlacement.contiguous(num_experts, self.size, self.ranks_per_node)
         elif isinstance(p, ExpertPlacement):
             pl = p
         else:

@@ -63,9 +63,10 @@ def _rank_in_group(key: np.ndarray) -> np.ndarray:
 
 def choose_physical(experts_flat: np.ndarray, src_flat: np.ndarray, placement: Placement) -> np.ndarray:
     """(S,) the physical expert each slot uses: the replica on the token's own device if there is one, else
-    one on its node, else any; among the replicas of that nearest tier, round-robin in token order (the j-th
-    slot of expert e choosing within tier c takes candidate j % c: the least-loaded choice when every token
-    counts one)."""
+    one on its node, else any; among the c replicas of that nearest tier, each source device spreads its own
+    slots round-robin in token order, starting at its device index (its j-th slot of expert e takes candidate
+    (j + device) % c: the least-loaded choice a device can make alone, when every token counts one). A device
+    needs nothing but its own routing to choose: moepy.parallel's ranks choose the same way."""
     pl = placement
     E, D, N = pl.num_experts, pl.num_devices, pl.num_nodes
     counts = pl.replica_counts()  # (E,)
@@ -98,7 +99,8 @@ def choose_physical(experts_flat: np.ndarray, src_flat: np.ndarray, placement: P
         start = np.where(on_node, on_node_start[en], first_of[e])
         cands = np.where(on_node, cands, counts[e])
         group = np.where(on_node, en, E * N + e)  # the any-replica tier's keys after every (e, n) key
-        phys[miss] = by_logical[start + _rank_in_group(group) % cands]
+        src = src_flat[miss]
+        phys[miss] = by_logical[start + (_rank_in_group(group * D + src) + src) % cands]
     return phys
 
 

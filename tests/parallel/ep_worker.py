@@ -24,6 +24,25 @@ def same(ep, a, b, what):
         raise AssertionError(f"rank {ep.rank}: {what} differs from one process (max {np.abs(a - b).max():.3g})")
 
 
+def check_prediction(ep, model, ids, what):
+    """The dispatch bytes every rank sent for one forward equal moepy.sim.dispatch's prediction for the routing
+    the ranks saw (tokens on their own rank), layer by layer."""
+    from moepy import sim
+    ep.stats.clear()
+    _, routing = model(ids, return_routing=True)
+    H = model.spec.hidden_size
+    for i, layer in model.moe_layers.items():
+        every = ep.group.allgather_json({"experts": routing[i].experts.tolist(),
+                                         "bytes": ep.stats[i]["dispatch_bytes"]}, "prediction check")
+        experts = np.concatenate([np.array(x["experts"], np.int64) for x in every])
+        device = np.repeat(np.arange(ep.size), [len(x["experts"]) for x in every])
+        rep = sim.dispatch(experts, layer.placement.sim, device, token_bytes=4 * H)
+        predicted = int(rep.bytes.sum() - rep.local_bytes)
+        measured = sum(x["bytes"] for x in every)
+        if predicted != measured or (ep.size > 1 and measured == 0):
+            raise AssertionError(f"{what} layer {i}: measured {measured} dispatch bytes, moepy.sim predicts {predicted}")
+
+
 def compare(ep):
     rng = np.random.default_rng(ep.rank)  # every rank its own tokens
     ep.ranks_per_node, ep.num_nodes = 1, ep.size  # each rank a node: the node limit is checked on ranks
@@ -34,6 +53,7 @@ def compare(ep):
         ids = np.array(ref.tokenizer.encode(builtin.heldout_text("prose")), np.int64)
         start = int(rng.integers(0, 5000))
         same(ep, m(ids[start:start + 77]), ref(ids[start:start + 77]), f"{name} logits")
+        check_prediction(ep, m, ids[start:start + 77], name)
         batch = ids[start:start + 40].reshape(2, 20)
         mask = np.ones((2, 20), np.int64)
         mask[1, :5] = 0
@@ -72,6 +92,16 @@ def compare(ep):
     ref = MoEModel.from_config(cfg, seed=3, std=0.2)
     ids = np.random.default_rng(ep.rank + 10).integers(0, cfg.vocab_size, 50)
     same(ep, m(ids), ref(ids), "llama4 with replicas")
+    check_prediction(ep, m, ids, "llama4 with replicas")
+    # mixtral under moepy.sim's EPLB (global form) with one replica per rank of the hottest experts
+    from moepy.sim import place_experts
+    ep.placements.clear()
+    ep._placement_arg = place_experts(np.arange(1.0, 9.0) ** 2, ep.size, 1, ep.size, "eplb_global")
+    m = MoEModel.from_pretrained(builtin.path("mixtral"), expert_parallel=ep, progress=False)
+    ref = MoEModel.from_pretrained(builtin.path("mixtral"), progress=False)
+    ids = np.array(ref.tokenizer.encode(builtin.heldout_text("code")), np.int64)[500 * ep.rank:500 * ep.rank + 64]
+    same(ep, m(ids), ref(ids), "mixtral under eplb_global")
+    check_prediction(ep, m, ids, "mixtral under eplb_global")
     print(f"OK {ep.rank}", flush=True)
 
 

@@ -11,7 +11,8 @@ from moepy.sim import Link, Placement, dispatch, jain_index, place_experts, toke
 
 def reference_dispatch(experts, placement, token_device, token_bytes, capacity=None):
     """The published rules, one slot at a time: replica on the token's device, else on its node, else any;
-    round-robin among the nearest tier's replicas (sorted by device) in token order; capacity per physical
+    each source device round-robin among the nearest tier's replicas (sorted by device) in its token order, starting
+    at its device index; capacity per physical
     expert in token order; a token counted once per destination device."""
     pl = placement
     D, dpn = pl.num_devices, pl.devices_per_node
@@ -32,10 +33,10 @@ def reference_dispatch(experts, placement, token_device, token_bytes, capacity=N
             if local:
                 d, p = local[0]
             else:
-                key, cands = ((e, "node", src // dpn), node) if node else ((e, "any"), reps[e])
+                key, cands = ((e, "node", src // dpn, src), node) if node else ((e, "any", src), reps[e])
                 j = counters.get(key, 0)
                 counters[key] = j + 1
-                d, p = cands[j % len(cands)]
+                d, p = cands[(j + src) % len(cands)]
             used[p] = used.get(p, 0) + 1
             if capacity is not None and used[p] > capacity:
                 dropped += 1
