@@ -41,6 +41,7 @@ NOTEBOOKS: List[Tuple[str, str]] = [
     ("02_configs", "nb02_configs"),
     ("03_routing_schemes", "nb03_routing_schemes"),
     ("04_load_balancing", "nb04_load_balancing"),
+    ("05_expert_placement", "nb05_expert_placement"),
 ]
 
 KERNEL = "python3"
