@@ -133,23 +133,19 @@ def _predict(model, ep, every, link, tokens) -> dict:
     except ImportError:
         return None
     H = model.spec.hidden_size
-    total = {"dispatch_bytes": 0, "combine_bytes": 0, "seconds": 0.0}
+    total = {"dispatch_bytes": 0, "seconds": 0.0}
     for i, layer in model.moe_layers.items():
         experts = np.concatenate([np.array(e["experts"][str(i)], np.int64) for e in every])
         device = np.repeat(np.arange(ep.size), [len(e["experts"][str(i)]) for e in every])
         pl = layer.placement
-        placement = sim.Placement.from_assignment([list(h) for h in pl.holders], ep.size, ep.size)
-        rep = sim.dispatch(experts, placement, device, token_bytes=4 * H)
+        rep = sim.dispatch(experts, pl.sim, device, token_bytes=4 * H)
         off = ~np.eye(ep.size, dtype=bool)
         total["dispatch_bytes"] += int(rep.bytes[off].sum())
-        total["combine_bytes"] += int(rep.slot_bytes[off].sum()) if hasattr(rep, "slot_bytes") else None
         if link is not None:
             lk = sim.Link(intra_node_bw=link["bandwidth"], inter_node_bw=link["bandwidth"], latency=link["latency"])
             total["seconds"] += rep.step_time(lk)
     n = ep.size * tokens
-    return {"dispatch_bytes_per_token": total["dispatch_bytes"] / n,
-            "combine_bytes_per_token": (total["combine_bytes"] / n) if total["combine_bytes"] is not None else None,
-            "exchange_seconds": total["seconds"]}
+    return {"dispatch_bytes_per_token": total["dispatch_bytes"] / n, "exchange_seconds": total["seconds"]}
 
 
 def main():

@@ -64,15 +64,26 @@ def _expert_parallel(args, ck):
         raise UsageError(str(exc)) from None
     import moepy
     from ..eval.run import checkpoint_hash
-    ep = ExpertParallel(timeout=args.ep_timeout, threads="auto" if args.threads is None else args.threads)
+    placement = args.placement
+    if placement not in ("contiguous", "round_robin"):
+        from ..parallel import load_placement
+        try:
+            placement = load_placement(placement)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    ep = ExpertParallel(placement=placement, timeout=args.ep_timeout,
+                        threads="auto" if args.threads is None else args.threads)
     ep.check_ranks({"moepy": moepy.__version__, "checkpoint_sha256": checkpoint_hash(ck),
-                    "dtype": args.dtype, "quantize": args.quantize})
+                    "dtype": args.dtype, "quantize": args.quantize, "placement": args.placement})
     return ep
 
 
 def _add_parallel_args(ap) -> None:
     ap.add_argument("--expert-parallel", action="store_true",
                     help="under mpirun: each rank holds a share of every MoE layer's experts (moepy.parallel)")
+    ap.add_argument("--placement", default="contiguous",
+                    help="contiguous (default) | round_robin | a JSON file of which ranks hold each expert "
+                         "(moepy.parallel.ExpertPlacement.to_json, e.g. of a moepy.sim placement)")
     ap.add_argument("--ep-timeout", type=float, default=300.0,
                     help="seconds any one collective may take before the job ends with an error (default 300)")
 
@@ -138,9 +149,12 @@ def print_parallel(par: dict, file=None) -> None:
     p = lambda *a: print(*a, file=file)  # noqa: E731
     p(f"expert parallel over {par['ranks']} ranks: routed expert MiB per rank "
       f"{[round(b / 2**20, 1) for b in par['routed_bytes']]}, peak RSS MiB {[round(b / 2**20) for b in par['peak_rss_bytes']]}")
-    rows = [[i, f"{v['calls']}", f"{v['dispatch_bytes'] / 2**20:.2f}", f"{v['combine_bytes'] / 2**20:.2f}",
-             f"{v['seconds_max'] * 1e3:.0f}"] for i, v in par["layers"].items()]
-    p(_fmt_table(rows, ["layer", "calls", "dispatch MiB", "combine MiB", "exchange ms"]))
+    mib = lambda b: "-" if b is None else f"{b / 2**20:.3f}"  # noqa: E731
+    rows = [[i, f"{v['calls']}", mib(v["dispatch_bytes"]), mib(v.get("predicted_dispatch_bytes")),
+             mib(v["combine_bytes"]), f"{v['seconds_max'] * 1e3:.0f}", f"{v['comm_seconds_max'] * 1e3:.0f}"]
+            for i, v in par["layers"].items()]
+    p(_fmt_table(rows, ["layer", "calls", "dispatch MiB", "moepy.sim predicts", "combine MiB", "exchange ms",
+                        "in collectives ms"]))
 
 
 def eval_main(argv) -> int:

@@ -102,6 +102,7 @@ def evaluate(model, ids, *, ctx: int = 512, score_all: bool = False, bos: Option
     runner = run_chunks
     if ep is not None:  # chunks dealt to the ranks; the results gathered on rank 0
         from ..parallel.run import run_chunks_parallel as runner
+        ep.stats.clear()  # the report's bytes are this evaluation's
     bar = _bar(-(-len(chunked) // ep.size) if ep is not None else len(chunked), progress and (ep is None or
                                                                                                 ep.rank == 0))
     try:
@@ -117,8 +118,16 @@ def evaluate(model, ids, *, ctx: int = 512, score_all: bool = False, bos: Option
     from ..parallel.run import parallel_report
     out = _report(model, res, ids, chunked, ctx, score_all, save_logprobs, base, kl_base, checkpoint) \
         if ep.rank == 0 else None
+    if ep.rank == 0:
+        from ..parallel.run import predicted_dispatch_bytes
+        predicted = predicted_dispatch_bytes(model, res.routing, ep.size)
+        for rep in out["layers"]:
+            rep["predicted_dispatch_bytes"] = predicted[rep["layer"]]
     out = ep.group.bcast_json(out, "the report")
     out["expert_parallel"] = parallel_report(model, peak_rss_bytes())
+    for rep in out["layers"]:
+        out["expert_parallel"]["layers"][str(rep["layer"])]["predicted_dispatch_bytes"] = \
+            rep.pop("predicted_dispatch_bytes")
     out["peak_rss_bytes"] = max(out["expert_parallel"]["peak_rss_bytes"])
     return out
 

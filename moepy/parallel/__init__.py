@@ -5,7 +5,7 @@ Run under mpirun: `mpirun -n R python -m moepy eval CHECKPOINT --expert-parallel
 layer's routed experts (contiguous blocks, or any moepy.sim placement, replicas included) and the replicated
 non-expert weights; see expert_parallel.py for the exchange and group.py for the timed collectives and aborts.
 """
-from .expert_parallel import ExpertParallel, ExpertParallelLayer, ExpertPlacement
+from .expert_parallel import ExpertParallel, ExpertParallelLayer, ExpertPlacement, load_placement
 from .group import EPError, Group, guarded
 
 
@@ -19,5 +19,5 @@ def as_expert_parallel(obj) -> ExpertParallel:
                     f"{type(obj).__name__}")
 
 
-__all__ = ["ExpertParallel", "ExpertParallelLayer", "ExpertPlacement", "EPError", "Group", "guarded",
+__all__ = ["ExpertParallel", "ExpertParallelLayer", "ExpertPlacement", "load_placement", "EPError", "Group", "guarded",
            "as_expert_parallel"]

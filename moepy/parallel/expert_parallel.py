@@ -72,6 +72,16 @@ class ExpertPlacement:
             holders[int(e)].append(int(d))
         return cls(placement.num_experts, num_ranks, holders, placement.devices_per_node)
 
+    @classmethod
+    def round_robin(cls, num_experts: int, num_ranks: int, ranks_per_node: Optional[int] = None) -> "ExpertPlacement":
+        """Expert e on rank e % R."""
+        return cls(num_experts, num_ranks, [[e % num_ranks] for e in range(num_experts)], ranks_per_node)
+
+    def to_json(self) -> dict:
+        """{"num_experts", "num_ranks", "holders"}: what load_placement reads back."""
+        return {"num_experts": self.num_experts, "num_ranks": self.num_ranks,
+                "holders": [h.tolist() for h in self.holders]}
+
     def slot_ranks(self, experts: np.ndarray, rank: int) -> np.ndarray:
         """(N,) the rank each slot of logical experts (N,) (in token order within each expert) goes to from
         `rank`: moepy.sim's replica choice for a token on that rank."""
@@ -81,13 +91,43 @@ class ExpertPlacement:
         return np.asarray(self.sim.phys_to_device)[phys]
 
 
+def load_placement(path: str):
+    """A placement file: {"num_experts", "num_ranks", "holders"} (one placement for every MoE layer; see
+    ExpertPlacement.to_json) or {"layers": {"<index>": that}}. Returns an ExpertPlacement or {layer: one}.
+    The file is untrusted input: ValueError naming it for anything malformed."""
+    import json
+
+    def one(d, where):
+        if not isinstance(d, dict) or not {"num_experts", "num_ranks", "holders"} <= set(d):
+            raise ValueError(f"placement {path}: {where} needs num_experts, num_ranks and holders")
+        E, R, holders = d["num_experts"], d["num_ranks"], d["holders"]
+        if not (isinstance(E, int) and isinstance(R, int) and isinstance(holders, list)
+                and all(isinstance(h, list) and all(isinstance(r, int) for r in h) for h in holders)):
+            raise ValueError(f"placement {path}: {where}: num_experts and num_ranks are ints, holders lists of ints")
+        return ExpertPlacement(E, R, holders)
+    try:
+        with open(path) as f:
+            d = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"placement {path}: cannot read it ({exc})") from None
+    if isinstance(d, dict) and "layers" in d:
+        if not isinstance(d["layers"], dict):
+            raise ValueError(f"placement {path}: layers must map layer indices to placements")
+        try:
+            return {int(k): one(v, f"layer {k}") for k, v in d["layers"].items()}
+        except (TypeError, ValueError) as exc:
+            raise ValueError(str(exc) if str(exc).startswith("placement") else f"placement {path}: {exc}") from None
+    return one(d, "the file")
+
+
 class ExpertParallel:
     """Expert parallelism over an MPI communicator: `ExpertParallel(comm=None, placement=None, timeout=300)`.
 
     threads: "auto" (the cores this rank may use divided by the ranks on its node), an int, or None (leave
     moepy's thread count alone). ranks_per_node: how ranks group into nodes for the node measures (default: the
     ranks sharing this host); stats[layer]["nodes_per_token"] is the histogram of nodes a token's slots reach.
-    placement: None (contiguous blocks), an ExpertPlacement, a moepy.sim Placement, or {layer_index: either}.
+    placement: None or "contiguous" (contiguous blocks), "round_robin", an ExpertPlacement, a moepy.sim Placement,
+    or {layer_index: any of these}.
     Pass it to MoEModel.from_pretrained(path, expert_parallel=ep) (or a bare mpi4py communicator). `stats` counts,
     per MoE layer: calls, rows and bytes this rank sent to other ranks for dispatch and combine, the seconds of
     the whole exchange (experts included) and of its collectives alone (comm_seconds)."""
@@ -115,8 +155,10 @@ class ExpertParallel:
         p = self._placement_arg
         if isinstance(p, dict):
             p = p.get(index)
-        if p is None:
+        if p is None or p == "contiguous":
             pl = ExpertPlacement.contiguous(num_experts, self.size, self.ranks_per_node)
+        elif p == "round_robin":
+            pl = ExpertPlacement.round_robin(num_experts, self.size, self.ranks_per_node)
         elif isinstance(p, ExpertPlacement):
             pl = p
         else:

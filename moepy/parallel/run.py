@@ -93,3 +93,22 @@ def parallel_report(model, peak_rss: int) -> dict:
             "routed_bytes": [r["routed_bytes"] for r in every],
             "experts_per_rank": {i: [len(r["experts"][i]) for r in every] for i in every[0]["experts"]},
             "layers": layers}
+
+
+def predicted_dispatch_bytes(model, routing_per_chunk, num_ranks: int) -> dict:
+    """{layer: the dispatch bytes moepy.sim.dispatch predicts} for the chunks' routing with chunk c's tokens on
+    rank c % num_ranks (as run_chunks_parallel deals them) and the layer's placement: what the run must have
+    moved (rows of H float32, once per token and destination rank, the token's own rank excluded). None for a
+    layer whose router dropped slots (moepy.sim takes a routing without drops)."""
+    from ..sim import dispatch
+    out = {}
+    for i, layer in model.moe_layers.items():
+        experts = [np.asarray(c[i].experts) for c in routing_per_chunk]
+        if any(c[i].dropped is not None and c[i].dropped.any() for c in routing_per_chunk):
+            out[i] = None
+            continue
+        device = np.concatenate([np.full(len(e), c % num_ranks) for c, e in enumerate(experts)])
+        rep = dispatch(np.concatenate(experts).astype(np.int64), layer.placement.sim, device,
+                       4 * model.spec.hidden_size)
+        out[i] = int(rep.bytes.sum() - rep.local_bytes)
+    return out

@@ -61,7 +61,28 @@ def test_cli_eval_expert_parallel_equals_one_process(tmp_path):
     par = b["expert_parallel"]
     assert par["ranks"] == 2 and len(par["peak_rss_bytes"]) == 2
     assert all(v["dispatch_bytes"] > 0 and v["combine_bytes"] >= v["dispatch_bytes"] for v in par["layers"].values())
-    assert "expert parallel over 2 ranks" in p.stdout
+    assert all(v["dispatch_bytes"] == v["predicted_dispatch_bytes"] for v in par["layers"].values())
+    assert "expert parallel over 2 ranks" in p.stdout and "moepy.sim predicts" in p.stdout
+
+
+def test_cli_placement_file_and_bad_placements(tmp_path):
+    from moepy.parallel import ExpertPlacement
+    from moepy.sim import place_experts
+    path = tmp_path / "placement.json"
+    import json
+    json.dump(ExpertPlacement.from_sim(place_experts(np.arange(1.0, 33.0), 2, 1, 2, "eplb_global"), 2).to_json(),
+              open(path, "w"))
+    p, _ = mpirun(2, "-m", "moepy", "eval", "--chunks", "2", "--ctx", "64", "--quiet", "--expert-parallel",
+                  "--placement", str(path), "--json", str(tmp_path / "ep.json"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    rep = json.load(open(tmp_path / "ep.json"))
+    assert rep["expert_parallel"]["experts_per_rank"]["1"] == [17, 17]  # 32 experts + 2 replicas
+    assert all(v["dispatch_bytes"] == v["predicted_dispatch_bytes"] for v in rep["expert_parallel"]["layers"].values())
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"num_experts": 32, "num_ranks": 2, "holders": [[0]]}')
+    p, _ = mpirun(2, "-m", "moepy", "eval", "--chunks", "2", "--ctx", "64", "--quiet", "--expert-parallel",
+                  "--placement", str(bad))
+    assert p.returncode != 0 and "1 experts placed, the layer has 32" in p.stdout + p.stderr
 
 
 def test_placement_rules():
