@@ -145,6 +145,15 @@ class MoELayer:
         out: a float32 array of x's shape that receives y (any layout: a non-contiguous view is filled)."""
         x = _as_tokens(x, self.hidden_size)
         x2 = x.reshape(-1, self.hidden_size)
+        routing, gate = self._routing_and_gate(x, x2)
+        y = self._forward(x2, routing.weights, routing.experts, routing.dropped, gate, out)
+        self.last_routing = routing
+        y = y.reshape(x.shape) if out is None else out
+        return (y, routing) if return_routing else y
+
+    def _routing_and_gate(self, x: np.ndarray, x2: np.ndarray):
+        """(Routing of the tokens x2 (T, H) — the router's, or route_hook's —, the shared expert's gate (T,) or
+        None); x is x2 in the caller's shape ((T, H) or (B, S, H): capacity applies per sequence)."""
         logits = self.router_logits(x2)
         if self.route_hook is None:
             routing = self._route(x, logits)
@@ -155,10 +164,7 @@ class MoELayer:
         gate = None
         if self.shared_gate_weight is not None:
             gate = (1.0 / (1.0 + np.exp(-logits[:, self.num_experts]))).astype(np.float32)
-        y = self._forward(x2, routing.weights, routing.experts, routing.dropped, gate, out)
-        self.last_routing = routing
-        y = y.reshape(x.shape) if out is None else out
-        return (y, routing) if return_routing else y
+        return routing, gate
 
     def _forward(self, x2, weights, experts, dropped, gate, out):
         """The C layer over a routing; out (x's shape) is written directly when the kernel can write it,

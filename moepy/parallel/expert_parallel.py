@@ -293,12 +293,8 @@ class ExpertParallelLayer(MoELayer):
         """As MoELayer.__call__; the routed experts run where they live."""
         x = _as_tokens(x, self.hidden_size)
         x2 = x.reshape(-1, self.hidden_size)
-        logits = self.router_logits(x2)
-        if self.route_hook is None:
-            routing = self._route(x, logits)
-        else:
-            routing = self.route_hook(self, x, np.ascontiguousarray(logits[:, :self.num_experts]))
-        y = self._combine(x2, routing, logits)
+        routing, gate = self._routing_and_gate(x, x2)
+        y = self._combine(x2, routing, gate)
         self.last_routing = routing
         y = y.reshape(x.shape)
         if out is not None:
@@ -306,11 +302,8 @@ class ExpertParallelLayer(MoELayer):
             y = out
         return (y, routing) if return_routing else y
 
-    def _combine(self, x2, routing, logits) -> np.ndarray:
+    def _combine(self, x2, routing, gate) -> np.ndarray:
         T = x2.shape[0]
-        gate = None
-        if self.shared_gate_weight is not None:
-            gate = (1.0 / (1.0 + np.exp(-logits[:, self._E]))).astype(np.float32)
         weights = np.ascontiguousarray(routing.weights, np.float32)
         experts = np.ascontiguousarray(routing.experts, np.int32)
         dropped = None if routing.dropped is None else np.ascontiguousarray(routing.dropped)
