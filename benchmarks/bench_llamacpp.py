@@ -1,0 +1,195 @@
+"""moepy against llama.cpp on the very same GGUF files: prefill (llama-bench pp512) and decode (tg128) tokens/s per
+format and thread count, beside each engine's bandwidth bound.
+
+    LLAMACPP_BIN=$(benchmarks/build_llamacpp.sh) python benchmarks/bench_llamacpp.py [--json] [--models olmoe qwen3_moe]
+
+Models: the OLMoE-1B-7B and Qwen3-30B-A3B architectures at full width, 2 layers, random bf16 weights (the
+checkpoints of benchmarks/bench_model.py, built with transformers and cached in --cache-dir; a byte-level tokenizer is
+added so the converter runs; its vocabulary is padded to the model's). Each is converted by llama.cpp's own
+convert_hf_to_gguf.py (the llama-cpp-python sdist's tree, scripts/get_llamacpp.sh) to F32, BF16 and Q8_0, and by
+llama-quantize to Q4_0 (its defaults: token embedding and output tensor at the types llama-quantize picks). moepy
+reads each file with MoEModel.from_pretrained(path.gguf): float32 / bf16 weights as they are; Q8_0 / Q4_0 routed
+experts keep their blocks (moepy's int8 / int4 kernels); moepy's other weights: bf16 for BF16, Q8_0 and Q4_0 files
+(moepy has no INT path for the dense projections), float32 for F32.
+Per format and thread count (--threads, default 1 2): llama-bench -p 512 -n 0 and -p 0 -n 128 (-r --repeat), and
+moepy's prefill of 512 tokens (one call, logits of the last position) and decode of 128 tokens from an empty cache,
+median of --repeat. Bound: bytes each engine reads per decoded token (its non-expert tensors, top-k / E of its
+expert tensors, one embedding row; the KV cache is negligible at 128 tokens) over the read bandwidth measured in the
+same run (benchmarks/common.measure_bandwidth, before and after; mean).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path[:0] = [HERE, ROOT]
+from common import machine_info, measure_bandwidth, print_table, write_json  # noqa: E402
+
+FORMATS = ("F32", "BF16", "Q8_0", "Q4_0")
+MOEPY_DTYPE = {"F32": "float32", "BF16": "bfloat16", "Q8_0": "bfloat16", "Q4_0": "bfloat16"}
+PREFILL, DECODE = 512, 128
+
+
+def with_tokenizer(ckpt: str, out: str) -> str:
+    """A copy of the checkpoint directory (weights linked) with the built-in mixtral's tokenizer files."""
+    from moepy.eval import builtin
+    os.makedirs(out, exist_ok=True)
+    for f in os.listdir(ckpt):
+        dst = os.path.join(out, f)
+        if not os.path.exists(dst):
+            os.symlink(os.path.join(ckpt, f), dst)
+    src = builtin.path("mixtral")
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        if os.path.exists(os.path.join(src, f)) and not os.path.exists(os.path.join(out, f)):
+            shutil.copy(os.path.join(src, f), os.path.join(out, f))
+    return out
+
+
+def gguf_files(key: str, args, bin_dir: str) -> dict:
+    """{format: path} of the model's GGUF conversions (made once, cached beside the checkpoint)."""
+    import bench_model
+    from bench_perplexity_peers import CONVERT, NICE
+    ck = bench_model.checkpoint(key, argparse.Namespace(layers=2, quick=False, cache_dir=args.cache_dir))
+    src = with_tokenizer(ck, ck + "-tok")
+    tree = subprocess.run([os.path.join(ROOT, "scripts", "get_llamacpp.sh")], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    out = {}
+    for fmt, outtype in (("F32", "f32"), ("BF16", "bf16"), ("Q8_0", "q8_0")):
+        path = os.path.join(args.cache_dir, f"{key}-L2-{fmt}.gguf")
+        if not os.path.exists(path):
+            t0 = time.perf_counter()
+            p = subprocess.run(NICE + [sys.executable, "-c", CONVERT, tree, src, "--outtype", outtype, "--outfile",
+                                       path], capture_output=True, text=True)
+            if p.returncode:
+                raise RuntimeError("convert_hf_to_gguf.py failed:\n" + (p.stdout + p.stderr)[-3000:])
+            print(f"  converted {key} to {fmt} in {time.perf_counter() - t0:.0f} s", flush=True)
+        out[fmt] = path
+    q4 = os.path.join(args.cache_dir, f"{key}-L2-Q4_0.gguf")
+    if not os.path.exists(q4):
+        subprocess.run(NICE + [os.path.join(bin_dir, "llama-quantize"), out["F32"], q4, "Q4_0"], check=True,
+                       capture_output=True)
+    out["Q4_0"] = q4
+    return out
+
+
+def llama_bytes_per_token(path: str) -> int:
+    """Bytes llama.cpp reads per decoded token: every tensor but the expert stacks and the token embedding, top-k / E
+    of the expert stacks, one embedding row."""
+    import gguf
+    r = gguf.GGUFReader(path)
+    arch = str(bytes(r.fields["general.architecture"].parts[-1]), "utf-8")
+    E = int(r.fields[f"{arch}.expert_count"].parts[-1][0])
+    k = int(r.fields[f"{arch}.expert_used_count"].parts[-1][0])
+    total = 0
+    for t in r.tensors:
+        nb = int(t.n_bytes)
+        if "_exps" in t.name:
+            total += nb * k // E
+        elif t.name == "token_embd.weight":
+            total += nb // int(t.shape[-1] if t.shape[-1] > t.shape[0] else t.shape[0])
+        else:
+            total += nb
+    return total
+
+
+def llama_bench(bin_dir: str, path: str, threads, repeat: int) -> dict:
+    """{(test, threads): tokens/s} from llama-bench's JSON."""
+    cmd = [os.path.join(bin_dir, "llama-bench"), "-m", path, "-t", ",".join(map(str, threads)), "-r", str(repeat),
+           "-o", "json", "-p", str(PREFILL), "-n", str(DECODE)]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode:
+        raise RuntimeError(f"llama-bench failed: {p.stderr[-2000:]}")
+    out = {}
+    for row in json.loads(p.stdout):
+        test = "prefill" if row["n_prompt"] else "decode"
+        out[test, int(row["n_threads"])] = float(row["avg_ts"])
+    return out
+
+
+def moepy_bench(path: str, fmt: str, threads, repeat: int, vocab: int) -> tuple:
+    import moepy
+    from bench_model import active_bytes
+    from moepy.nn import MoEModel
+    model = MoEModel.from_pretrained(path, dtype=MOEPY_DTYPE[fmt], progress=False)
+    ids = np.random.default_rng(0).integers(0, vocab, PREFILL + DECODE)
+    out = {}
+    for t in threads:
+        moepy.set_num_threads(t)
+
+        def prefill():
+            cache = model.new_cache(1, capacity=PREFILL)
+            t0 = time.perf_counter()
+            model(ids[None, :PREFILL], cache=cache, logits_to_keep=1)
+            return PREFILL / (time.perf_counter() - t0)
+
+        def decode():
+            cache = model.new_cache(1, capacity=DECODE)
+            t0 = time.perf_counter()
+            for s in range(DECODE):
+                model(ids[None, s:s + 1], cache=cache, logits_to_keep=1)
+            return DECODE / (time.perf_counter() - t0)
+        prefill(), decode()  # warm-up
+        out["prefill", t] = statistics.median(prefill() for _ in range(repeat))
+        out["decode", t] = statistics.median(decode() for _ in range(repeat))
+    return out, active_bytes(model)["total"]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["olmoe", "qwen3_moe"])
+    ap.add_argument("--formats", nargs="+", default=list(FORMATS))
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--cache-dir", default="/tmp/moepy-bench-models")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    bin_dir = os.environ.get("LLAMACPP_BIN") or subprocess.run([os.path.join(HERE, "build_llamacpp.sh")],
+                                                               capture_output=True, text=True, check=True).stdout.strip()
+    rows, raw = [], []
+    bw0 = measure_bandwidth()["gb_per_s"]
+    for key in args.models:
+        files = gguf_files(key, args, bin_dir)
+        vocab = json.load(open(os.path.join(args.cache_dir, f"{key}-L2", "config.json")))["vocab_size"]
+        for fmt in args.formats:
+            lb = llama_bench(bin_dir, files[fmt], args.threads, args.repeat)
+            mb, m_bytes = moepy_bench(files[fmt], fmt, args.threads, args.repeat, vocab)
+            l_bytes = llama_bytes_per_token(files[fmt])
+            raw.append({"model": key, "format": fmt, "llama": {f"{a}_{b}": v for (a, b), v in lb.items()},
+                        "moepy": {f"{a}_{b}": v for (a, b), v in mb.items()}, "moepy_bytes_per_token": m_bytes,
+                        "llama_bytes_per_token": l_bytes})
+            for t in args.threads:
+                rows.append({"model": key, "format": fmt, "threads": t,
+                             "pp512 moepy": mb["prefill", t], "pp512 llama": lb["prefill", t],
+                             "pp x": mb["prefill", t] / lb["prefill", t],
+                             "tg128 moepy": mb["decode", t], "tg128 llama": lb["decode", t],
+                             "tg x": mb["decode", t] / lb["decode", t],
+                             "MB/tok moepy": m_bytes / 1e6, "MB/tok llama": l_bytes / 1e6,
+                             "_m_bytes": m_bytes, "_l_bytes": l_bytes})
+            print(f"  {key} {fmt} done", flush=True)
+    bw1 = measure_bandwidth()["gb_per_s"]
+    bw = (bw0 + bw1) / 2
+    for r in rows:
+        r["moepy / bound"] = r["tg128 moepy"] * r.pop("_m_bytes") / (bw * 1e9)
+        r["llama / bound"] = r["tg128 llama"] * r.pop("_l_bytes") / (bw * 1e9)
+    print(f"read bandwidth {bw0:.1f} / {bw1:.1f} GB/s (before / after); bound = bandwidth / bytes read per token")
+    cell = lambda v: f"{v:.3g}" if isinstance(v, float) and abs(v) < 10 else (f"{v:.0f}" if isinstance(v, float) else v)  # noqa: E731
+    print_table(list(rows[0]), [[cell(v) for v in r.values()] for r in rows])
+    if args.json:
+        write_json(f"bench_llamacpp_{datetime.date.today()}", {"machine": machine_info(), "bandwidth_gb_s": [bw0, bw1],
+                                                                      "rows": rows, "raw": raw})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
