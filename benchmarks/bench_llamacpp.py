@@ -7,7 +7,8 @@ Models: the OLMoE-1B-7B and Qwen3-30B-A3B architectures at full width, 2 layers,
 checkpoints of benchmarks/bench_model.py, built with transformers and cached in --cache-dir; a byte-level tokenizer is
 added so the converter runs; its vocabulary is padded to the model's). Each is converted by llama.cpp's own
 convert_hf_to_gguf.py (the llama-cpp-python sdist's tree, scripts/get_llamacpp.sh) to F32, BF16 and Q8_0, and by
-llama-quantize to Q4_0 (its defaults: token embedding and output tensor at the types llama-quantize picks). moepy
+llama-quantize --pure to Q4_0 (every tensor Q4_0; by default the output tensor would be Q6_K, which moepy does not
+read). moepy
 reads each file with MoEModel.from_pretrained(path.gguf): float32 / bf16 weights as they are; Q8_0 / Q4_0 routed
 experts keep their blocks (moepy's int8 / int4 kernels); moepy's other weights: bf16 for BF16, Q8_0 and Q4_0 files
 (moepy has no INT path for the dense projections), float32 for F32.
@@ -77,7 +78,8 @@ def gguf_files(key: str, args, bin_dir: str) -> dict:
         out[fmt] = path
     q4 = os.path.join(args.cache_dir, f"{key}-L2-Q4_0.gguf")
     if not os.path.exists(q4):
-        subprocess.run(NICE + [os.path.join(bin_dir, "llama-quantize"), out["F32"], q4, "Q4_0"], check=True,
+        # --pure: every tensor Q4_0 (by default the output tensor becomes Q6_K, which moepy does not read)
+        subprocess.run(NICE + [os.path.join(bin_dir, "llama-quantize"), "--pure", out["F32"], q4, "Q4_0"], check=True,
                        capture_output=True)
     out["Q4_0"] = q4
     return out
@@ -145,6 +147,17 @@ def moepy_bench(path: str, fmt: str, threads, repeat: int, vocab: int) -> tuple:
     return out, active_bytes(model)["total"]
 
 
+def _save_result(path, lb, mb, m_bytes, l_bytes):
+    with open(path, "w") as f:
+        json.dump({"llama": [[a, b, v] for (a, b), v in lb.items()], "moepy": [[a, b, v] for (a, b), v in mb.items()],
+                   "m_bytes": m_bytes, "l_bytes": l_bytes}, f)
+
+
+def _load_result(path):
+    d = json.load(open(path))
+    return ({(a, b): v for a, b, v in d["llama"]}, {(a, b): v for a, b, v in d["moepy"]}, d["m_bytes"], d["l_bytes"])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["olmoe", "qwen3_moe"])
@@ -153,6 +166,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--cache-dir", default="/tmp/moepy-bench-models")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--fresh", action="store_true", help="measure again the pairs a previous run finished")
     args = ap.parse_args(argv)
     bin_dir = os.environ.get("LLAMACPP_BIN") or subprocess.run([os.path.join(HERE, "build_llamacpp.sh")],
                                                                capture_output=True, text=True, check=True).stdout.strip()
@@ -162,9 +176,14 @@ def main(argv=None) -> int:
         files = gguf_files(key, args, bin_dir)
         vocab = json.load(open(os.path.join(args.cache_dir, f"{key}-L2", "config.json")))["vocab_size"]
         for fmt in args.formats:
-            lb = llama_bench(bin_dir, files[fmt], args.threads, args.repeat)
-            mb, m_bytes = moepy_bench(files[fmt], fmt, args.threads, args.repeat, vocab)
-            l_bytes = llama_bytes_per_token(files[fmt])
+            done = os.path.join(args.cache_dir, f"{key}-L2-{fmt}.result.json")  # a finished pair, for a rerun
+            if os.path.exists(done) and not args.fresh:
+                lb, mb, m_bytes, l_bytes = _load_result(done)
+            else:
+                lb = llama_bench(bin_dir, files[fmt], args.threads, args.repeat)
+                mb, m_bytes = moepy_bench(files[fmt], fmt, args.threads, args.repeat, vocab)
+                l_bytes = llama_bytes_per_token(files[fmt])
+                _save_result(done, lb, mb, m_bytes, l_bytes)
             raw.append({"model": key, "format": fmt, "llama": {f"{a}_{b}": v for (a, b), v in lb.items()},
                         "moepy": {f"{a}_{b}": v for (a, b), v in mb.items()}, "moepy_bytes_per_token": m_bytes,
                         "llama_bytes_per_token": l_bytes})
