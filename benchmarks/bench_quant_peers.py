@@ -9,7 +9,7 @@ first --chunks). Reference: moepy's float32 logits of the scored positions (moep
 llama.cpp F32 to 2e-4 in perplexity on these models: bench_perplexity_peers.py), written both as moepy's log-prob
 file and as llama-perplexity's --kl-divergence-base file, so both engines are scored against one reference on one
 set of ids. llama.cpp: the F32 GGUF conversion (convert_hf_to_gguf.py) quantized by llama-quantize to Q8_0 / Q4_0
-twice: only the routed-expert tensors (--tensor-type ffn_*_exps=..., the rest F32: the scope moepy quantizes), and
+twice: only the routed-expert tensors (--tensor-type overrides keep the rest F32: the scope moepy quantizes), and
 the whole model (llama-quantize's default recipe). moepy: quantize="int8" / "int4" (groups of 32: 8.5 / 4.5 bits per
 weight, as Q8_0 / Q4_0) and calibrate_int4 (4.5 bits).
 """
@@ -49,10 +49,11 @@ def quantize_gguf(bin_dir, f32, out, qtype, experts_only):
     if os.path.exists(out):
         return out
     cmd = NICE + [os.path.join(bin_dir, "llama-quantize")]
-    if experts_only:
-        for t in ("ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"):
-            cmd += ["--tensor-type", f"{t}={qtype.lower()}"]
-        cmd += [f32, out, "F32"]
+    if experts_only:  # the type for every tensor, then float32 for all but the routed-expert stacks (llama-quantize
+        # leaves every tensor alone when the target type itself is F32, overrides included)
+        for pattern in ("attn", "ffn_gate_inp", "shexp", r"ffn_(gate|up|down)\.weight"):
+            cmd += ["--tensor-type", f"{pattern}=f32"]
+        cmd += ["--output-tensor-type", "f32", "--token-embedding-type", "f32", f32, out, qtype]
     else:
         cmd += [f32, out, qtype]
     p = subprocess.run(cmd, capture_output=True, text=True)

@@ -11,6 +11,12 @@ def _erf(x):
 
 def expert_ffn(x: np.ndarray, ex, e: int) -> np.ndarray:
     """f_e(x) for x (n, H) in float64, ex a moepy.moe.ExpertWeights (float32 weights)."""
+    h = expert_hidden(x, ex, e)
+    return h @ ex.down[e].T.astype(np.float64) + (0 if ex.down_bias is None else ex.down_bias[e])
+
+
+def expert_hidden(x: np.ndarray, ex, e: int) -> np.ndarray:
+    """The input of expert e's down projection for x (n, H): act(x gate^T) * (x up^T), (n, I) float64."""
     x = x.astype(np.float64)
     up = x @ ex.up[e].T.astype(np.float64) + (0 if ex.up_bias is None else ex.up_bias[e])
     if ex.gate is not None:
@@ -29,7 +35,7 @@ def expert_ffn(x: np.ndarray, ex, e: int) -> np.ndarray:
                "gelu_tanh": lambda a: 0.5 * a * (1 + np.tanh(np.sqrt(2 / np.pi) * (a + 0.044715 * a ** 3)))}
         act["gelu_new"] = act["gelu_pytorch_tanh"] = act["gelu_tanh"]
         h = act[ex.activation](g) * (up if ex.gate is not None else 1)
-    return h @ ex.down[e].T.astype(np.float64) + (0 if ex.down_bias is None else ex.down_bias[e])
+    return h
 
 
 def grouped_ffn(xs: np.ndarray, offsets: np.ndarray, ex) -> np.ndarray:

@@ -1,0 +1,208 @@
+"""Calibrated INT4 experts: GPTQ-style rounding from each expert's own activation statistics.
+
+Plain INT4 (moepy.moe.quant) picks each group's scale and rounds every weight to its nearest level, minimising the
+weight error. The output error of an expert matrix W (N, K) on its inputs X is ||(W - Q) X^T||, which weighs input
+directions by the Hessian X^T X: GPTQ (Frantar et al. 2022) quantizes the columns one at a time and spreads each
+column's rounding error over the columns not yet quantized, through the inverse Hessian. Here the statistics are
+per expert: the router traces of a calibration text give each expert its own tokens (gate / up see the tokens' hidden
+states, down sees the expert's own hidden activations), each token weighted by its routing weight squared (the
+layer's output error is the weighted sum). An expert with fewer than `min_tokens` calibration tokens is not skipped
+and not fitted to noise: it keeps the plain weight-error quantizer (its weights' own statistics), which is what
+llama.cpp's importance matrices lack for rarely routed experts. Scales follow moepy's INT4 rule (the best of nine
+divisors of the group's signed maximum) on the GPTQ-updated weights of each group, so the result is moepy's ordinary
+"int4" format: the same kernels, the same 4.5 bits per weight at groups of 32.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import numpy as np
+
+from ..reference.ffn import expert_hidden
+from ..reference.quant import pack_blocks, quantize_weights
+
+F32 = np.float32
+
+
+@dataclass
+class CalibrationReport:
+    """Per MoE layer: experts calibrated with GPTQ, experts that kept the plain quantizer (too few tokens), and the
+    calibration tokens each expert saw."""
+
+    calibrated: Dict[int, int] = field(default_factory=dict)
+    fallback: Dict[int, int] = field(default_factory=dict)
+    tokens: Dict[int, np.ndarray] = field(default_factory=dict)
+
+    def __repr__(self):
+        c, f = sum(self.calibrated.values()), sum(self.fallback.values())
+        return f"CalibrationReport({len(self.calibrated)} MoE layers: {c} experts calibrated, {f} plain (few tokens))"
+
+
+def _int4_scales(g: np.ndarray) -> np.ndarray:
+    """fp16 scales (N,) of moepy's INT4 rule for one group g (N, G) (quantize_weights' search over nine divisors of
+    the signed maximum, least weight error; a Hessian-weighted choice of the divisor measured no better)."""
+    _, s16, _ = quantize_weights(g[None].astype(F32), "int4", g.shape[1])
+    return s16[0, :, 0]
+
+
+def gptq_int4(w: np.ndarray, hessian: np.ndarray, group_size: int, damp: float = 0.01, act_order: bool = True):
+    """Codes u (N, K) uint8 and fp16 scales (N, K / G) of moepy's INT4 format for w (N, K), quantized column by
+    column with GPTQ's error feedback under `hessian` (K, K) = sum of x x^T over the inputs (damped by `damp` x its
+    mean diagonal). act_order=False: columns in order, each group's scales chosen when the group is reached, from
+    the updated weights; act_order=True: the columns with the largest Hessian diagonal first, under the scales the
+    original weights give each group (GPTQ's "static groups")."""
+    W = np.array(w, np.float64)
+    N, K = W.shape
+    G = group_size
+    Hm = np.array(hessian, np.float64)
+    dead = np.diag(Hm) <= 0
+    Hm[dead, dead] = 1.0
+    W[:, dead] = 0.0
+    Hm[np.diag_indices(K)] += damp * float(np.mean(np.diag(Hm)))
+    s16 = np.empty((N, K // G), np.float16)
+    if act_order:
+        for g0 in range(0, K, G):
+            s16[:, g0 // G] = _int4_scales(W[:, g0:g0 + G])
+        perm = np.argsort(-np.diag(Hm), kind="stable")
+    else:
+        perm = np.arange(K)
+    W, Hm = W[:, perm], Hm[np.ix_(perm, perm)]
+    # upper Cholesky factor of H^-1: the row j of U holds the coefficients that spread column j's error
+    U = np.linalg.cholesky(np.linalg.inv(Hm)).T
+    q = np.empty((N, K))
+    for b0 in range(0, K, G):  # blocks of G columns (the groups themselves unless act_order)
+        b1 = b0 + G
+        if not act_order:
+            s16[:, b0 // G] = _int4_scales(W[:, b0:b1])
+        err = np.zeros((N, G))
+        for j in range(b0, b1):
+            s = s16[:, perm[j] // G].astype(F32)
+            col = W[:, j]
+            qj = np.clip(np.where(s != 0, np.rint(col.astype(F32) / s), 0.0), -8, 7)
+            q[:, j] = qj
+            e = (col - s.astype(np.float64) * qj) / U[j, j]
+            W[:, j + 1:b1] -= np.outer(e, U[j, j + 1:b1])
+            err[:, j - b0] = e
+        W[:, b1:] -= err @ U[b0:b1, b1:]
+    u = np.empty((N, K), np.uint8)
+    u[:, perm] = (q + 8).astype(np.uint8)
+    return u, s16
+
+
+def _plain(w: np.ndarray, G: int):
+    u, s16, _ = quantize_weights(np.asarray(w, F32)[None], "int4", G)
+    return u[0], s16[0]
+
+
+def collect_inputs(model, chunks: np.ndarray) -> Dict[int, tuple]:
+    """{layer: (x (T, H) float32 inputs of the MoE layer, Routing)} over the calibration chunks (n, ctx), from the
+    model's own routing."""
+    from ..experiments.schemes import layer_route
+    seen: Dict[int, list] = {i: [] for i in model.moe_layers}
+
+    def hook_for(i):
+        def hook(layer, x, logits):
+            r = layer_route(layer, x, logits)
+            seen[i].append((x.reshape(-1, layer.hidden_size).copy(), r))
+            return r
+        return hook
+
+    saved = {i: l.route_hook for i, l in model.moe_layers.items()}
+    try:
+        for i, layer in model.moe_layers.items():
+            layer.route_hook = hook_for(i)
+        for c in chunks:
+            model(c)
+    finally:
+        for i, layer in model.moe_layers.items():
+            layer.route_hook = saved[i]
+    out = {}
+    for i, parts in seen.items():
+        x = np.concatenate([p[0] for p in parts])
+        experts = np.concatenate([p[1].experts for p in parts])
+        weights = np.concatenate([p[1].weights for p in parts])
+        kept = np.concatenate([np.ones(p[1].experts.shape, bool) if p[1].dropped is None else ~p[1].dropped
+                               for p in parts])
+        out[i] = (x, experts, weights, kept)
+    return out
+
+
+def calibrate_int4(model, ids, *, ctx: int = 256, max_chunks: Optional[int] = None, group_size: int = 32,
+                   min_tokens: Optional[int] = None, damp: float = 0.01, act_order: bool = True,
+                   weighted: bool = True) -> CalibrationReport:
+    """Quantize the routed experts of every MoE layer of `model` (float32 or bf16 experts) to calibrated INT4 in
+    place, from the router traces of calibration ids (chunks of ctx tokens, as the perplexity runs them).
+    min_tokens: experts that saw fewer calibration tokens keep the plain INT4 quantizer (default 2 x group_size).
+    act_order: GPTQ's column order by Hessian diagonal (static group scales); weighted: each token's statistics
+    weighted by its routing weight squared (else every routed token counts one).
+    Returns a CalibrationReport. The model's dtype of the other weights is unchanged; model.quantize becomes
+    "int4" (calibrated)."""
+    from ..eval.perplexity import chunks as make_chunks
+    from .layer import MoELayer
+    from .packed import PackedOnlyExperts
+    from . import quant
+    quant.check_format("int4", group_size)
+    G = int(group_size)
+    min_tokens = 2 * G if min_tokens is None else int(min_tokens)
+    chunked = make_chunks(np.asarray(ids, np.int64).reshape(-1), ctx, None)
+    if max_chunks is not None:
+        chunked = chunked[:max_chunks]
+    if len(chunked) == 0:
+        raise ValueError(f"ids: fewer than one chunk of ctx {ctx} calibration tokens")
+    inputs = collect_inputs(model, chunked)
+    report = CalibrationReport()
+    for i, layer in list(model.moe_layers.items()):
+        if layer.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"layer {i}: its experts are {layer.dtype}; calibrate a float32 / bf16 model")
+        ex = layer.experts.as_float32() if hasattr(layer.experts, "as_float32") else layer.experts
+        E, H, I = ex.shape
+        if H % G or I % G:
+            raise ValueError(f"group_size {G} must divide H = {H} and I = {I}")
+        x, experts, weights, kept = inputs[i]
+        gated = ex.gate is not None
+        names = ("gate", "up") if gated else ("up",)
+        codes = {n: np.empty((E, I, H), np.uint8) for n in names}
+        scales = {n: np.empty((E, I, H // G), np.float16) for n in names}
+        codes["down"], scales["down"] = np.empty((E, H, I), np.uint8), np.empty((E, H, I // G), np.float16)
+        counts = np.zeros(E, np.int64)
+        n_cal = 0
+        for e in range(E):
+            tok, slot = np.nonzero((experts == e) & kept)
+            counts[e] = tok.size
+            mats = {n: getattr(ex, n)[e] for n in names}
+            mats["down"] = ex.down[e]
+            if tok.size < min_tokens:
+                for n, w in mats.items():
+                    codes[n][e], scales[n][e] = _plain(w, G)
+                continue
+            n_cal += 1
+            wt = weights[tok, slot].astype(np.float64)[:, None] if weighted else np.ones((tok.size, 1))
+            xe = x[tok].astype(np.float64)
+            h_in = (xe * wt).T @ (xe * wt)  # (H, H): gate / up inputs
+            he = expert_hidden(xe, ex, e)
+            h_down = (he * wt).T @ (he * wt)  # (I, I): down's inputs
+            for n in names:
+                codes[n][e], scales[n][e] = gptq_int4(mats[n], h_in, G, damp, act_order)
+            codes["down"][e], scales["down"][e] = gptq_int4(mats["down"], h_down, G, damp, act_order)
+        report.calibrated[i], report.fallback[i], report.tokens[i] = n_cal, E - n_cal, counts
+        P = len(names)
+        bb = quant.block_bytes("int4", G)
+        n_in = -(-I // 16) * (H // G) * P * bb
+        w_in = np.zeros(E * n_in, np.uint8)
+        for p, n in enumerate(names):
+            pack_blocks(codes[n], scales[n], None, "int4", G, P=P, p=p, out=w_in)
+        w_out = pack_blocks(codes["down"], scales["down"], None, "int4", G)
+        packed = PackedOnlyExperts(E, H, I, gated, ex.activation, float(ex.alpha), float(ex.limit), "int4", G,
+                                   w_in, w_out, _f32(ex.gate_bias), _f32(ex.up_bias), _f32(ex.down_bias))
+        new = MoELayer(layer.router, layer.router_weight, packed, shared=layer.shared,
+                       shared_gate_weight=layer.shared_gate_weight, router_bias=layer.router_bias,
+                       selection_bias=layer.selection_bias, scale_input=layer.scale_input, dtype="int4",
+                       family=layer.family, group_size=G, shared_dtype=layer.shared_dtype)
+        next(l for l in model.layers if l.index == i).ffn = new
+    model.quantize, model.group_size = "int4", G
+    return report
+
+
+def _f32(b):
+    return None if b is None else np.ascontiguousarray(b, np.float32)

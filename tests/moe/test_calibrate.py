@@ -1,0 +1,78 @@
+"""Calibrated INT4 (moepy.moe.calibrate): GPTQ against plain rounding, the packed blocks, the fallback for rare experts."""
+import numpy as np
+import pytest
+
+from moepy.eval import builtin, evaluate
+from moepy.moe.calibrate import calibrate_int4, gptq_int4
+from moepy.nn import MoEModel
+from moepy.reference.quant import dequantize_weights, quantize_weights
+
+
+def test_gptq_with_a_diagonal_hessian_is_plain_rounding():
+    w = np.random.default_rng(0).standard_normal((24, 64)).astype(np.float32)
+    u, s16 = gptq_int4(w, np.eye(64) * 3.0, 32, act_order=False)
+    u0, s0, _ = quantize_weights(w[None], "int4", 32)
+    assert np.array_equal(u, u0[0]) and np.array_equal(s16, s0[0])
+
+
+def test_gptq_lowers_the_output_error_on_correlated_inputs():
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((32, 64)).astype(np.float32) * 0.05
+    mix = rng.standard_normal((64, 64)) * 0.3 + np.eye(64)
+    x = rng.standard_normal((400, 64)) @ mix  # correlated inputs
+    u0, s0, _ = quantize_weights(w[None], "int4", 32)
+    err0 = np.linalg.norm(x @ (w - dequantize_weights(u0, s0, None, "int4", 32)[0]).T)
+    for act_order in (False, True):
+        u, s16 = gptq_int4(w, x.T @ x, 32, act_order=act_order)
+        q = dequantize_weights(u[None], s16[None], None, "int4", 32)[0]
+        assert np.linalg.norm(x @ (w - q).T) < 0.8 * err0
+        assert u.max() <= 15 and s16.shape == (32, 2)
+
+
+@pytest.fixture(scope="module")
+def mixtral_ids():
+    m = MoEModel.from_pretrained(builtin.path("mixtral"), progress=False)
+    ids = np.array(m.tokenizer.encode(builtin.heldout_text("prose")), np.int64)
+    return ids[:2048], ids[4096:4096 + 8 * 128]
+
+
+def test_calibrated_model_beats_plain_int4_and_keeps_the_format(mixtral_ids, tmp_path):
+    cal, ev = mixtral_ids
+    base = MoEModel.from_pretrained(builtin.path("mixtral"), progress=False)
+    evaluate(base, ev, ctx=128, save_logprobs=str(tmp_path / "base.npz"))
+    plain = MoEModel.from_pretrained(builtin.path("mixtral"), quantize="int4", progress=False)
+    kl_plain = evaluate(plain, ev, ctx=128, kl_base=str(tmp_path / "base.npz"))["kld_mean"]
+    m = MoEModel.from_pretrained(builtin.path("mixtral"), progress=False)
+    rep = calibrate_int4(m, cal, ctx=128)
+    assert sum(rep.calibrated.values()) > 0
+    for i, layer in m.moe_layers.items():
+        assert layer.dtype == "int4" and layer.nbytes()["routed"] == plain.moe_layers[i].nbytes()["routed"]
+    kl = evaluate(m, ev, ctx=128, kl_base=str(tmp_path / "base.npz"))["kld_mean"]
+    assert kl < kl_plain
+    # the calibrated blocks survive save_pretrained / from_pretrained bit for bit
+    m.save_pretrained(tmp_path / "cal")
+    back = MoEModel.from_pretrained(tmp_path / "cal", progress=False)
+    assert np.array_equal(back(ev[:64]), m(ev[:64]))
+
+
+def test_rare_experts_keep_the_plain_quantizer(mixtral_ids):
+    cal, _ = mixtral_ids
+    plain = MoEModel.from_pretrained(builtin.path("mixtral"), quantize="int4", progress=False)
+    m = MoEModel.from_pretrained(builtin.path("mixtral"), progress=False)
+    rep = calibrate_int4(m, cal[:256], ctx=128, min_tokens=10 ** 9)  # every expert "rare"
+    assert sum(rep.calibrated.values()) == 0
+    for i, layer in m.moe_layers.items():
+        assert np.array_equal(layer.experts.w_in, plain.moe_layers[i].experts.w_in)
+        assert np.array_equal(layer.experts.w_out, plain.moe_layers[i].experts.w_out)
+
+
+def test_bad_input(mixtral_ids):
+    cal, _ = mixtral_ids
+    q = MoEModel.from_pretrained(builtin.path("mixtral"), quantize="int4", progress=False)
+    with pytest.raises(ValueError, match="calibrate a float32 / bf16 model"):
+        calibrate_int4(q, cal, ctx=128)
+    m = MoEModel.from_pretrained(builtin.path("mixtral"), progress=False)
+    with pytest.raises(ValueError, match="fewer than one chunk"):
+        calibrate_int4(m, cal[:10], ctx=128)
+    with pytest.raises(ValueError, match="group_size"):
+        calibrate_int4(m, cal, ctx=128, group_size=48)
