@@ -39,13 +39,47 @@ def _load(args):
                          f"{', '.join(builtin.names()) or 'none'})")
     if args.quantize is not None and args.quantize not in quant.FORMATS:
         raise UsageError(f"--quantize must be one of {', '.join(quant.FORMATS)}")
+    calibrate = getattr(args, "calibrate", None)
+    if calibrate is not None and args.quantize != "int4":
+        raise UsageError("--calibrate makes calibrated INT4 experts: give it with --quantize int4")
     ep = _expert_parallel(args, ck)
     try:
-        model = MoEModel.from_pretrained(ck, dtype=args.dtype, quantize=args.quantize, expert_parallel=ep,
+        model = MoEModel.from_pretrained(ck, dtype=args.dtype, quantize=None if calibrate else args.quantize,
+                                         expert_parallel=ep,
                                          progress=not args.quiet and sys.stderr.isatty() and _is_root(ep))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"checkpoint {ck}: {exc}") from None
+    if calibrate is not None:
+        if ep is not None:
+            raise UsageError("--calibrate runs in one process (calibrate, save_pretrained, then evaluate the copy)")
+        _calibrate(model, calibrate, args)
     return model, ck, is_builtin
+
+
+def _calibrate(model, path: str, args) -> None:
+    """Calibrated INT4 experts (moepy.moe.calibrate) from the text or .npy ids in `path`."""
+    from ..moe.calibrate import calibrate_int4
+    if path.endswith(".npy"):
+        try:
+            ids = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--calibrate {path}: {exc}") from None
+    else:
+        if model.tokenizer is None:
+            raise UsageError("--calibrate: the checkpoint has no tokenizer.json: give the ids as a .npy file")
+        try:
+            ids = model.tokenizer.encode(open(path, encoding="utf-8").read(), add_special_tokens=False)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--calibrate {path}: {exc}") from None
+    ids = np.asarray(ids).reshape(-1)
+    if ids.dtype.kind not in "iu" or (ids.size and (ids.min() < 0 or ids.max() >= model.vocab_size)):
+        raise UsageError(f"--calibrate {path}: token ids in [0, {model.vocab_size}) expected")
+    try:
+        rep = calibrate_int4(model, ids.astype(np.int64), ctx=min(args.ctx, model.spec.max_position_embeddings))
+    except ValueError as exc:
+        raise UsageError(f"--calibrate {path}: {exc}") from None
+    if not args.quiet:
+        print(f"calibrated INT4: {rep}", file=sys.stderr)
 
 
 def _is_root(ep) -> bool:
@@ -167,6 +201,8 @@ def eval_main(argv) -> int:
     ap.add_argument("--score-all", action="store_true", help="score every position >= 1 of each chunk")
     ap.add_argument("--chunks", type=int, help="evaluate only the first N chunks (llama-perplexity's --chunks)")
     ap.add_argument("--quantize", help="int8 | int4 | int4_asym: the routed experts")
+    ap.add_argument("--calibrate", help="with --quantize int4: calibrated INT4 experts (GPTQ from each expert's own "
+                                        "tokens, moepy.moe.calibrate) fitted on this text file (or .npy ids)")
     ap.add_argument("--dtype", choices=("float32", "bfloat16"))
     ap.add_argument("--top-k", type=int, help="active experts per token in every MoE layer")
     ap.add_argument("--threads", type=int)

@@ -76,3 +76,23 @@ def test_bad_input(mixtral_ids):
         calibrate_int4(m, cal[:10], ctx=128)
     with pytest.raises(ValueError, match="group_size"):
         calibrate_int4(m, cal, ctx=128, group_size=48)
+
+
+def test_cli_calibrate(tmp_path):
+    import json
+    import subprocess
+    import sys
+    text = builtin.heldout_text("prose")
+    (tmp_path / "cal.txt").write_text(text[:20000], encoding="utf-8")
+    (tmp_path / "ev.txt").write_text(text[40000:60000], encoding="utf-8")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "moepy", "eval", "mixtral", "--text", str(tmp_path / "ev.txt"),  # noqa: E731
+                                     "--ctx", "128", "--chunks", "8", "--quiet", *a], capture_output=True, text=True)
+    assert run("--save-logprobs", str(tmp_path / "b.npz")).returncode == 0
+    res = {}
+    for name, extra in (("plain", []), ("calibrated", ["--calibrate", str(tmp_path / "cal.txt")])):
+        r = run("--quantize", "int4", *extra, "--kl-base", str(tmp_path / "b.npz"), "--json", str(tmp_path / "r.json"))
+        assert r.returncode == 0, r.stderr
+        res[name] = json.load(open(tmp_path / "r.json"))["kld_mean"]
+    assert res["calibrated"] < res["plain"]
+    bad = run("--calibrate", str(tmp_path / "cal.txt"))
+    assert bad.returncode == 2 and "--quantize int4" in bad.stderr
