@@ -354,8 +354,7 @@ done:
 }
 
 moe_status moe_linear(float *out, const float *x, int64_t T, const moe_experts *w) {
-    if (T < 0 || !w || w->E != 1 || w->gated || w->activation != MOE_ACT_NONE || MOE_DT_IS_QUANT(w->dtype))
-        return MOE_EINVAL;
+    if (T < 0 || !w || w->E != 1 || w->gated || w->activation != MOE_ACT_NONE) return MOE_EINVAL;
     moe_status st = check_experts(w, w->H, 0);
     if (st != MOE_OK) return st;
     const int64_t N = w->inter, Np = moe_round_up(N, MOE_PANEL);
@@ -370,16 +369,36 @@ moe_status moe_linear(float *out, const float *x, int64_t T, const moe_experts *
     work_list items = {0};
     if (!buf) return MOE_ENOMEM;
     const int nthreads = moe_get_num_threads();
-    if (T && add_items(&items, w, 0, (rows_in){x, NULL, NULL, NULL, w->H, 0}, buf, Np, T, Np / MOE_PANEL,
-                       panel_block(T * (Np / MOE_PANEL), nthreads)) < 0) {
+    const moe_kernel_table *kt = moe_kernels();
+    rows_in in = {x, NULL, NULL, NULL, w->H, 0};
+    void *qmem = NULL; /* INT weights: the rows quantised once (int8 codes, per-group scales and sums) */
+    if (MOE_DT_IS_QUANT(w->dtype)) {
+        qbuf xq = {0};
+        arena a = {NULL, 0, 0, 0};
+        for (int pass = 0; pass < 2; pass++) {
+            qbuf_take(&xq, &a, T, w->H, w->group);
+            if (pass == 0) {
+                if (a.overflow || !(qmem = malloc((size_t)(a.used + 64)))) {
+                    if (!direct) free(buf);
+                    return a.overflow ? MOE_EOVERFLOW : MOE_ENOMEM;
+                }
+                a = (arena){(char *)(((uintptr_t)qmem + 63) / 64 * 64), a.used, 0, 0};
+            }
+        }
+        quantize_parallel(&xq, x, w->H, T, w->group, kt, nthreads);
+        in = qbuf_rows(&xq);
+    }
+    if (T && add_items(&items, w, 0, in, buf, Np, T, Np / MOE_PANEL, panel_block(T * (Np / MOE_PANEL), nthreads)) < 0) {
         if (!direct) free(buf);
+        free(qmem);
         return MOE_ENOMEM;
     }
-    run_items(&items, 0, moe_kernels(), nthreads);
+    run_items(&items, 0, kt, nthreads);
     if (!direct) {
         for (int64_t t = 0; t < T; t++) memcpy(out + t * N, buf + t * Np, (size_t)N * sizeof(float));
         free(buf);
     }
+    free(qmem);
     free(items.items);
     return MOE_OK;
 }

@@ -202,7 +202,8 @@ int64_t moe_forward_workspace(int64_t T, int64_t K, const moe_experts *routed, c
                               int32_t scale_input);
 
 /* out (T, N) = x (T, K) @ W^T for W packed as the ungated input matrix of one "expert" (E = 1,
- * H = K, inter = N, activation MOE_ACT_NONE): the router linear, batch-invariant unlike BLAS. */
+ * H = K, inter = N, activation MOE_ACT_NONE): the router and dense projections, batch-invariant unlike BLAS.
+ * W may be float32, bf16 or INT blocks (x then quantised to INT8 per group, as the experts' kernels do). */
 moe_status moe_linear(float *out, const float *x, int64_t T, const moe_experts *w);
 
 /* ---------- attention (attention.c, attention_kernels.inc) ---------- */

@@ -170,7 +170,7 @@ MOE_PY_FN(py_forward_workspace) {
     return PyLong_FromLongLong(n);
 }
 
-/* linear(x (T, H) f32, w: packed experts with E = 1, ungated, activation none) -> (T, N) */
+/* linear(x (T, H) f32, w: packed experts with E = 1, ungated, activation none; float, bf16 or INT) -> (T, N) */
 MOE_PY_FN(py_linear) {
     (void)self;
     static char *kwlist[] = {"x", "weight", NULL};
@@ -179,8 +179,8 @@ MOE_PY_FN(py_linear) {
     PyArrayObject *x = NULL, *out = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:linear", kwlist, &x_o, &w_o)) return NULL;
     if (parse_experts(w_o, "weight", &w, 0) < 0) return NULL;
-    if (w.c.E != 1 || w.c.gated || w.c.activation != MOE_ACT_NONE || MOE_DT_IS_QUANT(w.c.dtype)) {
-        PyErr_SetString(PyExc_ValueError, "weight must be one ungated float expert with activation 'none'");
+    if (w.c.E != 1 || w.c.gated || w.c.activation != MOE_ACT_NONE) {
+        PyErr_SetString(PyExc_ValueError, "weight must be one ungated expert with activation 'none'");
         goto fail;
     }
     if (!(x = get_input(x_o, "x", NPY_FLOAT32, 2))) goto fail;

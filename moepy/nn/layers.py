@@ -48,7 +48,8 @@ def vector(a, name: str, size: int) -> np.ndarray:
 
 
 class Linear:
-    """y = x W^T (+ b): W (N, K) float32 or raw bf16 bits, kept only as the kernel's packed panels."""
+    """y = x W^T (+ b): W (N, K) float32 or raw bf16 bits, kept only as the kernel's packed panels (or, through
+    quantized(), as INT8 / INT4 blocks)."""
 
     def __init__(self, weight: np.ndarray, bias: Optional[np.ndarray] = None):
         w = np.asarray(weight)
@@ -59,10 +60,29 @@ class Linear:
                                        dtype=_ops.DTYPES[self.dtype])
         self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
 
+    def quantized(self, format: str = "int8", group_size: int = 32) -> "Linear":
+        """This projection with W in an INT format of moepy.moe.quant (blocks of 16 outputs x group_size inputs;
+        the activations are quantised to INT8 per group in the kernel, as for INT experts); itself, unchanged, when
+        group_size does not divide both its dimensions."""
+        quant.check_format(format, group_size)
+        N, K = self.out_features, self.in_features
+        if N % group_size or K % group_size:
+            return self
+        w = self.weight
+        w = from_bf16_bits(w).reshape(w.shape) if w.dtype == np.uint16 else w
+        out = Linear.__new__(Linear)
+        out.out_features, out.in_features, out.dtype, out.bias = N, K, format, self.bias
+        out._packed = self._packed._replace(w_in=_ops.quantize(w[None], format, group_size, name="weight"),
+                                            dtype=_ops.DTYPES[format], group=int(group_size))
+        return out
+
     @property
     def weight(self) -> np.ndarray:
-        """W (N, K) unpacked from the panels: float32, or raw bf16 bits (uint16) for a bf16 Linear."""
+        """W (N, K) unpacked from the panels: float32, or raw bf16 bits (uint16) for a bf16 Linear; the
+        dequantized float32 weights of an INT Linear."""
         N, K = self.out_features, self.in_features
+        if self.dtype in quant.FORMATS:
+            return _ops.dequantize(self._packed.w_in, 1, N, K, self.dtype, self._packed.group)[0]
         npanel = -(-N // _ops.PANEL)
         a = self._packed.w_in.reshape(npanel, K, _ops.PANEL).transpose(0, 2, 1).reshape(npanel * _ops.PANEL, K)
         return np.ascontiguousarray(a[:N])

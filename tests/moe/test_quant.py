@@ -175,3 +175,27 @@ def test_quantized_special_layers_track_float(kind):
     yq, r = q(x, return_routing=True)
     np.testing.assert_array_equal(r.experts, layer.last_routing.experts)
     assert relative_rms(yq, y) < 0.02
+
+
+@pytest.mark.parametrize("fmt", ["int8", "int4", "int4_asym"])
+def test_int_linear_equals_its_twin_on_every_isa(fmt):
+    """moe_linear on INT blocks (the dense projections of quantize_projections) == reference.quant.qmatmul, bitwise,
+    for every ISA and thread count; rows independent of the batch."""
+    from moepy.nn.layers import Linear
+    from moepy.reference.quant import qmatmul, quantize_weights
+    rng = np.random.default_rng(5)
+    w = (rng.standard_normal((96, 64)) * 0.1).astype(np.float32)
+    x = rng.standard_normal((37, 64)).astype(np.float32)
+    lin = Linear(w).quantized(fmt, 32)
+    u, s16, m16 = quantize_weights(w[None], fmt, 32)
+    want = qmatmul(x, u[0], s16[0], None if m16 is None else m16[0], fmt, 32)
+    for name in available_isas():
+        with isa(name):
+            for n in (1, 2):
+                with num_threads(n):
+                    got = lin(x)
+                    assert np.array_equal(got, want), (name, n)
+                    assert np.array_equal(lin(x[:3]), want[:3])
+    from moepy.reference.quant import dequantize_weights
+    assert np.array_equal(lin.weight, dequantize_weights(u, s16, m16, fmt, 32)[0])
+    assert Linear(w[:80]).quantized(fmt, 32).dtype == "float32"  # 32 does not divide 80: left as it is

@@ -265,3 +265,22 @@ def test_bad_checkpoints(tmp_path):
         MoEModel.from_pretrained(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="dtype"):
         MoEModel.from_pretrained(tmp_path / "ok", dtype="float16", progress=False)
+
+
+@pytest.mark.parametrize("name", ["olmoe-1b-7b", "deepseek-v3"])
+def test_quantize_projections(name):
+    m = tiny(name, hidden_size=64, vocab_size=128)
+    ids = ids_of(m, T=20)
+    ref = m(ids)
+    n = m.quantize_projections("int8", 32)
+    assert n >= 2  # the attention projections of every layer and the head
+    got = m(ids)
+    rel = np.sqrt(((got - ref) ** 2).mean() / (ref ** 2).mean())
+    assert 0 < rel < 0.05
+    from moepy.nn.layers import Linear
+    assert m.head.dtype == "int8" and isinstance(m.head, Linear)
+    assert np.array_equal(m(ids[:12]), got[:12])  # a token's logits do not depend on the later tokens (T > 8: MLA prefill form)
+    with num_threads(1):
+        assert np.array_equal(m(ids), got)
+    with pytest.raises(ValueError, match="format"):
+        m.quantize_projections("int3")
