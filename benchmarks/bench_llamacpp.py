@@ -10,8 +10,8 @@ convert_hf_to_gguf.py (the llama-cpp-python sdist's tree, scripts/get_llamacpp.s
 llama-quantize --pure to Q4_0 (every tensor Q4_0; by default the output tensor would be Q6_K, which moepy does not
 read). moepy
 reads each file with MoEModel.from_pretrained(path.gguf): float32 / bf16 weights as they are; Q8_0 / Q4_0 routed
-experts keep their blocks (moepy's int8 / int4 kernels); moepy's other weights: bf16 for BF16, Q8_0 and Q4_0 files
-(moepy has no INT path for the dense projections), float32 for F32.
+experts keep their blocks (moepy's int8 / int4 kernels) and the attention and output projections are quantized to
+int8 / int4 (MoEModel.quantize_projections; the embedding and norms stay bf16 / float32).
 Per format and thread count (--threads, default 1 2): llama-bench -p 512 -n 0 and -p 0 -n 128 (-r --repeat), and
 moepy's prefill of 512 tokens (one call, logits of the last position) and decode of 128 tokens from an empty cache,
 median of --repeat. Bound: bytes each engine reads per decoded token (its non-expert tensors, top-k / E of its
@@ -39,6 +39,7 @@ from common import machine_info, measure_bandwidth, print_table, write_json  # n
 
 FORMATS = ("F32", "BF16", "Q8_0", "Q4_0")
 MOEPY_DTYPE = {"F32": "float32", "BF16": "bfloat16", "Q8_0": "bfloat16", "Q4_0": "bfloat16"}
+MOEPY_PROJECTIONS = {"Q8_0": "int8", "Q4_0": "int4"}  # the attention and head projections, as the file has them
 PREFILL, DECODE = 512, 128
 
 
@@ -124,6 +125,8 @@ def moepy_bench(path: str, fmt: str, threads, repeat: int, vocab: int) -> tuple:
     from bench_model import active_bytes
     from moepy.nn import MoEModel
     model = MoEModel.from_pretrained(path, dtype=MOEPY_DTYPE[fmt], progress=False)
+    if fmt in MOEPY_PROJECTIONS:
+        model.quantize_projections(MOEPY_PROJECTIONS[fmt], 32)
     ids = np.random.default_rng(0).integers(0, vocab, PREFILL + DECODE)
     out = {}
     for t in threads:
