@@ -5,17 +5,8 @@ from typing import Mapping, Optional
 
 import numpy as np
 
+from .._progress import iterate
 from .trace import Trace, model_fingerprint
-
-
-def _progress(it, total: int, show: bool):
-    if not show:
-        return it
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return it
-    return tqdm(it, total=total, desc="recording routing", leave=False)
 
 
 def _ids(model, ids_or_text, name: str) -> np.ndarray:
@@ -74,7 +65,7 @@ def record_trace(model, ids_or_text, *, ctx: int = 512, domain: Optional[str] = 
     if not layers:
         raise ValueError("model: it has no MoE layers to trace")
     acc = {a: {l: [] for l in layers} for a in ("experts", "weights", "scores", "dropped")}
-    for s in _progress(starts, len(starts), progress):
+    for s in iterate(starts, len(starts), "recording routing", progress):
         _, routing = model(ids[s:s + ctx], return_routing=True)
         for l in layers:
             r = routing[l]

@@ -11,6 +11,7 @@ from typing import Optional
 
 import numpy as np
 
+from .._progress import bar as progress_bar
 from .perplexity import chunks, kld_stats, perplexity_stats, run_chunks, scored_positions, unigram_baseline
 from .routing_report import routing_report
 
@@ -103,8 +104,8 @@ def evaluate(model, ids, *, ctx: int = 512, score_all: bool = False, bos: Option
     if ep is not None:  # chunks dealt to the ranks; the results gathered on rank 0
         from ..parallel.run import run_chunks_parallel as runner
         ep.stats.clear()  # the report's bytes are this evaluation's
-    bar = _bar(-(-len(chunked) // ep.size) if ep is not None else len(chunked), progress and (ep is None or
-                                                                                                ep.rank == 0))
+    bar = progress_bar(-(-len(chunked) // ep.size) if ep is not None else len(chunked), "chunks",
+                       progress and (ep is None or ep.rank == 0), unit="chunk", tty_only=True)
     try:
         res = runner(model, chunked, positions, keep_logprobs=save_logprobs is not None or base is not None,
                      return_routing=True, progress=bar.update if bar is not None else None)
@@ -170,11 +171,3 @@ def load_logprobs(path: str) -> dict:
         raise EvalError(f"--kl-base {path}: cannot read it ({exc})") from None
 
 
-def _bar(total: int, show: bool):
-    if not show or not sys.stderr.isatty():
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc="chunks", unit="chunk", file=sys.stderr, leave=False)

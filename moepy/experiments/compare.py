@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .._progress import bar as progress_bar
 from ..eval.perplexity import chunks as make_chunks, kld_stats, perplexity_stats, run_chunks, scored_positions
 from ..eval.routing_report import layer_report
 from .schemes import Baseline, ExpertChoiceRouting, Scheme, layer_route
@@ -109,7 +110,7 @@ def compare_routing(model, ids, schemes: Sequence[Scheme], *, ctx: int = 256, ma
     base = next(s for s in schemes if isinstance(s, Baseline))
     order = [base] + [s for s in schemes if s is not base]
     runs = {}
-    bar = _bar(len(order) * len(chunked), progress)
+    bar = progress_bar(len(order) * len(chunked), "schemes", progress, unit="chunk")
     try:
         for s in order:
             runs[s.name] = _run(model, s, chunked, positions, bar)
@@ -203,13 +204,3 @@ def collect_saliency(model, chunks: np.ndarray, reap: bool = True) -> Tuple[Dict
             l.route_hook = saved[i]
     reap_s = {i: np.where(freq[i] > 0, sal[i] / np.maximum(freq[i], 1), 0.0) for i in moe}
     return freq, reap_s
-
-
-def _bar(total: int, show: bool):
-    if not show:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc="schemes", unit="chunk", leave=False)

@@ -16,6 +16,7 @@ from typing import Callable, Dict, Optional, Union
 import numpy as np
 
 from .._inputs import as_index
+from .._progress import iterate
 from ..families import registry
 from ..families._config_json import load_hf_config, text_config
 from ..moe import quant
@@ -37,16 +38,6 @@ def decoder_spec(hf_config) -> DecoderSpec:
         have = sorted(t for f in registry.all_families() if getattr(f, "decoder", None) for t in f.model_types)
         raise ValueError(f"model_type {mt!r}: moepy runs no whole decoder of this family (it runs {', '.join(have)})")
     return fam.decoder(text_config(d))
-
-
-def _progress(it, total: int, desc: str, show: bool):
-    if not show:
-        return it
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return it
-    return tqdm(it, total=total, desc=desc, leave=False)
 
 
 class MoEModel:
@@ -138,7 +129,7 @@ class MoEModel:
         H, V = spec.hidden_size, spec.vocab_size
         embed = L.matrix(spec.names.embed, (V, H))
         layers = []
-        for i in _progress(range(spec.num_layers), spec.num_layers, "loading layers", progress):
+        for i in iterate(range(spec.num_layers), spec.num_layers, "loading layers", progress):
             ls = spec.layers[i]
             attention = L.attention(i, ls)
             n1, n2 = L.norms(i)
