@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -169,6 +169,28 @@ def _run(model, scheme: Scheme, chunked: np.ndarray, positions: np.ndarray, bar)
             res.seconds, res.tokens_run, nll)
 
 
+def observe_routing(model, chunks: np.ndarray, seen: Callable) -> None:
+    """Run the model over chunks (n, ctx) with its own routing, calling seen(layer_index, layer, x, routing) at every
+    MoE layer call (x as the layer got it); the layers' route hooks are restored after, even on error."""
+    def hook_for(i):
+        def hook(layer, x, logits):
+            r = layer_route(layer, x, logits)
+            seen(i, layer, x, r)
+            return r
+        return hook
+
+    moe = model.moe_layers
+    saved = {i: layer.route_hook for i, layer in moe.items()}
+    try:
+        for i, layer in moe.items():
+            layer.route_hook = hook_for(i)
+        for c in chunks:
+            model(c)
+    finally:
+        for i, layer in moe.items():
+            layer.route_hook = saved[i]
+
+
 def collect_saliency(model, chunks: np.ndarray, reap: bool = True) -> Tuple[Dict[int, np.ndarray], Dict[int, np.ndarray]]:
     """Run the model's own routing over chunks (n, ctx) and return, per MoE layer, the frequency (E,) slots each
     expert took and (reap=True) the REAP saliency (E,): the mean over the tokens routed to an expert of gate weight
@@ -177,30 +199,18 @@ def collect_saliency(model, chunks: np.ndarray, reap: bool = True) -> Tuple[Dict
     freq = {i: np.zeros(l.num_experts, np.int64) for i, l in moe.items()}
     sal = {i: np.zeros(l.num_experts, np.float64) for i, l in moe.items()}
 
-    def hook_for(i):
-        def hook(layer, x, logits):
-            r = layer_route(layer, x, logits)
-            kept = np.ones(r.experts.shape, bool) if r.dropped is None else ~r.dropped
-            e = r.experts[kept]
-            freq[i] += np.bincount(e, minlength=layer.num_experts)
-            if reap and e.size:
-                x2 = x.reshape(-1, layer.hidden_size)
-                rows = np.nonzero(kept)[0]
-                y = layer.run_experts(np.ascontiguousarray(x2[rows]), np.ones((e.size, 1), np.float32),
-                                      e.reshape(-1, 1).astype(np.int32), include_shared=False)
-                norms = np.sqrt((y.astype(np.float64) ** 2).sum(axis=1))
-                sal[i] += np.bincount(e, weights=r.weights[kept] * norms, minlength=layer.num_experts)
-            return r
-        return hook
+    def seen(i, layer, x, r):
+        kept = np.ones(r.experts.shape, bool) if r.dropped is None else ~r.dropped
+        e = r.experts[kept]
+        freq[i] += np.bincount(e, minlength=layer.num_experts)
+        if reap and e.size:
+            x2 = x.reshape(-1, layer.hidden_size)
+            rows = np.nonzero(kept)[0]
+            y = layer.run_experts(np.ascontiguousarray(x2[rows]), np.ones((e.size, 1), np.float32),
+                                  e.reshape(-1, 1).astype(np.int32), include_shared=False)
+            norms = np.sqrt((y.astype(np.float64) ** 2).sum(axis=1))
+            sal[i] += np.bincount(e, weights=r.weights[kept] * norms, minlength=layer.num_experts)
 
-    saved = {i: l.route_hook for i, l in moe.items()}
-    try:
-        for i, l in moe.items():
-            l.route_hook = hook_for(i)
-        for c in chunks:
-            model(c)
-    finally:
-        for i, l in moe.items():
-            l.route_hook = saved[i]
+    observe_routing(model, chunks, seen)
     reap_s = {i: np.where(freq[i] > 0, sal[i] / np.maximum(freq[i], 1), 0.0) for i in moe}
     return freq, reap_s

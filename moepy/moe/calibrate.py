@@ -98,25 +98,9 @@ def _plain(w: np.ndarray, G: int):
 def collect_inputs(model, chunks: np.ndarray) -> Dict[int, tuple]:
     """{layer: (x (T, H) float32 inputs of the MoE layer, Routing)} over the calibration chunks (n, ctx), from the
     model's own routing."""
-    from ..experiments.schemes import layer_route
+    from ..experiments.compare import observe_routing
     seen: Dict[int, list] = {i: [] for i in model.moe_layers}
-
-    def hook_for(i):
-        def hook(layer, x, logits):
-            r = layer_route(layer, x, logits)
-            seen[i].append((x.reshape(-1, layer.hidden_size).copy(), r))
-            return r
-        return hook
-
-    saved = {i: l.route_hook for i, l in model.moe_layers.items()}
-    try:
-        for i, layer in model.moe_layers.items():
-            layer.route_hook = hook_for(i)
-        for c in chunks:
-            model(c)
-    finally:
-        for i, layer in model.moe_layers.items():
-            layer.route_hook = saved[i]
+    observe_routing(model, chunks, lambda i, layer, x, r: seen[i].append((x.reshape(-1, layer.hidden_size).copy(), r)))
     out = {}
     for i, parts in seen.items():
         x = np.concatenate([p[0] for p in parts])
