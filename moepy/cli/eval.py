@@ -60,19 +60,11 @@ def _calibrate(model, path: str, args) -> None:
     """Calibrated INT4 experts (moepy.moe.calibrate) from the text or .npy ids in `path`."""
     from ..moe.calibrate import calibrate_int4
     if path.endswith(".npy"):
-        try:
-            ids = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--calibrate {path}: {exc}") from None
+        ids = _npy_ids(path, "--calibrate")
     else:
-        if model.tokenizer is None:
-            raise UsageError("--calibrate: the checkpoint has no tokenizer.json: give the ids as a .npy file")
-        try:
-            ids = model.tokenizer.encode(open(path, encoding="utf-8").read(), add_special_tokens=False)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--calibrate {path}: {exc}") from None
-    ids = np.asarray(ids).reshape(-1)
-    if ids.dtype.kind not in "iu" or (ids.size and (ids.min() < 0 or ids.max() >= model.vocab_size)):
+        ids = _text_ids(model, lambda: open(path, encoding="utf-8").read(), f"--calibrate {path}",
+                        "--calibrate: the checkpoint has no tokenizer.json: give the ids as a .npy file")
+    if ids.size and (ids.min() < 0 or ids.max() >= model.vocab_size):
         raise UsageError(f"--calibrate {path}: token ids in [0, {model.vocab_size}) expected")
     try:
         rep = calibrate_int4(model, ids.astype(np.int64), ctx=min(args.ctx, model.spec.max_position_embeddings))
@@ -127,21 +119,32 @@ def _ids(args, model, is_builtin):
     if args.text is not None and args.tokens is not None:
         raise UsageError("give --text or --tokens, not both")
     if args.tokens is not None:
-        try:
-            ids = np.load(args.tokens, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--tokens {args.tokens}: {exc}") from None
-        if ids.dtype.kind not in "iu":
-            raise UsageError(f"--tokens {args.tokens}: integer ids expected, got {ids.dtype}")
-        return np.asarray(ids).reshape(-1).astype(np.int64)
+        return _npy_ids(args.tokens, "--tokens")
     if args.text is None and not is_builtin:
         raise UsageError("give the text to evaluate: --text FILE (or --tokens FILE.npy)")
-    if model.tokenizer is None:
-        raise UsageError("the checkpoint has no tokenizer.json: give --tokens FILE.npy")
+    read = builtin.heldout_text if args.text is None else (lambda: open(args.text, encoding="utf-8").read())
+    return _text_ids(model, read, f"--text {args.text}", "the checkpoint has no tokenizer.json: give --tokens FILE.npy")
+
+
+def _npy_ids(path: str, flag: str) -> np.ndarray:
+    """(N,) int64 token ids of a .npy file given as `flag`; UsageError for an unreadable or non-integer file."""
     try:
-        text = builtin.heldout_text() if args.text is None else open(args.text, encoding="utf-8").read()
+        ids = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{flag} {path}: {exc}") from None
+    if ids.dtype.kind not in "iu":
+        raise UsageError(f"{flag} {path}: integer ids expected, got {ids.dtype}")
+    return np.asarray(ids).reshape(-1).astype(np.int64)
+
+
+def _text_ids(model, read, what: str, no_tokenizer: str) -> np.ndarray:
+    """(N,) int64 ids of the text read() returns, by the checkpoint's tokenizer (no special tokens added)."""
+    if model.tokenizer is None:
+        raise UsageError(no_tokenizer)
+    try:
+        text = read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--text {args.text}: {exc}") from None
+        raise UsageError(f"{what}: {exc}") from None
     return np.asarray(model.tokenizer.encode(text, add_special_tokens=False), np.int64)
 
 
