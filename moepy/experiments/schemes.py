@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import _ops
 from ..routing import ExpertChoice, RouterConfig, Routing, route
+from ..routing.route import concat_routings
 
 
 class Scheme:
@@ -138,7 +139,7 @@ class ExpertChoiceRouting(Scheme):
         if len(parts) == 1:
             return parts[0]
         K = max(p.top_k for p in parts)
-        return _concat([_pad(p, K) for p in parts])
+        return concat_routings([_pad(p, K) for p in parts])
 
 
 def _pad(r: Routing, K: int) -> Routing:
@@ -152,11 +153,6 @@ def _pad(r: Routing, K: int) -> Routing:
     return Routing(np.concatenate([r.weights, np.zeros((T, K - k), np.float32)], 1),
                    np.concatenate([r.experts, free], 1), r.scores,
                    np.concatenate([r.dropped, np.ones((T, K - k), bool)], 1), None, r.scoring)
-
-
-def _concat(parts) -> Routing:
-    cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
-    return Routing(cat("weights"), cat("experts"), cat("scores"), cat("dropped"), None, parts[0].scoring)
 
 
 class GroupLimited(Scheme):

@@ -97,14 +97,19 @@ def route(logits, config: RouterConfig, bias=None) -> Routing:
         flat = logits.reshape(B * S, E)
         if not config.drops_tokens or B <= 1:
             return route(flat, config, bias)
-        parts = [route(flat[b * S:(b + 1) * S], config, bias) for b in range(B)]  # capacity per sequence
-        cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
-        return Routing(cat("weights"), cat("experts"), cat("scores"), cat("dropped"), parts[0].capacity,
-                       parts[0].scoring)
+        return concat_routings([route(flat[b * S:(b + 1) * S], config, bias) for b in range(B)])  # per sequence
     weights, experts, scores = _ops.route_arrays(logits, bias, _ops.route_params(config))
     if not config.drops_tokens:
         return Routing(weights, experts, scores, None, None, config.scoring)
     return _with_capacity(config, weights, experts, scores)
+
+
+def concat_routings(parts) -> Routing:
+    """One Routing of the tokens of several (in order): their arrays joined; all have the same K, and all or none
+    carry `dropped`; the capacity and scoring of the first."""
+    cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+    dropped = cat("dropped") if parts[0].dropped is not None else None
+    return Routing(cat("weights"), cat("experts"), cat("scores"), dropped, parts[0].capacity, parts[0].scoring)
 
 
 def _with_capacity(config: RouterConfig, weights, experts, scores) -> Routing:
