@@ -175,9 +175,9 @@ class ExpertParallel:
 
     # ---- the exchange of one MoE layer call
     def exchange(self, layer: "ExpertParallelLayer", x2: np.ndarray, weights: np.ndarray, experts: np.ndarray,
-                 dropped: Optional[np.ndarray]) -> np.ndarray:
-        """ys (N, H): the output of every kept slot of this rank's tokens, in dispatch-plan order (slots grouped
-        by expert), computed on the ranks that hold the experts. x2 (T, H); weights, experts, dropped (T, K)."""
+                 dropped: Optional[np.ndarray]) -> tuple:
+        """(ys (N, H), position (T K,)): the output of every kept slot of this rank's tokens, in dispatch-plan order
+        (slots grouped by expert), computed on the ranks that hold the experts, and each slot's row (-1: dropped). x2 (T, H); weights, experts, dropped (T, K)."""
         g, R, me = self.group, self.size, self.rank
         pl = layer.placement
         T, K = experts.shape
@@ -240,8 +240,7 @@ class ExpertParallel:
         st["dispatch_bytes"] += int(row_counts[other].sum()) * H * 4
         st["combine_rows"] += int(counts[other, 1].sum())
         st["combine_bytes"] += int(counts[other, 1].sum()) * H * 4
-        layer._last_plan = position
-        return ys
+        return ys, position
 
     def check_ranks(self, identity: dict) -> None:
         """EPError on every rank unless every rank reports the same identity (moepy version, checkpoint hash,
@@ -307,11 +306,11 @@ class ExpertParallelLayer(MoELayer):
         weights = np.ascontiguousarray(routing.weights, np.float32)
         experts = np.ascontiguousarray(routing.experts, np.int32)
         dropped = None if routing.dropped is None else np.ascontiguousarray(routing.dropped)
-        ys = self.ep.exchange(self, x2, weights, experts, dropped)
+        ys, position = self.ep.exchange(self, x2, weights, experts, dropped)
         shared_y = None
         if self._shared is not None:
             shared_y = _ops.grouped_ffn(x2, np.array([0, T], np.int64), self._shared)
-        return _ops.combine(ys, self._last_plan, experts, weights, self.scale_input, shared_y, gate)
+        return _ops.combine(ys, position, experts, weights, self.scale_input, shared_y, gate)
 
     def idle(self) -> None:
         """Take part in this layer's exchange with no tokens of this rank's own (a rank without a chunk)."""
