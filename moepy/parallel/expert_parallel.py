@@ -177,7 +177,8 @@ class ExpertParallel:
     def exchange(self, layer: "ExpertParallelLayer", x2: np.ndarray, weights: np.ndarray, experts: np.ndarray,
                  dropped: Optional[np.ndarray]) -> tuple:
         """(ys (N, H), position (T K,)): the output of every kept slot of this rank's tokens, in dispatch-plan order
-        (slots grouped by expert), computed on the ranks that hold the experts, and each slot's row (-1: dropped). x2 (T, H); weights, experts, dropped (T, K)."""
+        (slots grouped by expert), computed on the ranks that hold the experts, and each slot's row (-1: dropped).
+        x2 (T, H); weights, experts, dropped (T, K)."""
         g, R, me = self.group, self.size, self.rank
         pl = layer.placement
         T, K = experts.shape
@@ -187,7 +188,7 @@ class ExpertParallel:
                                                  "comm_seconds": 0.0})
         t0, c0 = time.perf_counter(), g.comm_seconds
         if T:
-            _, offsets, order, position = _ops.dispatch_plan(experts, dropped, pl.num_experts)
+            _, _, order, position = _ops.dispatch_plan(experts, dropped, pl.num_experts)
         else:
             order = np.zeros(0, np.int64)
             position = np.zeros(0, np.int64)
@@ -200,14 +201,14 @@ class ExpertParallel:
         slot_counts = np.bincount(d_sorted, minlength=R)
         if layer.scale_input:  # Llama 4 scales each slot's input: one row per slot
             rows = _ops.gather(x2, order[by_dest], K, weights) if N else np.zeros((0, H), np.float32)
-            row_of_slot = np.arange(N) - np.repeat(np.concatenate([[0], np.cumsum(slot_counts)[:-1]]), slot_counts)
+            row_of_slot = np.arange(N) - np.repeat(_starts(slot_counts), slot_counts)
             row_counts = slot_counts
         else:  # one row per (token, rank)
             key = d_sorted * max(T, 1) + slot_t[by_dest]
             uniq, inv = np.unique(key, return_inverse=True)
             row_counts = np.bincount(uniq // max(T, 1), minlength=R)
             rows = x2[uniq % max(T, 1)] if uniq.size else np.zeros((0, H), np.float32)
-            row_of_slot = inv - np.repeat(np.concatenate([[0], np.cumsum(row_counts)[:-1]]), slot_counts)
+            row_of_slot = inv - np.repeat(_starts(row_counts), slot_counts)
         meta = np.stack([row_of_slot, pl.local_index[d_sorted, slot_e[by_dest]]], axis=1).astype(np.int32) if N \
             else np.zeros((0, 2), np.int32)
         # nodes each token's slots reach (ranks grouped into nodes of ranks_per_node): the node limit's measure
@@ -220,7 +221,7 @@ class ExpertParallel:
                                 f"layer {layer.index} dispatch")
         recv_meta = g.alltoallv(meta, slot_counts, counts[:, 1], f"layer {layer.index} slot list")
         # run this rank's experts over what it received, grouped by local expert (source order kept within)
-        src_row0 = np.repeat(np.concatenate([[0], np.cumsum(counts[:, 0])[:-1]]), counts[:, 1])
+        src_row0 = np.repeat(_starts(counts[:, 0]), counts[:, 1])
         row = recv_meta[:, 0].astype(np.int64) + src_row0
         local_e = recv_meta[:, 1].astype(np.int64)
         grp = np.argsort(local_e, kind="stable")
@@ -323,6 +324,11 @@ class ExpertParallelLayer(MoELayer):
 
     def forward_expert_choice(self, *args, **kwargs):
         raise TypeError("expert choice needs every expert on one rank; an expert-parallel layer spreads them")
+
+
+def _starts(counts: np.ndarray) -> np.ndarray:
+    """(n,) where each of n consecutive blocks of these sizes starts."""
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
 
 
 def _local_experts(layer: MoELayer, ids: np.ndarray, dtype: str, group_size: int) -> "_ops.PackedExperts":
