@@ -74,7 +74,7 @@ moe_isa moe_detected_isa(void) {
     /* the AVX-512 level includes VNNI (Ice Lake, Zen 4 and later); AVX-512 CPUs without it use AVX2 */
     if (moe_cpu_has("avx512f") && moe_cpu_has("avx512bw") && moe_cpu_has("avx512vl") && moe_cpu_has("avx512dq") &&
         moe_cpu_has("avx512vnni") && moe_cpu_has("avx2") && moe_cpu_has("f16c"))
-        return MOE_ISA_AVX512;
+        return moe_cpu_has("avx512bf16") ? MOE_ISA_AVX512BF16 : MOE_ISA_AVX512;
     if (moe_cpu_has("avx2") && moe_cpu_has("f16c")) return MOE_ISA_AVX2;
 #endif
     return MOE_ISA_SCALAR;
@@ -82,6 +82,7 @@ moe_isa moe_detected_isa(void) {
 
 static const moe_kernel_table *table_for(moe_isa isa) {
 #if defined(__x86_64__) && defined(__GNUC__)
+    if (isa == MOE_ISA_AVX512BF16) return &moe_kernels_avx512bf16;
     if (isa == MOE_ISA_AVX512) return &moe_kernels_avx512;
     if (isa == MOE_ISA_AVX2) return &moe_kernels_avx2;
 #endif
@@ -91,6 +92,7 @@ static const moe_kernel_table *table_for(moe_isa isa) {
 
 static moe_isa isa_of(const moe_kernel_table *t) {
 #if defined(__x86_64__) && defined(__GNUC__)
+    if (t == &moe_kernels_avx512bf16) return MOE_ISA_AVX512BF16;
     if (t == &moe_kernels_avx512) return MOE_ISA_AVX512;
     if (t == &moe_kernels_avx2) return MOE_ISA_AVX2;
 #endif
@@ -107,7 +109,8 @@ static const moe_kernel_table *initial_table(void) {
     if (env && *env) {
         const moe_isa want = !strcmp(env, "scalar") ? MOE_ISA_SCALAR
                              : !strcmp(env, "avx2") ? MOE_ISA_AVX2
-                             : !strcmp(env, "avx512") ? MOE_ISA_AVX512 : isa;
+                             : !strcmp(env, "avx512") ? MOE_ISA_AVX512
+                             : !strcmp(env, "avx512bf16") ? MOE_ISA_AVX512BF16 : isa;
         if (want <= isa) isa = want;
     }
     return table_for(isa);
@@ -134,8 +137,26 @@ int moe_force_isa(moe_isa isa) {
 
 const char *moe_isa_name(moe_isa isa) {
     switch (isa) {
+    case MOE_ISA_AVX512BF16: return "avx512bf16";
     case MOE_ISA_AVX512: return "avx512";
     case MOE_ISA_AVX2: return "avx2";
     default: return "scalar";
     }
 }
+
+/* ---------------------------------------------------------------- activation precision (moe.h) */
+static atomic_int precision_mode = MOE_PREC_FP32;
+static _Atomic int64_t precision_min_rows = 64;
+
+int moe_set_activation_precision(int32_t mode, int64_t min_rows) {
+    if (mode < MOE_PREC_FP32 || mode > MOE_PREC_AUTO || min_rows < 1) return -1;
+    atomic_store_explicit(&precision_min_rows, min_rows, memory_order_relaxed);
+    atomic_store_explicit(&precision_mode, mode, memory_order_relaxed);
+    return 0;
+}
+
+int32_t moe_get_activation_precision(int64_t *min_rows) {
+    if (min_rows) *min_rows = atomic_load_explicit(&precision_min_rows, memory_order_relaxed);
+    return atomic_load_explicit(&precision_mode, memory_order_relaxed);
+}
+

@@ -15,16 +15,21 @@
 
 #define FFN_ROW_BLOCK 64 /* rows per work item */
 
-typedef struct { /* rows of activations: float (f, ld) or quantised (q, s, sum; ld, ng) */
+typedef struct { /* rows of activations: float (f, ld), bf16 (b, ld) or quantised (q, s, sum; ld, ng) */
     const float *f;
+    const uint16_t *b;
     const int8_t *q;
     const float *s;
     const int32_t *sum;
     int64_t ld, ng;
 } rows_in;
 
+static rows_in float_rows(const float *f, int64_t ld) { return (rows_in){.f = f, .ld = ld}; }
+static rows_in bf16_rows(const uint16_t *b, int64_t ld) { return (rows_in){.b = b, .ld = ld}; }
+
 static rows_in rows_offset(rows_in r, int64_t n) {
     if (r.f) r.f += n * r.ld;
+    else if (r.b) r.b += n * r.ld;
     else { r.q += n * r.ld; r.s += n * r.ng; r.sum += n * r.ng; }
     return r;
 }
@@ -106,7 +111,7 @@ static void run_items(const work_list *l, int phase_out, const moe_kernel_table 
                                   it->p1, MOE_DT_QFORMAT(ex->dtype), ex->group, ex->gated, b, ex->activation,
                                   ex->act_alpha, ex->act_limit);
             else
-                kt->ffn_in_block(it->out, it->ld_out, in->f, in->ld, it->rows, w, ex->H, Ip, it->p0, it->p1,
+                kt->ffn_in_block(it->out, it->ld_out, in->f, in->b, in->ld, it->rows, w, ex->H, Ip, it->p0, it->p1,
                                  ex->dtype, ex->gated, b, ex->activation, ex->act_alpha, ex->act_limit);
         } else {
             const void *w = (const char *)ex->w_out + it->e * expert_out_bytes(ex);
@@ -115,7 +120,8 @@ static void run_items(const work_list *l, int phase_out, const moe_kernel_table 
                 kt->qffn_out_block(it->out, it->ld_out, in->q, in->s, in->sum, in->ld, it->rows, w, ex->inter, it->p0,
                                    it->p1, MOE_DT_QFORMAT(ex->dtype), ex->group, b);
             else
-                kt->ffn_out_block(it->out, it->ld_out, in->f, in->ld, it->rows, w, Ip, it->p0, it->p1, ex->dtype, b);
+                kt->ffn_out_block(it->out, it->ld_out, in->f, in->b, in->ld, it->rows, w, Ip, it->p0, it->p1, ex->dtype,
+                                  b);
         }
     }
 }
@@ -184,11 +190,49 @@ static void qbuf_take(qbuf *b, arena *a, int64_t rows, int64_t K, int64_t G) {
     b->sum = take(a, moe_mul_checked(rows, b->ng), sizeof(int32_t));
 }
 
-/* every buffer moe_forward uses, for at most N = T K dispatched rows */
+/* ---- bf16 activations (moe.h, moe_set_activation_precision) */
+static int64_t even(int64_t n) { return n + (n & 1); }
+
+/* the activation precision of one call, read once */
+typedef struct { int32_t mode; int64_t min_rows; } precision;
+static precision current_precision(void) {
+    precision p;
+    p.mode = moe_get_activation_precision(&p.min_rows);
+    return p;
+}
+static int use_bf16(precision p, int32_t dtype, int64_t rows) {
+    return dtype == MOE_DT_BF16 && (p.mode == MOE_PREC_BF16 || (p.mode == MOE_PREC_AUTO && rows >= p.min_rows));
+}
+
+/* float -> bf16, round to nearest even; zero and subnormal inputs to a zero of their sign, NaN stays NaN (quiet) */
+static inline uint16_t bf16_round(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if (!(u & 0x7F800000u)) return (uint16_t)((u >> 16) & 0x8000u);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x0040u);
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* dst (rows, ldd) bf16 <- x (rows, K, stride ldx) by bf16_round, columns K..ldd - 1 zero; in parallel over rows */
+static void round_bf16_parallel(uint16_t *dst, int64_t ldd, const float *x, int64_t ldx, int64_t rows, int64_t K,
+                                int nthreads) {
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (rows * K >= MOE_PARALLEL_MIN_WORK)
+    for (int64_t r = 0; r < rows; r++) {
+        uint16_t *d = dst + r * ldd;
+        const float *v = x + r * ldx;
+        for (int64_t k = 0; k < K; k++) d[k] = bf16_round(v[k]);
+        for (int64_t k = K; k < ldd; k++) d[k] = 0;
+    }
+}
+
+/* every buffer moe_forward uses, for at most N = T K dispatched rows; the bf16 rows whenever the weights are bf16
+ * (the size does not depend on the activation precision, which may change between the workspace query and the call) */
 typedef struct {
     int64_t *counts, *offsets, *order, *position;
     float *xs, *h, *y, *hs, *ys;
     qbuf xq_tok, xq_rows, hq, xq_sh, hq_sh;
+    uint16_t *xb_tok, *xb_rows, *hb, *hb_sh; /* (T, He), (N, He), (N, Ip), (T, Ips) with He = H rounded up to even */
 } buffers;
 
 static void carve(buffers *b, arena *a, int64_t T, int64_t K, const moe_experts *routed, const moe_experts *shared,
@@ -217,9 +261,16 @@ static void carve(buffers *b, arena *a, int64_t T, int64_t K, const moe_experts 
         if (!(rq && !scale_input && shared->group == routed->group)) qbuf_take(&b->xq_sh, a, T, H, shared->group);
         qbuf_take(&b->hq_sh, a, T, shared->inter, shared->group);
     }
+    const int rb = routed->dtype == MOE_DT_BF16, sb = shared && shared->dtype == MOE_DT_BF16;
+    if (rb || sb) b->xb_tok = take(a, moe_mul_checked(T, even(H)), sizeof(uint16_t));
+    if (rb) {
+        b->xb_rows = take(a, moe_mul_checked(N, even(H)), sizeof(uint16_t));
+        b->hb = take(a, moe_mul_checked(N, Ip), sizeof(uint16_t));
+    }
+    if (sb) b->hb_sh = take(a, moe_mul_checked(T, moe_round_up(shared->inter, MOE_PANEL)), sizeof(uint16_t));
 }
 
-static rows_in qbuf_rows(const qbuf *b) { return (rows_in){NULL, b->q, b->s, b->sum, b->K, b->ng}; }
+static rows_in qbuf_rows(const qbuf *b) { return (rows_in){.q = b->q, .s = b->s, .sum = b->sum, .ld = b->K, .ng = b->ng}; }
 
 /* b <- quantised rows of x (rows, K, stride ldx), in parallel over row blocks */
 static void quantize_parallel(qbuf *b, const float *x, int64_t ldx, int64_t rows, int64_t G,

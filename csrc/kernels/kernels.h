@@ -32,11 +32,13 @@ typedef struct {
     /* values, indices: rows [r0, r1) of moe_topk(); returns the first NaN row or INT64_MAX */
     int64_t (*topk_rows)(float *values, int64_t *indices, const float *x, int64_t r0, int64_t r1, int64_t M,
                          int64_t K);
-    /* grouped FFN blocks (ffn_kernels.inc): see ffn_in_block / ffn_out_block there */
-    void (*ffn_in_block)(float *h, int64_t ldh, const float *x, int64_t ldx, int64_t rows, const void *w_in,
+    /* grouped FFN blocks (ffn_kernels.inc): see ffn_in_block / ffn_out_block there (xb / hb: bf16 rows or NULL) */
+    void (*ffn_in_block)(float *h, int64_t ldh, const float *x, const uint16_t *xb, int64_t ldx, int64_t rows,
+                         const void *w_in,
                          int64_t H, int64_t Ip, int64_t p0, int64_t p1, int32_t dtype, int32_t gated,
                          const float *b_in, int32_t act, float alpha, float limit);
-    void (*ffn_out_block)(float *y, int64_t ldy, const float *h, int64_t ldh, int64_t rows, const void *w_out,
+    void (*ffn_out_block)(float *y, int64_t ldy, const float *h, const uint16_t *hb, int64_t ldh, int64_t rows,
+                          const void *w_out,
                           int64_t Ip, int64_t p0, int64_t p1, int32_t dtype, const float *b_out);
     /* quantised path (qkernels.inc) */
     void (*quantize_rows)(int8_t *xq, float *sx, int32_t *sums, const float *x, int64_t ldx, int64_t rows,
@@ -58,6 +60,7 @@ extern const moe_kernel_table moe_kernels_scalar;
 #if defined(__x86_64__) && defined(__GNUC__)
 extern const moe_kernel_table moe_kernels_avx2;
 extern const moe_kernel_table moe_kernels_avx512;
+extern const moe_kernel_table moe_kernels_avx512bf16;
 #endif
 
 const moe_kernel_table *moe_kernels(void);

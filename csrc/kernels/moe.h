@@ -30,7 +30,8 @@ typedef enum {
  * caller hands in a private copy (the Python boundary copies them). */
 
 /* ---------- threads and CPU dispatch (cpu.c) ---------- */
-typedef enum { MOE_ISA_SCALAR = 0, MOE_ISA_AVX2 = 1, MOE_ISA_AVX512 = 2 } moe_isa;
+/* AVX512BF16: the AVX-512 level plus vdpbf16ps (the bf16-activation kernels; the other levels emulate it bit for bit) */
+typedef enum { MOE_ISA_SCALAR = 0, MOE_ISA_AVX2 = 1, MOE_ISA_AVX512 = 2, MOE_ISA_AVX512BF16 = 3 } moe_isa;
 
 int moe_openmp_enabled(void);
 int moe_get_num_threads(void);           /* 1 in a process forked after the library loaded (cpu.c) */
@@ -41,6 +42,18 @@ moe_isa moe_active_isa(void);             /* the ISA the kernels use now */
 int moe_force_isa(moe_isa isa);           /* returns 0, or -1 if the CPU/build lacks it */
 const char *moe_isa_name(moe_isa isa);
 int moe_cpu_has(const char *feature);     /* "avx2", "avx512f", "avx512vnni", "avx512bf16", ... */
+
+/* Activation precision for bf16 weights (experts, shared experts, moe_linear; float32 and INT weights are not
+ * affected). FP32: the exact path, float32 activations times bf16 weights widened exactly. BF16: activations
+ * rounded to bf16 once per row (round to nearest even, subnormals to zero) and bf16 pair products summed into
+ * float32 with vdpbf16ps semantics (each pair: the odd element's product added first, then the even one's, each
+ * sum rounded to nearest even with subnormal results flushed to zero), as llama.cpp and PyTorch compute bf16
+ * matmuls. AUTO: BF16 for calls of at least min_rows rows (tokens for moe_forward and moe_linear, dispatched rows
+ * for moe_grouped_ffn), else FP32 - a token's result then depends on the size of its call. FP32 and BF16 are each
+ * batch invariant. Process-wide, read once per call. */
+typedef enum { MOE_PREC_FP32 = 0, MOE_PREC_BF16 = 1, MOE_PREC_AUTO = 2 } moe_precision;
+int moe_set_activation_precision(int32_t mode, int64_t min_rows); /* 0, or -1 if mode or min_rows < 1 is invalid */
+int32_t moe_get_activation_precision(int64_t *min_rows);          /* the mode; *min_rows (if not NULL) the threshold */
 
 /* ---------- routing (route.c) ---------- */
 typedef enum { MOE_SCORE_SOFTMAX = 0, MOE_SCORE_SIGMOID = 1 } moe_scoring;

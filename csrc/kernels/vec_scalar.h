@@ -36,4 +36,34 @@ static inline vf vf_fma(vf a, vf b, vf c) {
 }
 #endif
 static inline void vf_store(float *p, vf a) { for (int i = 0; i < 16; i++) p[i] = a.v[i]; }
+
+/* bf16 pair products (see vec_avx512.h): vdpbf16ps emulated with two fused multiply-adds per pair */
+typedef struct { vf e, o; } vw;
+typedef struct { vf e, o; } vx;
+static inline float flush_bits(uint32_t b) { /* a zero exponent to a zero of its sign */
+    if (!(b & 0x7F800000u)) b &= 0x80000000u;
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+static inline vw vw_load(const uint16_t *p) {
+    vw r;
+    for (int i = 0; i < 16; i++) {
+        r.e.v[i] = flush_bits((uint32_t)p[2 * i] << 16);
+        r.o.v[i] = flush_bits((uint32_t)p[2 * i + 1] << 16);
+    }
+    return r;
+}
+static inline vx vx_bcast(const uint16_t *x) {
+    return (vx){vf_bcast(flush_bits((uint32_t)x[0] << 16)), vf_bcast(flush_bits((uint32_t)x[1] << 16))};
+}
+static inline vf vf_flush(vf a) {
+    for (int i = 0; i < 16; i++) {
+        uint32_t b;
+        memcpy(&b, &a.v[i], 4);
+        a.v[i] = flush_bits(b);
+    }
+    return a;
+}
+static inline vf vf_dp(vf acc, vx x, vw w) { return vf_flush(vf_fma(x.e, w.e, vf_flush(vf_fma(x.o, w.o, acc)))); }
 #define FFN_MR 4
