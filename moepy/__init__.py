@@ -8,7 +8,10 @@ reference (the NumPy twins of the kernels), nn (MoEModel: whole decoders, KV cac
 (routing schemes swapped into a model, compared), sim (expert-placement simulation), parallel (expert parallelism
 on MPI).
 """
-from ._ops import build_info as _build_info, get_num_threads, set_isa, set_num_threads
+import contextlib as _contextlib
+
+from ._ops import build_info as _build_info, get_activation_precision, get_num_threads, set_isa, set_num_threads
+from ._ops import _set_activation_precision
 from .routing import BalanceStats, BiasBalancer, ExpertChoice, RouterConfig, Routing, apply_capacity, balance_stats, \
     expert_choice, load_balancing_loss, route, router_z_loss, sequence_aux_loss, tokens_per_expert, topk, update_bias
 from .moe import ExpertWeights, MoELayer, quant
@@ -20,10 +23,38 @@ __version__ = "0.1.0"
 
 def build_info() -> dict:
     """How this build of moepy runs: OpenMP on or off, threads, the ISA the kernels use
-    ("scalar" / "avx2" / "avx512"), the best ISA the CPU allows, CPU features, compiler."""
+    ("scalar" / "avx2" / "avx512" / "avx512bf16"), the best ISA the CPU allows, CPU features, compiler, and the
+    activation precision for bf16 weights (set_activation_precision)."""
     info = _build_info()
     info["version"] = __version__
     return info
+
+
+def set_activation_precision(mode: str, min_tokens: int = 64) -> None:
+    """The precision of the activations that meet bf16 weights (routed and shared experts, bf16 linears).
+
+    "fp32" (the default): activations stay float32, each bf16 weight is widened exactly; the result is the same
+        for every batch, thread count and ISA.
+    "bf16": activations are rounded to bf16 once (per token on the way in, per expert row before the down
+        projection) and multiplied in pairs with AVX512-BF16 dot products (vdpbf16ps, as llama.cpp and PyTorch do
+        on bf16); about 2x the prefill arithmetic rate. Still bitwise the same for every batch, thread count and ISA
+        (the other ISAs emulate the instruction exactly); the error against "fp32" is the bf16 rounding of the
+        activations (README: Activation precision).
+    "auto": "bf16" for calls of at least `min_tokens` tokens (prefill), "fp32" below (decode): fast and exact where
+        each matters, but a token's output then depends on the size of the call it came in.
+    Process-wide, like set_num_threads; float32 and INT8/INT4 weights are not affected."""
+    _set_activation_precision(mode, min_tokens)
+
+
+@_contextlib.contextmanager
+def activation_precision(mode: str, min_tokens: int = 64):
+    """`with moepy.activation_precision("bf16"):` set_activation_precision for a block, restored after it."""
+    old = get_activation_precision()
+    set_activation_precision(mode, min_tokens)
+    try:
+        yield
+    finally:
+        _set_activation_precision(*old)
 
 
 def __getattr__(name):
@@ -38,6 +69,6 @@ def __getattr__(name):
 
 __all__ = [
     "BalanceStats", "BiasBalancer", "ExpertWeights", "KVCache", "MoELayer", "MoEModel", "ModelConfig", "configs", "families", "quant", "ExpertChoice", "RouterConfig", "Routing", "apply_capacity", "balance_stats",
-    "build_info", "expert_choice", "get_num_threads", "load_balancing_loss", "route", "router_z_loss",
-    "sequence_aux_loss", "set_isa", "set_num_threads", "tokens_per_expert", "topk", "update_bias",
+    "activation_precision", "build_info", "expert_choice", "get_activation_precision", "get_num_threads", "load_balancing_loss", "route", "router_z_loss",
+    "sequence_aux_loss", "set_activation_precision", "set_isa", "set_num_threads", "tokens_per_expert", "topk", "update_bias",
 ]

@@ -22,6 +22,8 @@ build_info = _C.build_info
 set_num_threads = _C.set_num_threads
 get_num_threads = _C.get_num_threads
 set_isa = _C.set_isa
+_set_activation_precision = _C.set_activation_precision
+get_activation_precision = _C.get_activation_precision
 
 # ---------------------------------------------------------------- constants of moe.h (from _C)
 ACTIVATIONS: dict = dict(_C.ACTIVATIONS)      # name -> moe_activation ("none": a plain linear map)

@@ -331,6 +331,9 @@ moe_status moe_forward(float *out, const float *x, int64_t T, const float *weigh
     const int64_t Hp = moe_round_up(H, MOE_PANEL), Ip = moe_round_up(routed->inter, MOE_PANEL);
     const int64_t Ips = shared ? moe_round_up(shared->inter, MOE_PANEL) : 0;
     const int rq = MOE_DT_IS_QUANT(routed->dtype), sq = shared && MOE_DT_IS_QUANT(shared->dtype);
+    const precision prec = current_precision(); /* read once: one call, one precision */
+    const int rb = use_bf16(prec, routed->dtype, T), sb = shared && use_bf16(prec, shared->dtype, T);
+    const int64_t He = even(H);
     const int nthreads = moe_get_num_threads();
     const moe_kernel_table *kt = moe_kernels();
     int64_t *counts = B.counts, *offsets = B.offsets, *order = B.order, *position = B.position;
@@ -342,7 +345,8 @@ moe_status moe_forward(float *out, const float *x, int64_t T, const float *weigh
 
     /* routed inputs: float rows gathered by expert (scaled by the weight for Llama 4), or INT8
      * rows: tokens quantised once and gathered, or (scaled inputs) the gathered rows quantised */
-    const int quant_tokens_once = rq && !scale_input;
+    const int quant_tokens_once = rq && !scale_input, round_tokens_once = rb && !scale_input;
+    if ((round_tokens_once || sb)) round_bf16_parallel(B.xb_tok, He, x, H, T, H, nthreads);
     if (quant_tokens_once) quantize_parallel(&xq_tok, x, H, T, routed->group, kt, nthreads);
     const int64_t ngx = rq ? H / routed->group : 0;
     if (quant_tokens_once) { /* the quantised rows of each dispatched token */
@@ -353,12 +357,17 @@ moe_status moe_forward(float *out, const float *x, int64_t T, const float *weigh
             memcpy(xq_rows.s + r * ngx, xq_tok.s + t * ngx, (size_t)ngx * sizeof(float));
             memcpy(xq_rows.sum + r * ngx, xq_tok.sum + t * ngx, (size_t)ngx * sizeof(int32_t));
         }
+    } else if (round_tokens_once) { /* the bf16 rows of each dispatched token */
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (rows * H >= MOE_PARALLEL_MIN_WORK)
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(B.xb_rows + r * He, B.xb_tok + (order[r] / K) * He, (size_t)He * sizeof(uint16_t));
     } else if ((st = moe_gather(xs, x, T, H, order, rows, K, scale_input ? weights : NULL)) != MOE_OK) {
         goto done; /* the gather piece itself (float rows, scaled for Llama 4) */
     }
     if (rq && scale_input) quantize_parallel(&xq_rows, xs, H, rows, routed->group, kt, nthreads);
-    rows_in routed_in = rq ? qbuf_rows(&xq_rows) : (rows_in){xs, NULL, NULL, NULL, H, 0};
-    rows_in shared_in = {x, NULL, NULL, NULL, H, 0};
+    if (rb && scale_input) round_bf16_parallel(B.xb_rows, He, xs, H, rows, H, nthreads);
+    rows_in routed_in = rq ? qbuf_rows(&xq_rows) : rb ? bf16_rows(B.xb_rows, He) : float_rows(xs, H);
+    rows_in shared_in = sb ? bf16_rows(B.xb_tok, He) : float_rows(x, H);
     if (sq) {
         if (quant_tokens_once && shared->group == routed->group) {
             shared_in = qbuf_rows(&xq_tok);
@@ -376,7 +385,15 @@ moe_status moe_forward(float *out, const float *x, int64_t T, const float *weigh
     run_items(&in_items, 0, kt, nthreads);
 
     /* quantise the intermediate rows once for INT experts */
-    rows_in h_in = {h, NULL, NULL, NULL, Ip, 0}, hs_in = {hs, NULL, NULL, NULL, Ips, 0};
+    rows_in h_in = float_rows(h, Ip), hs_in = float_rows(hs, Ips);
+    if (rb) { /* Ip is a multiple of the panel width: even, the padding columns of h are zero */
+        round_bf16_parallel(B.hb, Ip, h, Ip, rows, Ip, nthreads);
+        h_in = bf16_rows(B.hb, Ip);
+    }
+    if (sb) {
+        round_bf16_parallel(B.hb_sh, Ips, hs, Ips, T, Ips, nthreads);
+        hs_in = bf16_rows(B.hb_sh, Ips);
+    }
     if (rq) {
         quantize_parallel(&hq, h, Ip, rows, routed->group, kt, nthreads);
         h_in = qbuf_rows(&hq);
@@ -421,9 +438,18 @@ moe_status moe_linear(float *out, const float *x, int64_t T, const moe_experts *
     if (!buf) return MOE_ENOMEM;
     const int nthreads = moe_get_num_threads();
     const moe_kernel_table *kt = moe_kernels();
-    rows_in in = {x, NULL, NULL, NULL, w->H, 0};
-    void *qmem = NULL; /* INT weights: the rows quantised once (int8 codes, per-group scales and sums) */
-    if (MOE_DT_IS_QUANT(w->dtype)) {
+    rows_in in = float_rows(x, w->H);
+    void *qmem = NULL; /* INT weights: the rows quantised once (int8 codes, per-group scales and sums); bf16
+                        * activations: the rows rounded once */
+    if (use_bf16(current_precision(), w->dtype, T)) {
+        const int64_t He = even(w->H), nb = moe_mul_checked(T, He);
+        if (nb < 0 || !(qmem = malloc((size_t)(nb + 1) * sizeof(uint16_t)))) {
+            if (!direct) free(buf);
+            return nb < 0 ? MOE_EOVERFLOW : MOE_ENOMEM;
+        }
+        round_bf16_parallel(qmem, He, x, w->H, T, w->H, nthreads);
+        in = bf16_rows(qmem, He);
+    } else if (MOE_DT_IS_QUANT(w->dtype)) {
         qbuf xq = {0};
         arena a = {NULL, 0, 0, 0};
         for (int pass = 0; pass < 2; pass++) {
@@ -465,12 +491,14 @@ moe_status moe_grouped_ffn(float *ys, const float *xs, const int64_t *offsets, c
         if (offsets[e + 1] < offsets[e]) return MOE_EINVAL;
     const int64_t N = offsets[E];
     const int64_t Hp = moe_round_up(H, MOE_PANEL), Ip = moe_round_up(ex->inter, MOE_PANEL);
-    const int rq = MOE_DT_IS_QUANT(ex->dtype);
+    const int rq = MOE_DT_IS_QUANT(ex->dtype), rb = use_bf16(current_precision(), ex->dtype, N);
+    const int64_t He = even(H);
     int64_t *counts = malloc((size_t)E * sizeof(int64_t));
     if (!counts) return MOE_ENOMEM;
     for (int64_t e = 0; e < E; e++) counts[e] = offsets[e + 1] - offsets[e];
     /* scratch: h (N, Ip), y (N, Hp) [, xq (N, H), hq (N, I) quantised]; a dry run sizes it */
     float *h = NULL, *y = NULL;
+    uint16_t *xb = NULL, *hb = NULL; /* bf16 activations: xs (N, He) and h (N, Ip) rounded */
     qbuf xq = {0}, hq = {0};
     arena a = {NULL, 0, 0, 0};
     void *base = NULL;
@@ -480,6 +508,10 @@ moe_status moe_grouped_ffn(float *ys, const float *xs, const int64_t *offsets, c
         if (rq) {
             qbuf_take(&xq, &a, N, H, ex->group);
             qbuf_take(&hq, &a, N, ex->inter, ex->group);
+        }
+        if (rb) {
+            xb = take(&a, moe_mul_checked(N, He), sizeof(uint16_t));
+            hb = take(&a, moe_mul_checked(N, Ip), sizeof(uint16_t));
         }
         if (pass == 0) {
             if (a.overflow) { free(counts); return MOE_EOVERFLOW; }
@@ -491,7 +523,11 @@ moe_status moe_grouped_ffn(float *ys, const float *xs, const int64_t *offsets, c
     const int nthreads = moe_get_num_threads();
     const moe_kernel_table *kt = moe_kernels();
     work_list in_items = {0}, out_items = {0};
-    rows_in x_in = {xs, NULL, NULL, NULL, H, 0};
+    rows_in x_in = float_rows(xs, H);
+    if (rb) {
+        round_bf16_parallel(xb, He, xs, H, N, H, nthreads);
+        x_in = bf16_rows(xb, He);
+    }
     if (rq) {
         quantize_parallel(&xq, xs, H, N, ex->group, kt, nthreads);
         x_in = qbuf_rows(&xq);
@@ -502,7 +538,11 @@ moe_status moe_grouped_ffn(float *ys, const float *xs, const int64_t *offsets, c
         goto done;
     }
     run_items(&in_items, 0, kt, nthreads);
-    rows_in h_in = {h, NULL, NULL, NULL, Ip, 0};
+    rows_in h_in = float_rows(h, Ip);
+    if (rb) {
+        round_bf16_parallel(hb, Ip, h, Ip, N, Ip, nthreads);
+        h_in = bf16_rows(hb, Ip);
+    }
     if (rq) {
         quantize_parallel(&hq, h, Ip, N, ex->group, kt, nthreads);
         h_in = qbuf_rows(&hq);

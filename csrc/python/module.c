@@ -8,6 +8,8 @@
 
 /* ---------------------------------------------------------------- info and threads */
 
+static const char *precision_names[] = {"fp32", "bf16", "auto"}; /* moe_precision order */
+
 static PyObject *py_build_info(PyObject *self, PyObject *noargs) {
     (void)self; (void)noargs;
     static const char *features[] = {"avx2", "fma", "avx512f", "avx512bw", "avx512vl",
@@ -20,10 +22,13 @@ static PyObject *py_build_info(PyObject *self, PyObject *noargs) {
             return NULL;
         }
     }
-    return Py_BuildValue("{s:O,s:i,s:s,s:s,s:N,s:s}", "openmp", moe_openmp_enabled() ? Py_True : Py_False,
+    int64_t min_rows;
+    const int32_t mode = moe_get_activation_precision(&min_rows);
+    return Py_BuildValue("{s:O,s:i,s:s,s:s,s:N,s:s,s:s,s:L}", "openmp", moe_openmp_enabled() ? Py_True : Py_False,
                          "num_threads", moe_get_num_threads(), "isa", moe_isa_name(moe_active_isa()),
                          "best_isa", moe_isa_name(moe_detected_isa()), "cpu_features", cpu,
-                         "compiler", MOE_COMPILER_STRING);
+                         "compiler", MOE_COMPILER_STRING, "activation_precision", precision_names[mode],
+                         "activation_min_tokens", (long long)min_rows);
 }
 
 static PyObject *py_set_num_threads(PyObject *self, PyObject *args) {
@@ -47,13 +52,37 @@ static PyObject *py_set_isa(PyObject *self, PyObject *args) {
     if (!strcmp(name, "scalar")) isa = MOE_ISA_SCALAR;
     else if (!strcmp(name, "avx2")) isa = MOE_ISA_AVX2;
     else if (!strcmp(name, "avx512")) isa = MOE_ISA_AVX512;
+    else if (!strcmp(name, "avx512bf16")) isa = MOE_ISA_AVX512BF16;
     else if (!strcmp(name, "best")) isa = moe_detected_isa();
-    else return PyErr_Format(PyExc_ValueError, "isa must be 'scalar', 'avx2', 'avx512' or 'best', got %R",
+    else return PyErr_Format(PyExc_ValueError,
+                             "isa must be 'scalar', 'avx2', 'avx512', 'avx512bf16' or 'best', got %R",
                              PyTuple_GET_ITEM(args, 0));
     if (moe_force_isa(isa) != 0)
         return PyErr_Format(PyExc_ValueError, "isa %s is not supported by this CPU/build (best: %s)", name,
                             moe_isa_name(moe_detected_isa()));
     Py_RETURN_NONE;
+}
+
+static PyObject *py_set_activation_precision(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *name;
+    int_arg min_rows = INT_ARG("min_tokens", 1, INT64_MAX);
+    if (!PyArg_ParseTuple(args, "sO&:set_activation_precision", &name, conv_int, &min_rows)) return NULL;
+    int32_t mode = -1;
+    for (int32_t i = 0; i < 3; i++)
+        if (!strcmp(name, precision_names[i])) mode = i;
+    if (mode < 0)
+        return PyErr_Format(PyExc_ValueError, "mode must be 'fp32', 'bf16' or 'auto', got %R", PyTuple_GET_ITEM(args, 0));
+    if (moe_set_activation_precision(mode, min_rows.value) != 0)
+        return PyErr_Format(PyExc_ValueError, "min_tokens must be >= 1");
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_activation_precision(PyObject *self, PyObject *noargs) {
+    (void)self; (void)noargs;
+    int64_t min_rows;
+    const int32_t mode = moe_get_activation_precision(&min_rows);
+    return Py_BuildValue("(sL)", precision_names[mode], (long long)min_rows);
 }
 
 /* ---------------------------------------------------------------- constants */
@@ -87,7 +116,8 @@ static int add_constants(PyObject *m) {
     TABLE(m, "SCORINGS", {"softmax", MOE_SCORE_SOFTMAX}, {"sigmoid", MOE_SCORE_SIGMOID});
     TABLE(m, "GROUP_SCORES", {"max", MOE_GROUP_MAX}, {"top2_sum", MOE_GROUP_TOP2_SUM});
     TABLE(m, "PRIORITIES", {"rank", MOE_PRIORITY_RANK}, {"token", MOE_PRIORITY_TOKEN});
-    TABLE(m, "ISAS", {"scalar", MOE_ISA_SCALAR}, {"avx2", MOE_ISA_AVX2}, {"avx512", MOE_ISA_AVX512});
+    TABLE(m, "ISAS", {"scalar", MOE_ISA_SCALAR}, {"avx2", MOE_ISA_AVX2}, {"avx512", MOE_ISA_AVX512},
+          {"avx512bf16", MOE_ISA_AVX512BF16});
     if (PyModule_AddIntConstant(m, "PANEL", MOE_PANEL) < 0) return -1;
     if (PyModule_AddIntConstant(m, "ROUTE_PARAMS_BYTES", (long)sizeof(moe_route_params)) < 0) return -1;
     /* quant block geometry: QBLOCK_HEADER_BYTES[fmt], QBLOCK_BYTES[(fmt, G)] (from the structs of quant.h) */
@@ -124,7 +154,11 @@ static PyMethodDef methods[] = {
     {"build_info", py_build_info, METH_NOARGS, "build_info() -> dict: OpenMP, threads, ISA, CPU features."},
     {"set_num_threads", py_set_num_threads, METH_VARARGS, "set_num_threads(n): threads used by kernels (0 = default)."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int."},
-    {"set_isa", py_set_isa, METH_VARARGS, "set_isa(name): force 'scalar', 'avx2', 'avx512' or 'best'."},
+    {"set_isa", py_set_isa, METH_VARARGS, "set_isa(name): force 'scalar', 'avx2', 'avx512', 'avx512bf16' or 'best'."},
+    {"set_activation_precision", py_set_activation_precision, METH_VARARGS,
+     "set_activation_precision(mode, min_tokens): 'fp32', 'bf16' or 'auto' activations for bf16 weights."},
+    {"get_activation_precision", py_get_activation_precision, METH_NOARGS,
+     "get_activation_precision() -> (mode, min_tokens)."},
     {"route_params", KW(py_route_params), "route_params(*, top_k, scoring, ...) -> bytes of moe_route_params"},
     {"route", KW(py_route),
      "route(logits (T,E) f32, bias (E,) f32|None, params) -> (weights (T,K) f32, experts (T,K) i32, scores (T,E) f32)"},
