@@ -37,8 +37,11 @@ ROOT = os.path.dirname(HERE)
 sys.path[:0] = [HERE, ROOT]
 from common import machine_info, measure_bandwidth, print_table, write_json  # noqa: E402
 
-FORMATS = ("F32", "BF16", "Q8_0", "Q4_0")
+FORMATS = ("F32", "BF16", "BF16+bf16act", "Q8_0", "Q4_0")
+FILE_FORMAT = {f: f.split("+")[0] for f in FORMATS}  # "BF16+bf16act": the BF16 file, moepy's bf16 activations
 MOEPY_DTYPE = {"F32": "float32", "BF16": "bfloat16", "Q8_0": "bfloat16", "Q4_0": "bfloat16"}
+MOEPY_PRECISION = {"BF16+bf16act": "auto"}  # moepy.activation_precision: bf16 for prefill, fp32 for decode
+GEMM_KIND = {"F32": "fp32", "BF16": "fp32", "BF16+bf16act": "bf16", "Q8_0": "int8", "Q4_0": "int8"}
 MOEPY_PROJECTIONS = {"Q8_0": "int8", "Q4_0": "int4"}  # the attention and head projections, as the file has them
 PREFILL, DECODE = 512, 128
 
@@ -120,13 +123,42 @@ def llama_bench(bin_dir: str, path: str, threads, repeat: int) -> dict:
     return out
 
 
+def gemm_rates(threads) -> dict:
+    """{(kind, threads): GFLOP/s} of torch.mm in float32 and bfloat16 and torch._int_mm in int8 (oneDNN / MKL,
+    n = 2048): the machine's arithmetic limit for each format's prefill."""
+    import torch
+    from common import measure_torch_gemm_rate
+    out = {}
+    for t in threads:
+        torch.set_num_threads(t)
+        out["fp32", t] = measure_torch_gemm_rate(torch.float32)["gflop_per_s"]
+        out["bf16", t] = measure_torch_gemm_rate(torch.bfloat16)["gflop_per_s"]
+        a = torch.randint(-127, 128, (2048, 2048), dtype=torch.int8)
+        torch._int_mm(a, a)
+        best = min(_timed(lambda: torch._int_mm(a, a)) for _ in range(5))
+        out["int8", t] = 2 * 2048 ** 3 / best / 1e9
+    return out
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def moepy_bench(path: str, fmt: str, threads, repeat: int, vocab: int) -> tuple:
     import moepy
     from bench_model import active_bytes
     from moepy.nn import MoEModel
-    model = MoEModel.from_pretrained(path, dtype=MOEPY_DTYPE[fmt], progress=False)
-    if fmt in MOEPY_PROJECTIONS:
-        model.quantize_projections(MOEPY_PROJECTIONS[fmt], 32)
+    with moepy.activation_precision(MOEPY_PRECISION.get(fmt, "fp32")):
+        return _moepy_bench(path, fmt, threads, repeat, vocab, MoEModel, active_bytes)
+
+
+def _moepy_bench(path, fmt, threads, repeat, vocab, MoEModel, active_bytes) -> tuple:
+    import moepy
+    model = MoEModel.from_pretrained(path, dtype=MOEPY_DTYPE[FILE_FORMAT[fmt]], progress=False)
+    if FILE_FORMAT[fmt] in MOEPY_PROJECTIONS:
+        model.quantize_projections(MOEPY_PROJECTIONS[FILE_FORMAT[fmt]], 32)
     ids = np.random.default_rng(0).integers(0, vocab, PREFILL + DECODE)
     out = {}
     for t in threads:
@@ -175,18 +207,28 @@ def main(argv=None) -> int:
                                                                capture_output=True, text=True, check=True).stdout.strip()
     rows, raw = [], []
     bw0 = measure_bandwidth()["gb_per_s"]
+    gemm = gemm_rates(args.threads)
+    print("GEMM rates (torch, GFLOP/s): " + ", ".join(f"{k} {t}t {v:.0f}" for (k, t), v in gemm.items()), flush=True)
     for key in args.models:
         files = gguf_files(key, args, bin_dir)
         vocab = json.load(open(os.path.join(args.cache_dir, f"{key}-L2", "config.json")))["vocab_size"]
+        # flops per token: 2 per weight read per decoded token (the F32 file's bytes / 4; attention scores at 512
+        # tokens add under 1%)
+        flops_per_token = 2 * llama_bytes_per_token(files["F32"]) / 4
+        llama_runs = {}  # file format -> llama-bench results (BF16 and BF16+bf16act share one)
         for fmt in args.formats:
+            ff = FILE_FORMAT[fmt]
             done = os.path.join(args.cache_dir, f"{key}-L2-{fmt}.result.json")  # a finished pair, for a rerun
             if os.path.exists(done) and not args.fresh:
                 lb, mb, m_bytes, l_bytes = _load_result(done)
             else:
-                lb = llama_bench(bin_dir, files[fmt], args.threads, args.repeat)
-                mb, m_bytes = moepy_bench(files[fmt], fmt, args.threads, args.repeat, vocab)
-                l_bytes = llama_bytes_per_token(files[fmt])
+                if ff not in llama_runs:
+                    llama_runs[ff] = llama_bench(bin_dir, files[ff], args.threads, args.repeat)
+                lb = llama_runs[ff]
+                mb, m_bytes = moepy_bench(files[ff], fmt, args.threads, args.repeat, vocab)
+                l_bytes = llama_bytes_per_token(files[ff])
                 _save_result(done, lb, mb, m_bytes, l_bytes)
+            llama_runs.setdefault(ff, lb)
             raw.append({"model": key, "format": fmt, "llama": {f"{a}_{b}": v for (a, b), v in lb.items()},
                         "moepy": {f"{a}_{b}": v for (a, b), v in mb.items()}, "moepy_bytes_per_token": m_bytes,
                         "llama_bytes_per_token": l_bytes})
@@ -196,19 +238,27 @@ def main(argv=None) -> int:
                              "pp x": mb["prefill", t] / lb["prefill", t],
                              "tg128 moepy": mb["decode", t], "tg128 llama": lb["decode", t],
                              "tg x": mb["decode", t] / lb["decode", t],
+                             "pp ceil": gemm[GEMM_KIND[fmt], t] * 1e9 / flops_per_token,
                              "MB/tok moepy": m_bytes / 1e6, "MB/tok llama": l_bytes / 1e6,
                              "_m_bytes": m_bytes, "_l_bytes": l_bytes})
             print(f"  {key} {fmt} done", flush=True)
     bw1 = measure_bandwidth()["gb_per_s"]
     bw = (bw0 + bw1) / 2
     for r in rows:
+        r["moepy / ceil"] = r["pp512 moepy"] / r["pp ceil"]
+        r["ceil / llama"] = r["pp ceil"] / r["pp512 llama"]
         r["moepy / bound"] = r["tg128 moepy"] * r.pop("_m_bytes") / (bw * 1e9)
         r["llama / bound"] = r["tg128 llama"] * r.pop("_l_bytes") / (bw * 1e9)
     print(f"read bandwidth {bw0:.1f} / {bw1:.1f} GB/s (before / after); bound = bandwidth / bytes read per token")
+    print("pp ceil: prefill tokens/s at the machine's GEMM rate for the format's arithmetic (torch.mm fp32 for F32 and "
+          "BF16 with fp32 activations, bf16 for bf16 activations, torch._int_mm int8 for Q8_0 / Q4_0) over 2 flops "
+          "per weight; ceil / llama: the most any engine could gain over llama.cpp at that rate")
     cell = lambda v: f"{v:.3g}" if isinstance(v, float) and abs(v) < 10 else (f"{v:.0f}" if isinstance(v, float) else v)  # noqa: E731
     print_table(list(rows[0]), [[cell(v) for v in r.values()] for r in rows])
     if args.json:
         write_json(f"bench_llamacpp_{datetime.date.today()}", {"machine": machine_info(), "bandwidth_gb_s": [bw0, bw1],
+                                                                      "gemm_gflop_s": {f"{k}_{t}": v for (k, t), v
+                                                                                       in gemm.items()},
                                                                       "rows": rows, "raw": raw})
     return 0
 

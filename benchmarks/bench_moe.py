@@ -11,7 +11,9 @@ Goals: >= 85% of the bandwidth bound at T=1, >= 75% of the GEMM rate at T=512 (f
 Both sides use the same weights: they are drawn once per family (seeded), handed to the torch block without a
 copy (the block is built on the meta device and its parameters assigned), and moepy packs the same arrays.
 bf16: torch runs the block in torch.bfloat16 with bf16 input (what a user gets with torch_dtype=bfloat16);
-moepy runs dtype="bfloat16" (the same bf16 expert weights, fp32 activations). The torch block uses
+moepy runs dtype="bfloat16" (the same bf16 expert weights, fp32 activations); dtype "bf16act": the same bf16 weights
+with moepy's bf16 activations (moepy.activation_precision("bf16"), AVX512-BF16 dot products, as torch uses), its
+GEMM fraction against torch's own bf16 GEMM rate (torch.mm on bf16, measured in the same run). The torch block uses
 experts_implementation="grouped_mm", the default transformers 5.23 picks in from_pretrained (a bare block built
 from a config would fall back to the eager per-expert loop); --torch-experts eager measures the loop instead.
 
@@ -43,6 +45,7 @@ import transformers
 import moepy
 from moepy.moe import ExpertWeights, MoELayer
 from common import (LAYER_SHAPES, LAYER_TOKEN_COUNTS, LayerShape, choose, format_seconds, machine_info,
+                    measure_torch_gemm_rate,
                     measure_bandwidth, measure_gemm_rate, print_table, sample_budgeted, write_json)
 
 TOKEN_COUNTS = LAYER_TOKEN_COUNTS
@@ -51,8 +54,10 @@ GOAL_GEMM_FRACTION_T512 = 0.75  # moepy >= 75% of numpy's GEMM rate at T = 512, 
 GOAL_SPEEDUP = 5.0             # moepy >= 5x the PyTorch block at T <= 64
 CHECK_TOKENS = 8
 CHECK_RTOL = 1e-4
-BYTES = {"float32": 4, "bfloat16": 2}
-TORCH_DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+BYTES = {"float32": 4, "bfloat16": 2, "bf16act": 2}
+TORCH_DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "bf16act": torch.bfloat16}
+WEIGHT_DTYPE = {"float32": "float32", "bfloat16": "bfloat16", "bf16act": "bfloat16"}
+ACT_PRECISION = {"float32": "fp32", "bfloat16": "fp32", "bf16act": "bf16"}  # moepy.activation_precision
 
 
 def torch_block(fam: LayerShape, experts_impl: str) -> torch.nn.Module:
@@ -171,18 +176,21 @@ def run_family(fam: LayerShape, dtypes, tokens, args, gemm_gflops: float) -> tup
             "loadavg_before": os.getloadavg()}  # this VM is shared: other processes' load skews every time
     t_build = time.perf_counter()
     w32 = make_weights(fam, seed=0)
+    w_bf16 = None
     rng = np.random.default_rng(1)
     xs = {T: rng.standard_normal((T, fam.hidden), dtype=np.float32) for T in sorted(set(tokens) | {CHECK_TOKENS})}
 
     for dtype in dtypes:
         if dtype == "float32":
             w = w32
+        elif w32 is None:  # the bf16 weights of the previous dtype (bfloat16, then bf16act)
+            w = w_bf16
         else:  # bf16 weights for both sides (rounded once by torch: round-to-nearest-even, as moepy's to_bf16_bits)
-            w = {k: v.to(torch.bfloat16) for k, v in w32.items()}
+            w = w_bf16 = {k: v.to(torch.bfloat16) for k, v in w32.items()}
             w32 = None  # fp32 copies are no longer needed (bf16 runs last)
             free()
         block = build_torch(fam, w, args.torch_experts)
-        layer = build_moepy(fam, w, dtype)
+        layer = build_moepy(fam, w, WEIGHT_DTYPE[dtype])
         tdt = TORCH_DTYPE[dtype]
         xt = {T: torch.from_numpy(x).to(tdt)[None] for T, x in xs.items()}
         info.setdefault("build_s", {})[dtype] = time.perf_counter() - t_build
@@ -190,7 +198,7 @@ def run_family(fam: LayerShape, dtypes, tokens, args, gemm_gflops: float) -> tup
         print(f"  {fam.model} {dtype}: weights + torch block + moepy pack in {info['build_s'][dtype]:.1f} s", flush=True)
         info.setdefault("torch_experts_implementation", impl_used)
 
-        with torch.inference_mode():
+        with torch.inference_mode(), moepy.activation_precision(ACT_PRECISION[dtype]):
             # correctness, once per family at T = 8
             y_m = layer(xs[CHECK_TOKENS])
             y_t = block(xt[CHECK_TOKENS]).float().numpy()[0]
@@ -216,10 +224,10 @@ def run_family(fam: LayerShape, dtypes, tokens, args, gemm_gflops: float) -> tup
                              "flops": flops(fam, T), "gflop_per_s": flops(fam, T) / t_m / 1e9})
                 print(f"  {fam.model:16s} {dtype:8s} T={T:<4d} moepy {format_seconds(t_m):>9s}  "
                       f"torch {format_seconds(t_t):>9s}  x{t_t / t_m:.2f}", flush=True)
-        del block, layer, w, xt
+        block = layer = w = xt = None  # freed before the next dtype
         free()
         t_build = time.perf_counter()
-    del w32
+    del w32, w_bf16
     free()
     bw_after = measure_bandwidth(repeats=3 if args.quick else 5)
     bw = 0.5 * (bw_before["gb_per_s"] + bw_after["gb_per_s"])
@@ -228,7 +236,7 @@ def run_family(fam: LayerShape, dtypes, tokens, args, gemm_gflops: float) -> tup
         r["bandwidth_gb_per_s"] = bw
         r["bw_bound_s"] = r["active_bytes"] / (bw * 1e9)
         r["bw_fraction"] = r["bw_bound_s"] / r["moepy_s"]
-        r["gemm_fraction"] = r["gflop_per_s"] / gemm_gflops
+        r["gemm_fraction"] = r["gflop_per_s"] / gemm_gflops[r["dtype"] == "bf16act"]
     return rows, info
 
 
@@ -252,7 +260,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="OLMoE + Qwen3 at T=1, 64; few repeats (< 90 s)")
     ap.add_argument("--families", default=None, help=f"comma list of {','.join(FAMILIES)}")
-    ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--dtypes", default="float32,bfloat16,bf16act")
     ap.add_argument("--tokens", default=None, help="comma list of token counts (default 1,8,64,512)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--torch-experts", default="grouped_mm", choices=("grouped_mm", "eager", "batched_mm"))
@@ -261,20 +269,23 @@ def main(argv=None) -> int:
 
     fams = choose(ap, args.families, list(FAMILIES), "family") if args.families else \
         (["olmoe", "qwen3_moe"] if args.quick else list(FAMILIES))
-    dtypes = choose(ap, args.dtypes, ["float32", "bfloat16"], "dtype")  # bf16 last: it frees the fp32 weights
+    dtypes = choose(ap, args.dtypes, ["float32", "bfloat16", "bf16act"], "dtype")  # bf16 last: frees fp32
     tokens = [int(t) for t in args.tokens.split(",")] if args.tokens else ([1, 64] if args.quick else list(TOKEN_COUNTS))
 
     torch.set_num_threads(args.threads)
     moepy.set_num_threads(args.threads)
     t0 = time.perf_counter()
     gemm = measure_gemm_rate(repeats=3 if args.quick else 5)
-    print(f"numpy fp32 GEMM rate: {gemm['gflop_per_s']:.1f} GFLOP/s (n={gemm['n']}); "
+    gemm_bf16 = measure_torch_gemm_rate(torch.bfloat16, repeats=3 if args.quick else 5)
+    gemm["bf16_gflop_per_s"] = gemm_bf16["gflop_per_s"]
+    print(f"numpy fp32 GEMM rate: {gemm['gflop_per_s']:.1f} GFLOP/s, torch bf16 {gemm_bf16['gflop_per_s']:.1f} "
+          f"(n={gemm['n']}); "
           f"threads: moepy {moepy.get_num_threads()}, torch {torch.get_num_threads()}; "
           f"torch experts_implementation={args.torch_experts}", flush=True)
 
     rows, fam_info = [], []
     for f in fams:
-        r, info = run_family(FAMILIES[f], dtypes, tokens, args, gemm["gflop_per_s"])
+        r, info = run_family(FAMILIES[f], dtypes, tokens, args, (gemm["gflop_per_s"], gemm_bf16["gflop_per_s"]))
         print(f"  {FAMILIES[f].model}: bandwidth {info['bandwidth_before']['gb_per_s']:.1f} -> "
               f"{info['bandwidth_after']['gb_per_s']:.1f} GB/s (mean {info['bandwidth_gb_per_s']:.1f}); "
               f"load average {info['loadavg_before'][0]:.1f} -> {info['loadavg_after'][0]:.1f}", flush=True)
@@ -287,7 +298,8 @@ def main(argv=None) -> int:
                 [[r["model"], r["dtype"], r["T"], format_seconds(r["moepy_s"]), format_seconds(r["torch_s"]),
                   f"{r['speedup']:.2f}x", r["distinct_experts"], format_seconds(r["bw_bound_s"]),
                   f"{r['bw_fraction']:.0%}", f"{r['gflop_per_s']:.1f}", f"{r['gemm_fraction']:.0%}"] for r in rows])
-    print(f"\nnumpy GEMM {gemm['gflop_per_s']:.1f} GFLOP/s; bandwidth per family (mean of before/after): " +
+    print(f"\nnumpy fp32 GEMM {gemm['gflop_per_s']:.1f} GFLOP/s, torch bf16 GEMM {gemm_bf16['gflop_per_s']:.1f} (the "
+          f"bf16act rows' 'of GEMM'); bandwidth per family (mean of before/after): " +
           ", ".join(f"{i['model']} {i['bandwidth_gb_per_s']:.1f} GB/s" for i in fam_info))
     print("correctness (moepy vs torch block, T=8): " + "; ".join(
         f"{i['model']} " + ", ".join(f"{d} relL2 {c['rel_l2']:.1e}" for d, c in i["checks"].items())

@@ -181,6 +181,22 @@ def measure_gemm_rate(n: int = 2048, repeats: int = 5) -> dict:
     return {"gflop_per_s": 2 * n**3 / best / 1e9, "n": n}
 
 
+def measure_torch_gemm_rate(dtype=None, n: int = 2048, repeats: int = 5) -> dict:
+    """PyTorch's GEMM rate on its current threads in GFLOP/s (torch.mm, oneDNN / MKL): the machine's limit for a
+    dtype NumPy's BLAS lacks (torch.bfloat16: AVX512-BF16 dot products where the CPU has them). dtype None: float32.
+    Returns {"gflop_per_s", "n", "dtype"}."""
+    import torch
+    dtype = dtype or torch.float32
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(dtype)
+    b = torch.randn(n, n, generator=g).to(dtype)
+    out = torch.empty(n, n, dtype=dtype)
+    with torch.inference_mode():
+        torch.mm(a, b, out=out)
+        best = min(_elapsed(lambda: torch.mm(a, b, out=out)) for _ in range(repeats))
+    return {"gflop_per_s": 2 * n**3 / best / 1e9, "n": n, "dtype": str(dtype)}
+
+
 def _elapsed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
