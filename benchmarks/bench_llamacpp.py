@@ -124,14 +124,18 @@ def llama_bench(bin_dir: str, path: str, threads, repeat: int) -> dict:
 
 
 def gemm_rates(threads) -> dict:
-    """{(kind, threads): GFLOP/s} of torch.mm in float32 and bfloat16 and torch._int_mm in int8 (oneDNN / MKL,
-    n = 2048): the machine's arithmetic limit for each format's prefill."""
+    """{(kind, threads): GFLOP/s}, n = 2048: float32 the better of NumPy's BLAS (threadpoolctl sets its threads) and
+    torch.mm (MKL may take a slower path on AMD CPUs); bfloat16 torch.mm (oneDNN, AVX512-BF16 dot products); int8
+    torch._int_mm (VNNI): the machine's arithmetic limit for each format's prefill."""
     import torch
-    from common import measure_torch_gemm_rate
+    from threadpoolctl import threadpool_limits
+    from common import measure_gemm_rate, measure_torch_gemm_rate
     out = {}
     for t in threads:
         torch.set_num_threads(t)
-        out["fp32", t] = measure_torch_gemm_rate(torch.float32)["gflop_per_s"]
+        with threadpool_limits(limits=t, user_api="blas"):
+            numpy_fp32 = measure_gemm_rate()["gflop_per_s"]
+        out["fp32", t] = max(numpy_fp32, measure_torch_gemm_rate(torch.float32)["gflop_per_s"])
         out["bf16", t] = measure_torch_gemm_rate(torch.bfloat16)["gflop_per_s"]
         a = torch.randint(-127, 128, (2048, 2048), dtype=torch.int8)
         torch._int_mm(a, a)

@@ -133,8 +133,8 @@ def read_llama_tokens(path):
         return np.fromfile(f, np.int32, ctx * int(n_chunk)).astype(np.int64)
 
 
-def llama_perplexity(bin_dir, gguf, extra, ctx):
-    cmd = NICE + [os.path.join(bin_dir, "llama-perplexity"), "-m", gguf, "-c", str(ctx), "-b", str(ctx), "-t", "1",
+def llama_perplexity(bin_dir, gguf, extra, ctx, threads=1):
+    cmd = NICE + [os.path.join(bin_dir, "llama-perplexity"), "-m", gguf, "-c", str(ctx), "-b", str(ctx), "-t", str(threads),
                   "-ctk", "f32", "-ctv", "f32", "--no-warmup"] + extra
     p = subprocess.run(cmd, capture_output=True, text=True)
     log = p.stdout + p.stderr
@@ -149,6 +149,9 @@ def llama_perplexity(bin_dir, gguf, extra, ctx):
         m = re.search(pat, log)
         if m:
             out[key], out[key + "_stderr"] = float(m.group(1)), float(m.group(2))
+    m = re.search(r"prompt eval time = +[\d.]+ ms / +\d+ tokens \( +[\d.]+ ms per token, +([\d.]+) tokens per second", log)
+    if m:
+        out["tokens_per_second"] = float(m.group(1))
     if "perplexity" not in out:
         raise RuntimeError(f"no perplexity in the output of {' '.join(cmd)}:\n{log[-3000:]}")
     return out

@@ -27,6 +27,8 @@ def _load(args):
         if args.threads < 1:
             raise UsageError(f"--threads must be >= 1, got {args.threads}")
         moepy.set_num_threads(args.threads)
+    if args.activations is not None:
+        moepy.set_activation_precision(args.activations)
     ck = args.checkpoint
     is_builtin = ck is None or (not os.path.exists(ck) and ck in builtin.names())
     if is_builtin:
@@ -40,12 +42,17 @@ def _load(args):
     if args.quantize is not None and args.quantize not in quant.FORMATS:
         raise UsageError(f"--quantize must be one of {', '.join(quant.FORMATS)}")
     calibrate = getattr(args, "calibrate", None)
-    if calibrate is not None and args.quantize != "int4":
-        raise UsageError("--calibrate makes calibrated INT4 experts: give it with --quantize int4")
+    if calibrate is not None and args.quantize not in ("int4", "int4_asym"):
+        raise UsageError("--calibrate makes calibrated INT4 experts: give it with --quantize int4 or int4_asym")
+    if args.quantize is not None:
+        try:
+            quant.check_format(args.quantize, args.group_size)
+        except ValueError as exc:
+            raise UsageError(f"--group-size: {exc}") from None
     ep = _expert_parallel(args, ck)
     try:
         model = MoEModel.from_pretrained(ck, dtype=args.dtype, quantize=None if calibrate else args.quantize,
-                                         expert_parallel=ep,
+                                         group_size=args.group_size, expert_parallel=ep,
                                          progress=not args.quiet and sys.stderr.isatty() and _is_root(ep))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"checkpoint {ck}: {exc}") from None
@@ -67,7 +74,8 @@ def _calibrate(model, path: str, args) -> None:
     if ids.size and (ids.min() < 0 or ids.max() >= model.vocab_size):
         raise UsageError(f"--calibrate {path}: token ids in [0, {model.vocab_size}) expected")
     try:
-        rep = calibrate_int4(model, ids.astype(np.int64), ctx=min(args.ctx, model.spec.max_position_embeddings))
+        rep = calibrate_int4(model, ids.astype(np.int64), ctx=min(args.ctx, model.spec.max_position_embeddings),
+                             format=args.quantize, group_size=args.group_size)
     except ValueError as exc:
         raise UsageError(f"--calibrate {path}: {exc}") from None
     if not args.quiet:
@@ -204,9 +212,13 @@ def eval_main(argv) -> int:
     ap.add_argument("--score-all", action="store_true", help="score every position >= 1 of each chunk")
     ap.add_argument("--chunks", type=int, help="evaluate only the first N chunks (llama-perplexity's --chunks)")
     ap.add_argument("--quantize", help="int8 | int4 | int4_asym: the routed experts")
-    ap.add_argument("--calibrate", help="with --quantize int4: calibrated INT4 experts (GPTQ from each expert's own "
+    ap.add_argument("--group-size", type=int, default=32, help="--quantize's group size: 32, 64 or 128 (default 32)")
+    ap.add_argument("--calibrate", help="with --quantize int4 / int4_asym: calibrated INT4 experts (GPTQ from each "
+                                        "expert's own "
                                         "tokens, moepy.moe.calibrate) fitted on this text file (or .npy ids)")
     ap.add_argument("--dtype", choices=("float32", "bfloat16"))
+    ap.add_argument("--activations", choices=("fp32", "bf16", "auto"),
+                    help="activations meeting bf16 weights (moepy.set_activation_precision; default fp32)")
     ap.add_argument("--top-k", type=int, help="active experts per token in every MoE layer")
     ap.add_argument("--threads", type=int)
     ap.add_argument("--save-logprobs", help="write this run's log-probabilities (.npz) for a later --kl-base")
@@ -239,7 +251,9 @@ def _eval(args) -> int:
     info = moepy.build_info()
     rep["environment"] = {"moepy": moepy.__version__, "isa": info.get("isa"), "threads": moepy.get_num_threads(),
                           "checkpoint": os.path.abspath(ck), "checkpoint_sha256": checkpoint_hash(ck),
-                          "dtype": model.dtype, "quantize": model.quantize, "top_k": args.top_k}
+                          "dtype": model.dtype, "quantize": model.quantize, "group_size": model.group_size,
+                          "top_k": args.top_k,
+                          "activations": moepy.get_activation_precision()[0]}
     if not _is_root(model.expert_parallel):
         return 0
     print_report(rep)
@@ -261,7 +275,10 @@ def generate_main(argv) -> int:
     ap.add_argument("--top-p", type=float)
     ap.add_argument("--seed", type=int)
     ap.add_argument("--quantize")
+    ap.add_argument("--group-size", type=int, default=32)
     ap.add_argument("--dtype", choices=("float32", "bfloat16"))
+    ap.add_argument("--activations", choices=("fp32", "bf16", "auto"),
+                    help="activations meeting bf16 weights (moepy.set_activation_precision; default fp32)")
     ap.add_argument("--threads", type=int)
     ap.add_argument("--quiet", action="store_true")
     _add_parallel_args(ap)

@@ -9,8 +9,9 @@ states, down sees the expert's own hidden activations), each token weighted by i
 layer's output error is the weighted sum). An expert with fewer than `min_tokens` calibration tokens is not skipped
 and not fitted to noise: it keeps the plain weight-error quantizer (its weights' own statistics), which is what
 llama.cpp's importance matrices lack for rarely routed experts. Scales follow moepy's INT4 rule (the best of nine
-divisors of the group's signed maximum) on the GPTQ-updated weights of each group, so the result is moepy's ordinary
-"int4" format: the same kernels, the same 4.5 bits per weight at groups of 32.
+divisors of the group's signed maximum; for "int4_asym" the group's minimum and range / 15), so the result is
+moepy's ordinary "int4" / "int4_asym" format: the same kernels and bits per weight (4.5 for int4 at groups of 32 and
+for int4_asym at groups of 64, as llama.cpp's Q4_0).
 """
 from __future__ import annotations
 
@@ -39,19 +40,29 @@ class CalibrationReport:
         return f"CalibrationReport({len(self.calibrated)} MoE layers: {c} experts calibrated, {f} plain (few tokens))"
 
 
-def _int4_scales(g: np.ndarray) -> np.ndarray:
-    """fp16 scales (N,) of moepy's INT4 rule for one group g (N, G) (quantize_weights' search over nine divisors of
-    the signed maximum, least weight error; a Hessian-weighted choice of the divisor measured no better)."""
-    _, s16, _ = quantize_weights(g[None].astype(F32), "int4", g.shape[1])
-    return s16[0, :, 0]
+def _group_params(g: np.ndarray, fmt: str):
+    """fp16 scales (N,) and offsets (N,) or None of moepy's rule for one group g (N, G) (int4: quantize_weights'
+    search over nine divisors of the signed maximum, least weight error; a Hessian-weighted choice of the divisor
+    measured no better; int4_asym: minimum and range / 15)."""
+    _, s16, m16 = quantize_weights(g[None].astype(F32), fmt, g.shape[1])
+    return s16[0, :, 0], None if m16 is None else m16[0, :, 0]
 
 
 def gptq_int4(w: np.ndarray, hessian: np.ndarray, group_size: int, damp: float = 0.01, act_order: bool = True):
-    """Codes u (N, K) uint8 and fp16 scales (N, K / G) of moepy's INT4 format for w (N, K), quantized column by
-    column with GPTQ's error feedback under `hessian` (K, K) = sum of x x^T over the inputs (damped by `damp` x its
-    mean diagonal). act_order=False: columns in order, each group's scales chosen when the group is reached, from
-    the updated weights; act_order=True: the columns with the largest Hessian diagonal first, under the scales the
-    original weights give each group (GPTQ's "static groups")."""
+    """Codes u (N, K) uint8 and fp16 scales (N, K / G) of moepy's INT4 format for w (N, K): gptq(fmt="int4")."""
+    u, s16, _ = gptq(w, hessian, group_size, damp, act_order, "int4")
+    return u, s16
+
+
+def gptq(w: np.ndarray, hessian: np.ndarray, group_size: int, damp: float = 0.01, act_order: bool = True,
+         fmt: str = "int4"):
+    """Codes u (N, K) uint8, fp16 scales (N, K / G) and (int4_asym) fp16 offsets (N, K / G) or None of moepy's
+    `fmt` for w (N, K), quantized column by column with GPTQ's error feedback under `hessian` (K, K) = sum of x x^T
+    over the inputs (damped by `damp` x its mean diagonal). act_order=False: columns in order, each group's scales
+    chosen when the group is reached, from the updated weights; act_order=True: the columns with the largest Hessian
+    diagonal first, under the scales the original weights give each group (GPTQ's "static groups")."""
+    asym = fmt == "int4_asym"
+    lo, hi = (0, 15) if asym else (-8, 7)
     W = np.array(w, np.float64)
     N, K = W.shape
     G = group_size
@@ -61,9 +72,15 @@ def gptq_int4(w: np.ndarray, hessian: np.ndarray, group_size: int, damp: float =
     W[:, dead] = 0.0
     Hm[np.diag_indices(K)] += damp * float(np.mean(np.diag(Hm)))
     s16 = np.empty((N, K // G), np.float16)
+    m16 = np.zeros((N, K // G), np.float16) if asym else None
+
+    def set_group(gi, g):
+        s16[:, gi], m = _group_params(g, fmt)
+        if asym:
+            m16[:, gi] = m
     if act_order:
         for g0 in range(0, K, G):
-            s16[:, g0 // G] = _int4_scales(W[:, g0:g0 + G])
+            set_group(g0 // G, W[:, g0:g0 + G])
         perm = np.argsort(-np.diag(Hm), kind="stable")
     else:
         perm = np.arange(K)
@@ -74,25 +91,26 @@ def gptq_int4(w: np.ndarray, hessian: np.ndarray, group_size: int, damp: float =
     for b0 in range(0, K, G):  # blocks of G columns (the groups themselves unless act_order)
         b1 = b0 + G
         if not act_order:
-            s16[:, b0 // G] = _int4_scales(W[:, b0:b1])
+            set_group(b0 // G, W[:, b0:b1])
         err = np.zeros((N, G))
         for j in range(b0, b1):
             s = s16[:, perm[j] // G].astype(F32)
+            m = m16[:, perm[j] // G].astype(F32) if asym else F32(0)
             col = W[:, j]
-            qj = np.clip(np.where(s != 0, np.rint(col.astype(F32) / s), 0.0), -8, 7)
+            qj = np.clip(np.where(s != 0, np.rint((col.astype(F32) - m) / s), 0.0), lo, hi)
             q[:, j] = qj
-            e = (col - s.astype(np.float64) * qj) / U[j, j]
+            e = (col - (s.astype(np.float64) * qj + m)) / U[j, j]
             W[:, j + 1:b1] -= np.outer(e, U[j, j + 1:b1])
             err[:, j - b0] = e
         W[:, b1:] -= err @ U[b0:b1, b1:]
     u = np.empty((N, K), np.uint8)
-    u[:, perm] = (q + 8).astype(np.uint8)
-    return u, s16
+    u[:, perm] = (q - lo).astype(np.uint8)
+    return u, s16, m16
 
 
-def _plain(w: np.ndarray, G: int):
-    u, s16, _ = quantize_weights(np.asarray(w, F32)[None], "int4", G)
-    return u[0], s16[0]
+def _plain(w: np.ndarray, G: int, fmt: str):
+    u, s16, m16 = quantize_weights(np.asarray(w, F32)[None], fmt, G)
+    return u[0], s16[0], None if m16 is None else m16[0]
 
 
 def collect_inputs(model, chunks: np.ndarray) -> Dict[int, tuple]:
@@ -114,19 +132,23 @@ def collect_inputs(model, chunks: np.ndarray) -> Dict[int, tuple]:
 
 def calibrate_int4(model, ids, *, ctx: int = 256, max_chunks: Optional[int] = None, group_size: int = 32,
                    min_tokens: Optional[int] = None, damp: float = 0.01, act_order: bool = True,
-                   weighted: bool = True) -> CalibrationReport:
+                   weighted: bool = True, format: str = "int4") -> CalibrationReport:
     """Quantize the routed experts of every MoE layer of `model` (float32 or bf16 experts) to calibrated INT4 in
     place, from the router traces of calibration ids (chunks of ctx tokens, as the perplexity runs them).
+    format: "int4" (symmetric, 4.5 bits per weight at group_size 32) or "int4_asym" (scale and offset per group:
+    4.5 bits at group_size 64, 5 at 32).
     min_tokens: experts that saw fewer calibration tokens keep the plain INT4 quantizer (default 2 x group_size).
     act_order: GPTQ's column order by Hessian diagonal (static group scales); weighted: each token's statistics
     weighted by its routing weight squared (else every routed token counts one).
     Returns a CalibrationReport. The model's dtype of the other weights is unchanged; model.quantize becomes
-    "int4" (calibrated)."""
+    `format` (calibrated)."""
     from ..eval.perplexity import chunks as make_chunks
     from .layer import MoELayer
     from .packed import PackedOnlyExperts
     from . import quant
-    quant.check_format("int4", group_size)
+    if format not in ("int4", "int4_asym"):
+        raise ValueError(f"format must be 'int4' or 'int4_asym', got {format!r}")
+    quant.check_format(format, group_size)
     G = int(group_size)
     min_tokens = 2 * G if min_tokens is None else int(min_tokens)
     chunked = make_chunks(np.asarray(ids, np.int64).reshape(-1), ctx, None)
@@ -146,9 +168,12 @@ def calibrate_int4(model, ids, *, ctx: int = 256, max_chunks: Optional[int] = No
         x, experts, weights, kept = inputs[i]
         gated = ex.gate is not None
         names = ("gate", "up") if gated else ("up",)
+        asym = format == "int4_asym"
         codes = {n: np.empty((E, I, H), np.uint8) for n in names}
         scales = {n: np.empty((E, I, H // G), np.float16) for n in names}
+        offsets = {n: np.empty((E, I, H // G), np.float16) for n in names}
         codes["down"], scales["down"] = np.empty((E, H, I), np.uint8), np.empty((E, H, I // G), np.float16)
+        offsets["down"] = np.empty((E, H, I // G), np.float16)
         counts = np.zeros(E, np.int64)
         n_cal = 0
         for e in range(E):
@@ -158,7 +183,9 @@ def calibrate_int4(model, ids, *, ctx: int = 256, max_chunks: Optional[int] = No
             mats["down"] = ex.down[e]
             if tok.size < min_tokens:
                 for n, w in mats.items():
-                    codes[n][e], scales[n][e] = _plain(w, G)
+                    codes[n][e], scales[n][e], m = _plain(w, G, format)
+                    if asym:
+                        offsets[n][e] = m
                 continue
             n_cal += 1
             wt = weights[tok, slot].astype(np.float64)[:, None] if weighted else np.ones((tok.size, 1))
@@ -166,25 +193,28 @@ def calibrate_int4(model, ids, *, ctx: int = 256, max_chunks: Optional[int] = No
             h_in = (xe * wt).T @ (xe * wt)  # (H, H): gate / up inputs
             he = expert_hidden(xe, ex, e)
             h_down = (he * wt).T @ (he * wt)  # (I, I): down's inputs
-            for n in names:
-                codes[n][e], scales[n][e] = gptq_int4(mats[n], h_in, G, damp, act_order)
-            codes["down"][e], scales["down"][e] = gptq_int4(mats["down"], h_down, G, damp, act_order)
+            for n in names + ("down",):
+                codes[n][e], scales[n][e], m = gptq(mats[n], h_down if n == "down" else h_in, G, damp, act_order,
+                                                    format)
+                if asym:
+                    offsets[n][e] = m
         report.calibrated[i], report.fallback[i], report.tokens[i] = n_cal, E - n_cal, counts
         P = len(names)
-        bb = quant.block_bytes("int4", G)
+        bb = quant.block_bytes(format, G)
         n_in = -(-I // 16) * (H // G) * P * bb
         w_in = np.zeros(E * n_in, np.uint8)
+        off = lambda n: offsets[n] if asym else None  # noqa: E731
         for p, n in enumerate(names):
-            pack_blocks(codes[n], scales[n], None, "int4", G, P=P, p=p, out=w_in)
-        w_out = pack_blocks(codes["down"], scales["down"], None, "int4", G)
-        packed = PackedOnlyExperts(E, H, I, gated, ex.activation, float(ex.alpha), float(ex.limit), "int4", G,
+            pack_blocks(codes[n], scales[n], off(n), format, G, P=P, p=p, out=w_in)
+        w_out = pack_blocks(codes["down"], scales["down"], off("down"), format, G)
+        packed = PackedOnlyExperts(E, H, I, gated, ex.activation, float(ex.alpha), float(ex.limit), format, G,
                                    w_in, w_out, _f32(ex.gate_bias), _f32(ex.up_bias), _f32(ex.down_bias))
         new = MoELayer(layer.router, layer.router_weight, packed, shared=layer.shared,
                        shared_gate_weight=layer.shared_gate_weight, router_bias=layer.router_bias,
-                       selection_bias=layer.selection_bias, scale_input=layer.scale_input, dtype="int4",
+                       selection_bias=layer.selection_bias, scale_input=layer.scale_input, dtype=format,
                        family=layer.family, group_size=G, shared_dtype=layer.shared_dtype)
         next(l for l in model.layers if l.index == i).ffn = new
-    model.quantize, model.group_size = "int4", G
+    model.quantize, model.group_size = format, G
     return report
 
 

@@ -138,9 +138,10 @@ def test_cli_eval_json_and_bad_input(tmp_path):
     assert abs(sum(rep["layers"][0]["load"]) - 1) < 1e-9
     assert "perplexity" in r.stdout and "routing per MoE layer" in r.stdout
     k = _cli("eval", path, "--tokens", str(tmp_path / "ids.npy"), "--ctx", "32", "--kl-base", str(tmp_path / "lp.npz"),
-             "--dtype", "bfloat16", "--json", str(tmp_path / "k.json"))
+             "--dtype", "bfloat16", "--activations", "bf16", "--json", str(tmp_path / "k.json"))
     assert k.returncode == 0, k.stderr
     kr = json.load(open(tmp_path / "k.json"))
+    assert kr["environment"]["activations"] == "bf16" and kr["environment"]["dtype"] == "bfloat16"
     assert {"kld_mean", "kld_stderr", "kld_max", "kld_percentiles", "same_top_p", "delta_p_mean", "delta_p_rms",
             "delta_p_max"} <= set(kr)
     for args, match in [((str(tmp_path / "nowhere"),), "no such directory"),
@@ -149,7 +150,9 @@ def test_cli_eval_json_and_bad_input(tmp_path):
                         ((path, "--tokens", str(tmp_path / "ids.npy"), "--ctx", "32", "--kl-base",
                           str(tmp_path / "ids.npy")), "cannot read"),
                         ((path, "--text", str(tmp_path / "missing.txt")), "tokenizer|missing"),
-                        ((path,), "give the text")]:
+                        ((path,), "give the text"),
+                        ((path, "--tokens", str(tmp_path / "ids.npy"), "--quantize", "int4", "--group-size", "48"),
+                         "group_size must be one of")]:
         bad = _cli("eval", *args)
         assert bad.returncode == 2, (args, bad.stderr)
         assert "Traceback" not in bad.stderr and __import__("re").search(match, bad.stderr), (args, bad.stderr)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from moepy.eval import builtin, evaluate
-from moepy.moe.calibrate import calibrate_int4, gptq_int4
+from moepy.moe.calibrate import calibrate_int4, gptq, gptq_int4
 from moepy.nn import MoEModel
 from moepy.reference.quant import dequantize_weights, quantize_weights
 
@@ -13,6 +13,13 @@ def test_gptq_with_a_diagonal_hessian_is_plain_rounding():
     u, s16 = gptq_int4(w, np.eye(64) * 3.0, 32, act_order=False)
     u0, s0, _ = quantize_weights(w[None], "int4", 32)
     assert np.array_equal(u, u0[0]) and np.array_equal(s16, s0[0])
+
+
+def test_asymmetric_gptq_with_a_diagonal_hessian_is_plain_rounding():
+    w = np.random.default_rng(0).standard_normal((24, 128)).astype(np.float32)
+    u, s16, m16 = gptq(w, np.eye(128) * 3.0, 64, act_order=False, fmt="int4_asym")
+    u0, s0, m0 = quantize_weights(w[None], "int4_asym", 64)
+    assert np.array_equal(u, u0[0]) and np.array_equal(s16, s0[0]) and np.array_equal(m16, m0[0])
 
 
 def test_gptq_lowers_the_output_error_on_correlated_inputs():
@@ -27,6 +34,11 @@ def test_gptq_lowers_the_output_error_on_correlated_inputs():
         q = dequantize_weights(u[None], s16[None], None, "int4", 32)[0]
         assert np.linalg.norm(x @ (w - q).T) < 0.8 * err0
         assert u.max() <= 15 and s16.shape == (32, 2)
+    u0, s0, m0 = quantize_weights(w[None], "int4_asym", 64)
+    err0 = np.linalg.norm(x @ (w - dequantize_weights(u0, s0, m0, "int4_asym", 64)[0]).T)
+    u, s16, m16 = gptq(w, x.T @ x, 64, fmt="int4_asym")
+    q = dequantize_weights(u[None], s16[None], m16[None], "int4_asym", 64)[0]
+    assert np.linalg.norm(x @ (w - q).T) < 0.8 * err0
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +67,20 @@ def test_calibrated_model_beats_plain_int4_and_keeps_the_format(mixtral_ids, tmp
     assert np.array_equal(back(ev[:64]), m(ev[:64]))
 
 
+def test_calibrated_asymmetric_int4_beats_plain_and_keeps_the_format(mixtral_ids, tmp_path):
+    cal, ev = mixtral_ids
+    base = MoEModel.from_pretrained(builtin.path("mixtral"), progress=False)
+    evaluate(base, ev, ctx=128, save_logprobs=str(tmp_path / "base.npz"))
+    plain = MoEModel.from_pretrained(builtin.path("mixtral"), quantize="int4_asym", group_size=64, progress=False)
+    kl_plain = evaluate(plain, ev, ctx=128, kl_base=str(tmp_path / "base.npz"))["kld_mean"]
+    m = MoEModel.from_pretrained(builtin.path("mixtral"), progress=False)
+    calibrate_int4(m, cal, ctx=128, format="int4_asym", group_size=64)
+    for i, layer in m.moe_layers.items():
+        assert layer.dtype == "int4_asym" and layer.nbytes()["routed"] == plain.moe_layers[i].nbytes()["routed"]
+    assert m.quantize == "int4_asym" and m.group_size == 64
+    assert evaluate(m, ev, ctx=128, kl_base=str(tmp_path / "base.npz"))["kld_mean"] < kl_plain
+
+
 def test_rare_experts_keep_the_plain_quantizer(mixtral_ids):
     cal, _ = mixtral_ids
     plain = MoEModel.from_pretrained(builtin.path("mixtral"), quantize="int4", progress=False)
@@ -76,6 +102,8 @@ def test_bad_input(mixtral_ids):
         calibrate_int4(m, cal[:10], ctx=128)
     with pytest.raises(ValueError, match="group_size"):
         calibrate_int4(m, cal, ctx=128, group_size=48)
+    with pytest.raises(ValueError, match="format"):
+        calibrate_int4(m, cal, ctx=128, format="int8")
 
 
 def test_cli_calibrate(tmp_path):
