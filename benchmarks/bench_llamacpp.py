@@ -12,11 +12,15 @@ read). moepy
 reads each file with MoEModel.from_pretrained(path.gguf): float32 / bf16 weights as they are; Q8_0 / Q4_0 routed
 experts keep their blocks (moepy's int8 / int4 kernels) and the attention and output projections are quantized to
 int8 / int4 (MoEModel.quantize_projections; the embedding and norms stay bf16 / float32).
-Per format and thread count (--threads, default 1 2): llama-bench -p 512 -n 0 and -p 0 -n 128 (-r --repeat), and
-moepy's prefill of 512 tokens (one call, logits of the last position) and decode of 128 tokens from an empty cache,
-median of --repeat. Bound: bytes each engine reads per decoded token (its non-expert tensors, top-k / E of its
-expert tensors, one embedding row; the KV cache is negligible at 128 tokens) over the read bandwidth measured in the
-same run (benchmarks/common.measure_bandwidth, before and after; mean).
+"BF16+bf16act" runs the BF16 file with moepy's bf16 activations for prefill (activation_precision("auto"):
+AVX512-BF16 dot products, as llama.cpp computes bf16); "BF16" keeps moepy's exact fp32 activations.
+Per format and thread count (--threads, default 1 2), --repeat rounds (default 3) of: llama-bench -p 512 -n 128 -r 1,
+the read bandwidth (benchmarks/common.measure_bandwidth), moepy's prefill of 512 tokens (one call, logits of the last
+position) and decode of 128 tokens from an empty cache. These hosts' bandwidth moves between 40 and 80 GB/s within
+seconds, so the engines are compared round by round: ratios are medians of per-round ratios, and each engine's
+fraction of the bandwidth bound (bytes it reads per decoded token: its non-expert tensors, top-k / E of its expert
+tensors, one embedding row; the KV cache is negligible at 128 tokens) uses that round's bandwidth. Prefill ceiling:
+the machine's GEMM rate in the format's arithmetic (gemm_rates) over the flops per token.
 """
 from __future__ import annotations
 
@@ -150,23 +154,19 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def moepy_bench(path: str, fmt: str, threads, repeat: int, vocab: int) -> tuple:
+def paired_rounds(bin_dir: str, path: str, fmt: str, threads, repeat: int, vocab: int) -> tuple:
+    """Per thread count, `repeat` rounds of: llama-bench (pp512 + tg128, -r 1), the read bandwidth, moepy's prefill of
+    512 tokens and decode of 128. The bandwidth of these hosts moves between 40 and 80 GB/s from second to second, so
+    each round pairs the two engines and the bandwidth a few seconds apart and the ratios are taken per round.
+    Returns ({threads: [round dicts]}, moepy's bytes read per decoded token)."""
     import moepy
     from bench_model import active_bytes
     from moepy.nn import MoEModel
     with moepy.activation_precision(MOEPY_PRECISION.get(fmt, "fp32")):
-        return _moepy_bench(path, fmt, threads, repeat, vocab, MoEModel, active_bytes)
-
-
-def _moepy_bench(path, fmt, threads, repeat, vocab, MoEModel, active_bytes) -> tuple:
-    import moepy
-    model = MoEModel.from_pretrained(path, dtype=MOEPY_DTYPE[FILE_FORMAT[fmt]], progress=False)
-    if FILE_FORMAT[fmt] in MOEPY_PROJECTIONS:
-        model.quantize_projections(MOEPY_PROJECTIONS[FILE_FORMAT[fmt]], 32)
-    ids = np.random.default_rng(0).integers(0, vocab, PREFILL + DECODE)
-    out = {}
-    for t in threads:
-        moepy.set_num_threads(t)
+        model = MoEModel.from_pretrained(path, dtype=MOEPY_DTYPE[FILE_FORMAT[fmt]], progress=False)
+        if FILE_FORMAT[fmt] in MOEPY_PROJECTIONS:
+            model.quantize_projections(MOEPY_PROJECTIONS[FILE_FORMAT[fmt]], 32)
+        ids = np.random.default_rng(0).integers(0, vocab, PREFILL + DECODE)
 
         def prefill():
             cache = model.new_cache(1, capacity=PREFILL)
@@ -180,21 +180,38 @@ def _moepy_bench(path, fmt, threads, repeat, vocab, MoEModel, active_bytes) -> t
             for s in range(DECODE):
                 model(ids[None, s:s + 1], cache=cache, logits_to_keep=1)
             return DECODE / (time.perf_counter() - t0)
-        prefill(), decode()  # warm-up
-        out["prefill", t] = statistics.median(prefill() for _ in range(repeat))
-        out["decode", t] = statistics.median(decode() for _ in range(repeat))
-    return out, active_bytes(model)["total"]
+        rounds = {}
+        for t in threads:
+            moepy.set_num_threads(t)
+            prefill(), decode()  # warm-up
+            rounds[t] = []
+            for _ in range(repeat):
+                lb = llama_bench(bin_dir, path, [t], 1)
+                bw = measure_bandwidth(megabytes=512, repeats=3)["gb_per_s"]
+                rounds[t].append({"llama_pp": lb["prefill", t], "llama_tg": lb["decode", t], "bandwidth": bw,
+                                  "moepy_pp": prefill(), "moepy_tg": decode()})
+    return rounds, active_bytes(model)["total"]
 
 
-def _save_result(path, lb, mb, m_bytes, l_bytes):
+def _save_result(path, rounds, m_bytes, l_bytes):
     with open(path, "w") as f:
-        json.dump({"llama": [[a, b, v] for (a, b), v in lb.items()], "moepy": [[a, b, v] for (a, b), v in mb.items()],
-                   "m_bytes": m_bytes, "l_bytes": l_bytes}, f)
+        json.dump({"rounds": {str(t): r for t, r in rounds.items()}, "m_bytes": m_bytes, "l_bytes": l_bytes}, f)
 
 
 def _load_result(path):
     d = json.load(open(path))
-    return ({(a, b): v for a, b, v in d["llama"]}, {(a, b): v for a, b, v in d["moepy"]}, d["m_bytes"], d["l_bytes"])
+    if "rounds" not in d:
+        raise ValueError(f"{path}: an older result format; run with --fresh")
+    return {int(t): r for t, r in d["rounds"].items()}, d["m_bytes"], d["l_bytes"]
+
+
+def output_bytes(path: str) -> int:
+    """Bytes of the output projection (output.weight, or the tied token embedding): prefill with logits for the last
+    position only (llama-bench pp, moepy logits_to_keep=1) reads it once per call, not per token."""
+    import gguf
+    r = gguf.GGUFReader(path)
+    names = {t.name: int(t.n_bytes) for t in r.tensors}
+    return names.get("output.weight", names.get("token_embd.weight", 0))
 
 
 def main(argv=None) -> int:
@@ -216,47 +233,46 @@ def main(argv=None) -> int:
     for key in args.models:
         files = gguf_files(key, args, bin_dir)
         vocab = json.load(open(os.path.join(args.cache_dir, f"{key}-L2", "config.json")))["vocab_size"]
-        # flops per token: 2 per weight read per decoded token (the F32 file's bytes / 4; attention scores at 512
-        # tokens add under 1%)
-        flops_per_token = 2 * llama_bytes_per_token(files["F32"]) / 4
-        llama_runs = {}  # file format -> llama-bench results (BF16 and BF16+bf16act share one)
+        # prefill flops per token: 2 per weight a decoded token reads, but for the output projection (the F32 file's
+        # bytes / 4; attention scores at 512 tokens add under 1%)
+        flops_per_token = 2 * (llama_bytes_per_token(files["F32"]) - output_bytes(files["F32"])) / 4
         for fmt in args.formats:
             ff = FILE_FORMAT[fmt]
             done = os.path.join(args.cache_dir, f"{key}-L2-{fmt}.result.json")  # a finished pair, for a rerun
             if os.path.exists(done) and not args.fresh:
-                lb, mb, m_bytes, l_bytes = _load_result(done)
+                rounds, m_bytes, l_bytes = _load_result(done)
             else:
-                if ff not in llama_runs:
-                    llama_runs[ff] = llama_bench(bin_dir, files[ff], args.threads, args.repeat)
-                lb = llama_runs[ff]
-                mb, m_bytes = moepy_bench(files[ff], fmt, args.threads, args.repeat, vocab)
+                rounds, m_bytes = paired_rounds(bin_dir, files[ff], fmt, args.threads, args.repeat, vocab)
                 l_bytes = llama_bytes_per_token(files[ff])
-                _save_result(done, lb, mb, m_bytes, l_bytes)
-            llama_runs.setdefault(ff, lb)
-            raw.append({"model": key, "format": fmt, "llama": {f"{a}_{b}": v for (a, b), v in lb.items()},
-                        "moepy": {f"{a}_{b}": v for (a, b), v in mb.items()}, "moepy_bytes_per_token": m_bytes,
+                _save_result(done, rounds, m_bytes, l_bytes)
+            raw.append({"model": key, "format": fmt, "rounds": rounds, "moepy_bytes_per_token": m_bytes,
                         "llama_bytes_per_token": l_bytes})
+            med = lambda f, rs: statistics.median(f(r) for r in rs)  # noqa: E731
             for t in args.threads:
+                rs = rounds[t]
                 rows.append({"model": key, "format": fmt, "threads": t,
-                             "pp512 moepy": mb["prefill", t], "pp512 llama": lb["prefill", t],
-                             "pp x": mb["prefill", t] / lb["prefill", t],
-                             "tg128 moepy": mb["decode", t], "tg128 llama": lb["decode", t],
-                             "tg x": mb["decode", t] / lb["decode", t],
-                             "pp ceil": gemm[GEMM_KIND[fmt], t] * 1e9 / flops_per_token,
+                             "pp512 moepy": med(lambda r: r["moepy_pp"], rs),
+                             "pp512 llama": med(lambda r: r["llama_pp"], rs),
+                             "pp x": med(lambda r: r["moepy_pp"] / r["llama_pp"], rs),
+                             "tg128 moepy": med(lambda r: r["moepy_tg"], rs),
+                             "tg128 llama": med(lambda r: r["llama_tg"], rs),
+                             "tg x": med(lambda r: r["moepy_tg"] / r["llama_tg"], rs),
+                             "GB/s": med(lambda r: r["bandwidth"], rs),
                              "MB/tok moepy": m_bytes / 1e6, "MB/tok llama": l_bytes / 1e6,
-                             "_m_bytes": m_bytes, "_l_bytes": l_bytes})
+                             "moepy / bound": med(lambda r: r["moepy_tg"] * m_bytes / (r["bandwidth"] * 1e9), rs),
+                             "llama / bound": med(lambda r: r["llama_tg"] * l_bytes / (r["bandwidth"] * 1e9), rs),
+                             "pp ceil": gemm[GEMM_KIND[fmt], t] * 1e9 / flops_per_token})
             print(f"  {key} {fmt} done", flush=True)
     bw1 = measure_bandwidth()["gb_per_s"]
-    bw = (bw0 + bw1) / 2
     for r in rows:
         r["moepy / ceil"] = r["pp512 moepy"] / r["pp ceil"]
         r["ceil / llama"] = r["pp ceil"] / r["pp512 llama"]
-        r["moepy / bound"] = r["tg128 moepy"] * r.pop("_m_bytes") / (bw * 1e9)
-        r["llama / bound"] = r["tg128 llama"] * r.pop("_l_bytes") / (bw * 1e9)
-    print(f"read bandwidth {bw0:.1f} / {bw1:.1f} GB/s (before / after); bound = bandwidth / bytes read per token")
-    print("pp ceil: prefill tokens/s at the machine's GEMM rate for the format's arithmetic (torch.mm fp32 for F32 and "
-          "BF16 with fp32 activations, bf16 for bf16 activations, torch._int_mm int8 for Q8_0 / Q4_0) over 2 flops "
-          "per weight; ceil / llama: the most any engine could gain over llama.cpp at that rate")
+    print(f"read bandwidth {bw0:.1f} / {bw1:.1f} GB/s (start / end); GB/s: the median of the bandwidths measured in each "
+          f"round between the two engines; bound = that bandwidth / bytes read per token; ratios: medians of the "
+          f"per-round ratios")
+    print("pp ceil: prefill tokens/s at the machine's GEMM rate for the format's arithmetic (fp32 for F32 and BF16 with "
+          "fp32 activations, bf16 for bf16 activations, int8 for Q8_0 / Q4_0) over 2 flops per weight but the output "
+          "projection's; ceil / llama: the most any engine could gain over llama.cpp at that rate")
     cell = lambda v: f"{v:.3g}" if isinstance(v, float) and abs(v) < 10 else (f"{v:.0f}" if isinstance(v, float) else v)  # noqa: E731
     print_table(list(rows[0]), [[cell(v) for v in r.values()] for r in rows])
     if args.json:
