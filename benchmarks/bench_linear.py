@@ -70,7 +70,7 @@ def main():
             by = hit * 3 * H * I * bpw
             print(f"MoE {dt:8s} T={T:4d}: {fl / t / 1e9:6.1f} GF/s  {t * 1e3:8.3f} ms  weights {by / t / 1e9:5.1f} GB/s"
                   f" ({hit} experts)", flush=True)
-        del layer
+        layer = None  # freed before the next dtype
 
 
 if __name__ == "__main__":

@@ -128,14 +128,17 @@ def llama_bench(bin_dir: str, path: str, threads, repeat: int) -> dict:
 
 
 def gemm_rates(threads) -> dict:
-    """{(kind, threads): GFLOP/s}, n = 2048: float32 the better of NumPy's BLAS (threadpoolctl sets its threads) and
-    torch.mm (MKL may take a slower path on AMD CPUs); bfloat16 torch.mm (oneDNN, AVX512-BF16 dot products); int8
-    torch._int_mm (VNNI): the machine's arithmetic limit for each format's prefill."""
+    """{(kind, threads): GFLOP/s} of the libraries' GEMMs, n = 2048: float32 the better of NumPy's BLAS (threadpoolctl
+    sets its threads) and torch.mm (MKL may take a slower path on AMD CPUs); bfloat16 torch.mm (oneDNN, AVX512-BF16
+    dot products); int8 torch._int_mm (VNNI); and ("peak_" + kind, threads): the cores' own limit
+    (common.measure_peak_rate), the ceiling of the table."""
     import torch
     from threadpoolctl import threadpool_limits
-    from common import measure_gemm_rate, measure_torch_gemm_rate
+    from common import measure_gemm_rate, measure_peak_rate, measure_torch_gemm_rate
     out = {}
     for t in threads:
+        for kind, v in measure_peak_rate(t).items():
+            out["peak_" + kind, t] = v
         torch.set_num_threads(t)
         with threadpool_limits(limits=t, user_api="blas"):
             numpy_fp32 = measure_gemm_rate()["gflop_per_s"]
@@ -229,7 +232,8 @@ def main(argv=None) -> int:
     rows, raw = [], []
     bw0 = measure_bandwidth()["gb_per_s"]
     gemm = gemm_rates(args.threads)
-    print("GEMM rates (torch, GFLOP/s): " + ", ".join(f"{k} {t}t {v:.0f}" for (k, t), v in gemm.items()), flush=True)
+    print("arithmetic rates (G op/s; peak_*: the cores, others: library GEMMs): " +
+          ", ".join(f"{k} {t}t {v:.0f}" for (k, t), v in gemm.items()), flush=True)
     for key in args.models:
         files = gguf_files(key, args, bin_dir)
         vocab = json.load(open(os.path.join(args.cache_dir, f"{key}-L2", "config.json")))["vocab_size"]
@@ -261,7 +265,9 @@ def main(argv=None) -> int:
                              "MB/tok moepy": m_bytes / 1e6, "MB/tok llama": l_bytes / 1e6,
                              "moepy / bound": med(lambda r: r["moepy_tg"] * m_bytes / (r["bandwidth"] * 1e9), rs),
                              "llama / bound": med(lambda r: r["llama_tg"] * l_bytes / (r["bandwidth"] * 1e9), rs),
-                             "pp ceil": gemm[GEMM_KIND[fmt], t] * 1e9 / flops_per_token})
+                             "pp ceil": gemm.get(("peak_" + GEMM_KIND[fmt], t), gemm[GEMM_KIND[fmt], t]) * 1e9
+                             / flops_per_token,
+                             "pp at GEMM": gemm[GEMM_KIND[fmt], t] * 1e9 / flops_per_token})
             print(f"  {key} {fmt} done", flush=True)
     bw1 = measure_bandwidth()["gb_per_s"]
     for r in rows:
@@ -270,9 +276,10 @@ def main(argv=None) -> int:
     print(f"read bandwidth {bw0:.1f} / {bw1:.1f} GB/s (start / end); GB/s: the median of the bandwidths measured in each "
           f"round between the two engines; bound = that bandwidth / bytes read per token; ratios: medians of the "
           f"per-round ratios")
-    print("pp ceil: prefill tokens/s at the machine's GEMM rate for the format's arithmetic (fp32 for F32 and BF16 with "
-          "fp32 activations, bf16 for bf16 activations, int8 for Q8_0 / Q4_0) over 2 flops per weight but the output "
-          "projection's; ceil / llama: the most any engine could gain over llama.cpp at that rate")
+    print("pp ceil: prefill tokens/s at the cores' peak rate for the format's arithmetic (benchmarks/peak_rate.c: fp32 "
+          "FMA for F32 and BF16 with fp32 activations, vdpbf16ps for bf16 activations, vpdpbusd for Q8_0 / Q4_0) over "
+          "2 flops per weight but the output projection's; pp at GEMM: the same at the libraries' GEMM rate (NumPy / "
+          "torch); ceil / llama: the most any engine could gain over llama.cpp")
     cell = lambda v: f"{v:.3g}" if isinstance(v, float) and abs(v) < 10 else (f"{v:.0f}" if isinstance(v, float) else v)  # noqa: E731
     print_table(list(rows[0]), [[cell(v) for v in r.values()] for r in rows])
     if args.json:

@@ -246,7 +246,7 @@ def run_family(fam: LayerShape, formats, tokens, args) -> tuple[list[dict], dict
             print(f"  {fam.model:16s} {fmt:9s} T={T:<4d} {format_seconds(t):>9s} (best {format_seconds(best)}; "
                   f"{hit:g} experts, {format_bytes(active)} read" + ("" if p is None else f"; CPU pressure {p:.0%}")
                   + ")", flush=True)
-        del layer, out
+        layer = out = None  # freed before the next format
         free()
     del weights
     free()

@@ -11,8 +11,8 @@ file and as llama-perplexity's --kl-divergence-base file, so both engines are sc
 set of ids. llama.cpp: the F32 GGUF conversion (convert_hf_to_gguf.py) quantized by llama-quantize to Q8_0 / Q4_0
 twice: only the routed-expert tensors (--tensor-type overrides keep the rest F32: the scope moepy quantizes), and
 the whole model (llama-quantize's default recipe). moepy: quantize="int8" / "int4" (groups of 32: 8.5 / 4.5 bits per
-weight, as Q8_0 / Q4_0), int4_asym at groups of 64 (scale and offset per group: 4.5 bits, as Q4_0), and
-calibrate_int4 in both INT4 formats (4.5 bits). Speed: tokens/s of each engine's evaluation on 2 threads (moepy's
+weight, as Q8_0 / Q4_0), int4_asym (scale and offset per group of 32: 5.0 bits, as llama.cpp's Q4_1; groups of 64
+would make it 4.5 bits, but the built-ins' expert widths are 32), and calibrate_int4 in both INT4 formats. Speed: tokens/s of each engine's evaluation on 2 threads (moepy's
 evaluate, llama-perplexity's prompt eval), the same chunks.
 """
 from __future__ import annotations
@@ -113,12 +113,12 @@ def main(argv=None) -> int:
             write_llama_logits(base_llama, ch, logits, args.ctx)
             del logits
             runs = []
-            for fmt, G in (("int8", 32), ("int4", 32), ("int4_asym", 64)):
+            for fmt, G in (("int8", 32), ("int4", 32), ("int4_asym", 32)):
                 m = MoEModel.from_pretrained(ck, dtype="float32", quantize=fmt, group_size=G, progress=False)
                 runs.append((f"moepy {fmt} g{G}", quant.bits_per_weight(fmt, G),
                              evaluate(m, ev, ctx=args.ctx, bos=bos, kl_base=base_npz)))
             cal_s = {}
-            for fmt, G in (("int4", 32), ("int4_asym", 64)):
+            for fmt, G in (("int4", 32), ("int4_asym", 32)):
                 m = MoEModel.from_pretrained(ck, dtype="float32", progress=False)
                 t0 = time.perf_counter()
                 rep = calibrate_int4(m, cal, ctx=args.ctx, format=fmt, group_size=G)
@@ -130,8 +130,8 @@ def main(argv=None) -> int:
                 rows.append({"checkpoint": name, "engine": row_name, "expert bpw": bits, "model bpw": None,
                              "ppl": r["perplexity"], "ppl ratio": r["perplexity_ratio"], "KLD": r["kld_mean"],
                              "same top": r["same_top_p"], "tok/s": r["tokens_per_second"]})
-            for qtype in ("Q8_0", "Q4_0"):
-                for experts_only in (True, False):
+            for qtype in ("Q8_0", "Q4_0", "Q4_1"):
+                for experts_only in ((True, False) if qtype != "Q4_1" else (True,)):
                     out = os.path.join(args.gguf_dir, f"{name}-{checkpoint_hash(ck)[:12]}-{qtype}"
                                                       f"{'-experts' if experts_only else ''}.gguf")
                     quantize_gguf(bin_dir, f32, out, qtype, experts_only)

@@ -181,6 +181,25 @@ def measure_gemm_rate(n: int = 2048, repeats: int = 5) -> dict:
     return {"gflop_per_s": 2 * n**3 / best / 1e9, "n": n}
 
 
+def measure_peak_rate(threads: int) -> dict:
+    """The cores' arithmetic limit in G op/s on `threads` threads, {"fp32", "bf16", "int8"}: benchmarks/peak_rate.c
+    (independent chains of vfmadd231ps, vdpbf16ps and vpdpbusd; 2 ops per multiply-add), compiled once with gcc
+    into build/. Empty when the compiler or the CPU lacks AVX-512 with BF16 and VNNI."""
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+    exe = os.path.join(os.path.dirname(here), "build", "peak_rate")
+    src = os.path.join(here, "peak_rate.c")
+    try:
+        if not os.path.exists(exe) or os.path.getmtime(exe) < os.path.getmtime(src):
+            os.makedirs(os.path.dirname(exe), exist_ok=True)
+            subprocess.run(["gcc", "-O2", "-fopenmp", "-mavx512f", "-mavx512bf16", "-mavx512vnni", src, "-o", exe],
+                           check=True, capture_output=True)
+        out = subprocess.run([exe, str(threads)], check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    return {kind: float(v) for kind, _, v in (line.split() for line in out.splitlines())}
+
+
 def measure_torch_gemm_rate(dtype=None, n: int = 2048, repeats: int = 5) -> dict:
     """PyTorch's GEMM rate on its current threads in GFLOP/s (torch.mm, oneDNN / MKL): the machine's limit for a
     dtype NumPy's BLAS lacks (torch.bfloat16: AVX512-BF16 dot products where the CPU has them). dtype None: float32.

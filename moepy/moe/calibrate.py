@@ -11,7 +11,7 @@ and not fitted to noise: it keeps the plain weight-error quantizer (its weights'
 llama.cpp's importance matrices lack for rarely routed experts. Scales follow moepy's INT4 rule (the best of nine
 divisors of the group's signed maximum; for "int4_asym" the group's minimum and range / 15), so the result is
 moepy's ordinary "int4" / "int4_asym" format: the same kernels and bits per weight (4.5 for int4 at groups of 32 and
-for int4_asym at groups of 64, as llama.cpp's Q4_0).
+for int4_asym at groups of 64, as llama.cpp's Q4_0; the built-ins' expert widths of 32 allow only groups of 32 there).
 """
 from __future__ import annotations
 

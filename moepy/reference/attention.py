@@ -15,7 +15,7 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, allowed: np.ndarray, 
     allowed keys, a sink logit joins the softmax's max and denominator and is dropped; a row with no allowed key
     is zeros."""
     B, Hq, T, D = q.shape
-    Hkv, S, Dv = k.shape[1], k.shape[2], v.shape[3]
+    Hkv, S = k.shape[1], k.shape[2]
     g = Hq // Hkv
     qd, kd, vd = (np.asarray(a, dtype) for a in (q, k, v))
     kd, vd = np.repeat(kd, g, axis=1), np.repeat(vd, g, axis=1)  # (B, Hq, S, .)

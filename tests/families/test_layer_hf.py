@@ -87,7 +87,7 @@ def test_other_shape(family):
 @pytest.mark.parametrize("top_k", [1, 2])
 def test_all_tokens_to_one_expert(family, top_k):
     b = make_block(family, top_k=top_k, seed=11)  # not cached: the router is modified
-    E, H, e0 = b.num_experts, b.hidden, 5
+    H, e0 = b.hidden, 5
     w = b.tensors_fused[b.prefix_fused + router_rel(family)].copy()
     w[e0] = 2.0 / np.sqrt(H)
     set_param(b, router_rel(family), w)

@@ -119,7 +119,7 @@ def test_index_without_weight_map_and_duplicate_keys(tmp_path):
     with pytest.raises(CheckpointError, match="no weight_map"):
         open_checkpoint(_broken_index(tmp_path, edit))
     bad = tmp_path / "bad"
-    text = (bad / "model.safetensors.index.json").read_text()
+    assert (bad / "model.safetensors.index.json").read_text()
     (bad / "model.safetensors.index.json").write_text(
         '{"weight_map": {"a": "x.safetensors", "a": "y.safetensors"}}')
     with pytest.raises(CheckpointError, match="tensor 'a': duplicate key"):

@@ -48,7 +48,7 @@ def test_quantized_values_equal_gguf_dequantize(tmp_path, qtype):
     ft = Q.F16 if qtype == Q.F16 else Q.F32
     if qtype == Q.BF16:
         qtype, ft = Q.BF16, Q.F32
-    gnames = write_gguf(tmp_path / "q.gguf", ck, ck.config, qtype=qtype, float_type=ft)
+    write_gguf(tmp_path / "q.gguf", ck, ck.config, qtype=qtype, float_type=ft)
     g = open_gguf(tmp_path / "q.gguf")
     reader = gguf.GGUFReader(str(tmp_path / "q.gguf"))
     seen = set()

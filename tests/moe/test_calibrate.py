@@ -71,13 +71,13 @@ def test_calibrated_asymmetric_int4_beats_plain_and_keeps_the_format(mixtral_ids
     cal, ev = mixtral_ids
     base = MoEModel.from_pretrained(builtin.path("mixtral"), progress=False)
     evaluate(base, ev, ctx=128, save_logprobs=str(tmp_path / "base.npz"))
-    plain = MoEModel.from_pretrained(builtin.path("mixtral"), quantize="int4_asym", group_size=64, progress=False)
+    plain = MoEModel.from_pretrained(builtin.path("mixtral"), quantize="int4_asym", progress=False)
     kl_plain = evaluate(plain, ev, ctx=128, kl_base=str(tmp_path / "base.npz"))["kld_mean"]
     m = MoEModel.from_pretrained(builtin.path("mixtral"), progress=False)
-    calibrate_int4(m, cal, ctx=128, format="int4_asym", group_size=64)
+    calibrate_int4(m, cal, ctx=128, format="int4_asym")
     for i, layer in m.moe_layers.items():
         assert layer.dtype == "int4_asym" and layer.nbytes()["routed"] == plain.moe_layers[i].nbytes()["routed"]
-    assert m.quantize == "int4_asym" and m.group_size == 64
+    assert m.quantize == "int4_asym" and m.group_size == 32
     assert evaluate(m, ev, ctx=128, kl_base=str(tmp_path / "base.npz"))["kld_mean"] < kl_plain
 
 
