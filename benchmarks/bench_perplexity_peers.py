@@ -149,9 +149,6 @@ def llama_perplexity(bin_dir, gguf, extra, ctx, threads=1):
         m = re.search(pat, log)
         if m:
             out[key], out[key + "_stderr"] = float(m.group(1)), float(m.group(2))
-    m = re.search(r"prompt eval time = +[\d.]+ ms / +\d+ tokens \( +[\d.]+ ms per token, +([\d.]+) tokens per second", log)
-    if m:
-        out["tokens_per_second"] = float(m.group(1))
     if "perplexity" not in out:
         raise RuntimeError(f"no perplexity in the output of {' '.join(cmd)}:\n{log[-3000:]}")
     return out

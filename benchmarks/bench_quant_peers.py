@@ -12,8 +12,8 @@ set of ids. llama.cpp: the F32 GGUF conversion (convert_hf_to_gguf.py) quantized
 twice: only the routed-expert tensors (--tensor-type overrides keep the rest F32: the scope moepy quantizes), and
 the whole model (llama-quantize's default recipe). moepy: quantize="int8" / "int4" (groups of 32: 8.5 / 4.5 bits per
 weight, as Q8_0 / Q4_0), int4_asym (scale and offset per group of 32: 5.0 bits, as llama.cpp's Q4_1; groups of 64
-would make it 4.5 bits, but the built-ins' expert widths are 32), and calibrate_int4 in both INT4 formats. Speed: tokens/s of each engine's evaluation on 2 threads (moepy's
-evaluate, llama-perplexity's prompt eval), the same chunks.
+would make it 4.5 bits, but the built-ins' expert widths are 32), and calibrate_int4 in both INT4 formats. Speed: tokens/s of moepy's evaluation on 1 thread (llama-perplexity
+prints none finer than 0.01 s per pass; the two engines' speeds on real widths: bench_llamacpp.py).
 """
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     from moepy.moe.calibrate import calibrate_int4
     from moepy.nn import MoEModel
     import moepy
-    moepy.set_num_threads(2)
+    moepy.set_num_threads(1)  # as llama-perplexity -t 1 (the tok/s column compares one core each)
     tree = sh([os.path.join(ROOT, "scripts", "get_llamacpp.sh")])
     bin_dir = os.environ.get("LLAMACPP_BIN") or sh([os.path.join(HERE, "build_llamacpp.sh")])
     os.makedirs(args.gguf_dir, exist_ok=True)
@@ -136,14 +136,14 @@ def main(argv=None) -> int:
                                                       f"{'-experts' if experts_only else ''}.gguf")
                     quantize_gguf(bin_dir, f32, out, qtype, experts_only)
                     lr = llama_perplexity(bin_dir, out, ["--kl-divergence-base", base_llama, "--kl-divergence",
-                                                         "--chunks", str(len(ch))], args.ctx, threads=2)
+                                                         "--chunks", str(len(ch))], args.ctx)
                     eb, ab = gguf_bits(out)
                     rows.append({"checkpoint": name, "engine": f"llama.cpp {qtype}" + (" (experts only)" if
                                                                                           experts_only else " (all)"),
                                  "expert bpw": eb, "model bpw": ab, "ppl": lr["perplexity"],
                                  "ppl ratio": lr["perplexity"] / r0["perplexity"], "KLD": lr.get("kld_mean"),
                                  "same top": lr.get("same_top_p_percent", float("nan")) / 100,
-                                 "tok/s": lr.get("tokens_per_second")})
+                                 "tok/s": None})  # llama-perplexity prints no timing finer than 0.01 s per pass
         rows.append({"checkpoint": name, "engine": f"(float32 reference; calibration {cal_s['int4']:.0f} / "
                                                    f"{cal_s['int4_asym']:.0f} s on {len(cal):,} tokens)",
                      "expert bpw": 32.0, "model bpw": 32.0, "ppl": r0["perplexity"], "ppl ratio": 1.0, "KLD": 0.0,
