@@ -225,6 +225,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--cache-dir", default="/tmp/moepy-bench-models")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--out", help="results name (default bench_llamacpp_<date>)")
     ap.add_argument("--fresh", action="store_true", help="measure again the pairs a previous run finished")
     args = ap.parse_args(argv)
     bin_dir = os.environ.get("LLAMACPP_BIN") or subprocess.run([os.path.join(HERE, "build_llamacpp.sh")],
@@ -283,7 +284,7 @@ def main(argv=None) -> int:
     cell = lambda v: f"{v:.3g}" if isinstance(v, float) and abs(v) < 10 else (f"{v:.0f}" if isinstance(v, float) else v)  # noqa: E731
     print_table(list(rows[0]), [[cell(v) for v in r.values()] for r in rows])
     if args.json:
-        write_json(f"bench_llamacpp_{datetime.date.today()}", {"machine": machine_info(), "bandwidth_gb_s": [bw0, bw1],
+        write_json(args.out or f"bench_llamacpp_{datetime.date.today()}", {"machine": machine_info(), "bandwidth_gb_s": [bw0, bw1],
                                                                       "gemm_gflop_s": {f"{k}_{t}": v for (k, t), v
                                                                                        in gemm.items()},
                                                                       "rows": rows, "raw": raw})

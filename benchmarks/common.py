@@ -192,7 +192,7 @@ def measure_peak_rate(threads: int) -> dict:
     try:
         if not os.path.exists(exe) or os.path.getmtime(exe) < os.path.getmtime(src):
             os.makedirs(os.path.dirname(exe), exist_ok=True)
-            subprocess.run(["gcc", "-O2", "-fopenmp", "-mavx512f", "-mavx512bf16", "-mavx512vnni", src, "-o", exe],
+            subprocess.run(["gcc", "-O3", "-fopenmp", "-mavx512f", "-mavx512bf16", "-mavx512vnni", src, "-o", exe],
                            check=True, capture_output=True)
         out = subprocess.run([exe, str(threads)], check=True, capture_output=True, text=True).stdout
     except (OSError, subprocess.CalledProcessError):

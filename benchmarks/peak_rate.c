@@ -2,7 +2,7 @@
  * (vfmadd231ps: 32 flops), bf16 pair dot products (vdpbf16ps: 64 flops) and int8 quad dot products (vpdpbusd:
  * 128 int ops), enough chains in flight to cover the instructions' latency, on N OpenMP threads.
  *
- *   gcc -O2 -fopenmp -mavx512f -mavx512bf16 -mavx512vnni benchmarks/peak_rate.c -o peak_rate && ./peak_rate 2
+ *   gcc -O3 -fopenmp -mavx512f -mavx512bf16 -mavx512vnni benchmarks/peak_rate.c -o peak_rate && ./peak_rate 2
  *
  * Prints one line per kind: "<kind> <threads> <G op/s>" (the benchmarks read it: common.measure_peak_rate). */
 #include <immintrin.h>
@@ -25,6 +25,7 @@ static double run_fp32(int threads) {
             const __m512 x = _mm512_set1_ps(1.0000001f), y = _mm512_set1_ps(0.9999999f);
             for (int c = 0; c < CHAINS; c++) a[c] = _mm512_set1_ps((float)c);
             for (long i = 0; i < ITERS; i++)
+#pragma GCC unroll 16
                 for (int c = 0; c < CHAINS; c++) a[c] = _mm512_fmadd_ps(a[c], x, y);
             float s = 0;
             for (int c = 0; c < CHAINS; c++) s += _mm512_reduce_add_ps(a[c]);
@@ -46,6 +47,7 @@ static double run_bf16(int threads) {
             const __m512bh x = (__m512bh)_mm512_set1_epi32(0x3F803F80), y = (__m512bh)_mm512_set1_epi32(0x3F7F3F7F);
             for (int c = 0; c < CHAINS; c++) a[c] = _mm512_set1_ps((float)c);
             for (long i = 0; i < ITERS; i++)
+#pragma GCC unroll 16
                 for (int c = 0; c < CHAINS; c++) a[c] = _mm512_dpbf16_ps(a[c], x, y);
             float s = 0;
             for (int c = 0; c < CHAINS; c++) s += _mm512_reduce_add_ps(a[c]);
@@ -67,6 +69,7 @@ static double run_int8(int threads) {
             const __m512i x = _mm512_set1_epi8(3), y = _mm512_set1_epi8(-2);
             for (int c = 0; c < CHAINS; c++) a[c] = _mm512_set1_epi32(c);
             for (long i = 0; i < ITERS; i++)
+#pragma GCC unroll 16
                 for (int c = 0; c < CHAINS; c++) a[c] = _mm512_dpbusd_epi32(a[c], x, y);
             long s = 0;
             for (int c = 0; c < CHAINS; c++) s += _mm512_reduce_add_epi32(a[c]);
