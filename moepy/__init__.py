@@ -30,7 +30,7 @@ def build_info() -> dict:
     return info
 
 
-def set_activation_precision(mode: str, min_tokens: int = 64) -> None:
+def set_activation_precision(mode: str, min_rows: int = 16) -> None:
     """The precision of the activations that meet bf16 weights (routed and shared experts, bf16 linears).
 
     "fp32" (the default): activations stay float32, each bf16 weight is widened exactly; the result is the same
@@ -40,17 +40,19 @@ def set_activation_precision(mode: str, min_tokens: int = 64) -> None:
         on bf16); about 2x the prefill arithmetic rate. Still bitwise the same for every batch, thread count and ISA
         (the other ISAs emulate the instruction exactly); the error against "fp32" is the bf16 rounding of the
         activations (README: Activation precision).
-    "auto": "bf16" for calls of at least `min_tokens` tokens (prefill), "fp32" below (decode): fast and exact where
-        each matters, but a token's output then depends on the size of the call it came in.
+    "auto": "bf16" where a weight matrix meets at least `min_rows` rows on average in the call (a linear or shared
+        expert: the tokens; routed experts: tokens x top-k / experts), "fp32" below (decode, small batches): fast and
+        exact where each matters, but a token's output then depends on the size of the call it came in. Below about
+        16 rows per matrix the bf16 path's pairing of the weights costs more than its faster arithmetic gains.
     Process-wide, like set_num_threads; float32 and INT8/INT4 weights are not affected."""
-    _set_activation_precision(mode, min_tokens)
+    _set_activation_precision(mode, min_rows)
 
 
 @_contextlib.contextmanager
-def activation_precision(mode: str, min_tokens: int = 64):
+def activation_precision(mode: str, min_rows: int = 16):
     """`with moepy.activation_precision("bf16"):` set_activation_precision for a block, restored after it."""
     old = get_activation_precision()
-    set_activation_precision(mode, min_tokens)
+    set_activation_precision(mode, min_rows)
     try:
         yield
     finally:

@@ -146,7 +146,7 @@ const char *moe_isa_name(moe_isa isa) {
 
 /* ---------------------------------------------------------------- activation precision (moe.h) */
 static atomic_int precision_mode = MOE_PREC_FP32;
-static _Atomic int64_t precision_min_rows = 64;
+static _Atomic int64_t precision_min_rows = 16;
 
 int moe_set_activation_precision(int32_t mode, int64_t min_rows) {
     if (mode < MOE_PREC_FP32 || mode > MOE_PREC_AUTO || min_rows < 1) return -1;

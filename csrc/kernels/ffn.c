@@ -332,7 +332,9 @@ moe_status moe_forward(float *out, const float *x, int64_t T, const float *weigh
     const int64_t Ips = shared ? moe_round_up(shared->inter, MOE_PANEL) : 0;
     const int rq = MOE_DT_IS_QUANT(routed->dtype), sq = shared && MOE_DT_IS_QUANT(shared->dtype);
     const precision prec = current_precision(); /* read once: one call, one precision */
-    const int rb = use_bf16(prec, routed->dtype, T), sb = shared && use_bf16(prec, shared->dtype, T);
+    /* AUTO decides by the rows one weight matrix meets on average: tokens x top-k / E for the routed experts */
+    const int rb = use_bf16(prec, routed->dtype, moe_mul_checked(T, K) / E);
+    const int sb = shared && use_bf16(prec, shared->dtype, T);
     const int64_t He = even(H);
     const int nthreads = moe_get_num_threads();
     const moe_kernel_table *kt = moe_kernels();
@@ -491,7 +493,7 @@ moe_status moe_grouped_ffn(float *ys, const float *xs, const int64_t *offsets, c
         if (offsets[e + 1] < offsets[e]) return MOE_EINVAL;
     const int64_t N = offsets[E];
     const int64_t Hp = moe_round_up(H, MOE_PANEL), Ip = moe_round_up(ex->inter, MOE_PANEL);
-    const int rq = MOE_DT_IS_QUANT(ex->dtype), rb = use_bf16(current_precision(), ex->dtype, N);
+    const int rq = MOE_DT_IS_QUANT(ex->dtype), rb = use_bf16(current_precision(), ex->dtype, N / E);
     const int64_t He = even(H);
     int64_t *counts = malloc((size_t)E * sizeof(int64_t));
     if (!counts) return MOE_ENOMEM;

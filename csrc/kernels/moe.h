@@ -48,9 +48,10 @@ int moe_cpu_has(const char *feature);     /* "avx2", "avx512f", "avx512vnni", "a
  * rounded to bf16 once per row (round to nearest even, subnormals to zero) and bf16 pair products summed into
  * float32 with vdpbf16ps semantics (each pair: the odd element's product added first, then the even one's, each
  * sum rounded to nearest even with subnormal results flushed to zero), as llama.cpp and PyTorch compute bf16
- * matmuls. AUTO: BF16 for calls of at least min_rows rows (tokens for moe_forward and moe_linear, dispatched rows
- * for moe_grouped_ffn), else FP32 - a token's result then depends on the size of its call. FP32 and BF16 are each
- * batch invariant. Process-wide, read once per call. */
+ * matmuls. AUTO: BF16 where a weight matrix meets at least min_rows rows on average in the call (moe_linear and a
+ * shared expert: the tokens; routed experts: dispatched rows / E, i.e. tokens x top-k / E), else FP32 - a token's
+ * result then depends on the size of its call. FP32 and BF16 are each batch invariant. Process-wide, read once per
+ * call. */
 typedef enum { MOE_PREC_FP32 = 0, MOE_PREC_BF16 = 1, MOE_PREC_AUTO = 2 } moe_precision;
 int moe_set_activation_precision(int32_t mode, int64_t min_rows); /* 0, or -1 if mode or min_rows < 1 is invalid */
 int32_t moe_get_activation_precision(int64_t *min_rows);          /* the mode; *min_rows (if not NULL) the threshold */

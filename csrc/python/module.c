@@ -28,7 +28,7 @@ static PyObject *py_build_info(PyObject *self, PyObject *noargs) {
                          "num_threads", moe_get_num_threads(), "isa", moe_isa_name(moe_active_isa()),
                          "best_isa", moe_isa_name(moe_detected_isa()), "cpu_features", cpu,
                          "compiler", MOE_COMPILER_STRING, "activation_precision", precision_names[mode],
-                         "activation_min_tokens", (long long)min_rows);
+                         "activation_min_rows", (long long)min_rows);
 }
 
 static PyObject *py_set_num_threads(PyObject *self, PyObject *args) {
@@ -66,7 +66,7 @@ static PyObject *py_set_isa(PyObject *self, PyObject *args) {
 static PyObject *py_set_activation_precision(PyObject *self, PyObject *args) {
     (void)self;
     const char *name;
-    int_arg min_rows = INT_ARG("min_tokens", 1, INT64_MAX);
+    int_arg min_rows = INT_ARG("min_rows", 1, INT64_MAX);
     if (!PyArg_ParseTuple(args, "sO&:set_activation_precision", &name, conv_int, &min_rows)) return NULL;
     int32_t mode = -1;
     for (int32_t i = 0; i < 3; i++)
@@ -74,7 +74,7 @@ static PyObject *py_set_activation_precision(PyObject *self, PyObject *args) {
     if (mode < 0)
         return PyErr_Format(PyExc_ValueError, "mode must be 'fp32', 'bf16' or 'auto', got %R", PyTuple_GET_ITEM(args, 0));
     if (moe_set_activation_precision(mode, min_rows.value) != 0)
-        return PyErr_Format(PyExc_ValueError, "min_tokens must be >= 1");
+        return PyErr_Format(PyExc_ValueError, "min_rows must be >= 1");
     Py_RETURN_NONE;
 }
 
@@ -156,9 +156,9 @@ static PyMethodDef methods[] = {
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int."},
     {"set_isa", py_set_isa, METH_VARARGS, "set_isa(name): force 'scalar', 'avx2', 'avx512', 'avx512bf16' or 'best'."},
     {"set_activation_precision", py_set_activation_precision, METH_VARARGS,
-     "set_activation_precision(mode, min_tokens): 'fp32', 'bf16' or 'auto' activations for bf16 weights."},
+     "set_activation_precision(mode, min_rows): 'fp32', 'bf16' or 'auto' activations for bf16 weights."},
     {"get_activation_precision", py_get_activation_precision, METH_NOARGS,
-     "get_activation_precision() -> (mode, min_tokens)."},
+     "get_activation_precision() -> (mode, min_rows)."},
     {"route_params", KW(py_route_params), "route_params(*, top_k, scoring, ...) -> bytes of moe_route_params"},
     {"route", KW(py_route),
      "route(logits (T,E) f32, bias (E,) f32|None, params) -> (weights (T,K) f32, experts (T,K) i32, scores (T,E) f32)"},

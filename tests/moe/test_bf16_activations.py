@@ -78,8 +78,8 @@ def test_every_isa_thread_count_and_batch_gives_the_same_bits():
     assert all(o.tobytes() == outs[0].tobytes() for o in outs)
 
 
-def test_auto_switches_at_min_tokens_and_fp32_is_the_default():
-    assert moepy.get_activation_precision() == ("fp32", 64)
+def test_auto_switches_at_min_rows_and_fp32_is_the_default():
+    assert moepy.get_activation_precision() == ("fp32", 16)
     layer = build("mixtral", "bfloat16")
     x = np.random.default_rng(6).standard_normal((20, layer.hidden_size)).astype(np.float32)
     exact = layer(x)
@@ -87,11 +87,11 @@ def test_auto_switches_at_min_tokens_and_fp32_is_the_default():
         fast = layer(x)
         assert moepy.build_info()["activation_precision"] == "bf16"
     assert exact.tobytes() != fast.tobytes()
-    with moepy.activation_precision("auto", min_tokens=20):
-        assert moepy.get_activation_precision() == ("auto", 20)
+    with moepy.activation_precision("auto", min_rows=5):  # 8 experts, top-2: 20 tokens give 5 rows per expert
+        assert moepy.get_activation_precision() == ("auto", 5)
         assert layer(x).tobytes() == fast.tobytes()
         assert layer(x[:19]).tobytes() == exact[:19].tobytes()
-    assert moepy.get_activation_precision() == ("fp32", 64)
+    assert moepy.get_activation_precision() == ("fp32", 16)
 
 
 def test_error_against_fp32_is_the_bf16_rounding_of_activations():
@@ -118,11 +118,11 @@ def test_float32_and_int_weights_ignore_the_mode(dtype):
 def test_bad_modes_are_refused_and_leave_the_setting():
     with pytest.raises(ValueError, match="mode"):
         moepy.set_activation_precision("fp16")
-    with pytest.raises(ValueError, match="min_tokens"):
-        moepy.set_activation_precision("auto", min_tokens=0)
+    with pytest.raises(ValueError, match="min_rows"):
+        moepy.set_activation_precision("auto", min_rows=0)
     with pytest.raises(TypeError):
-        moepy.set_activation_precision("auto", min_tokens=2.5)
-    assert moepy.get_activation_precision() == ("fp32", 64)
+        moepy.set_activation_precision("auto", min_rows=2.5)
+    assert moepy.get_activation_precision() == ("fp32", 16)
 
 
 def _bits(draw, n, mant_bits, exp_bits):
