@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -247,7 +248,11 @@ def main(argv=None) -> int:
             if os.path.exists(done) and not args.fresh:
                 rounds, m_bytes, l_bytes = _load_result(done)
             else:
-                rounds, m_bytes = paired_rounds(bin_dir, files[ff], fmt, args.threads, args.repeat, vocab)
+                # each format in a fresh interpreter, as llama-bench is a fresh process: the heap and page state the
+                # earlier formats' models left in this process slowed later formats' decode by up to a third
+                with multiprocessing.get_context("spawn").Pool(1) as pool:
+                    rounds, m_bytes = pool.apply(paired_rounds, (bin_dir, files[ff], fmt, args.threads, args.repeat,
+                                                                 vocab))
                 l_bytes = llama_bytes_per_token(files[ff])
                 _save_result(done, rounds, m_bytes, l_bytes)
             raw.append({"model": key, "format": fmt, "rounds": rounds, "moepy_bytes_per_token": m_bytes,
