@@ -201,18 +201,24 @@ def measure_peak_rate(threads: int) -> dict:
 
 
 def measure_torch_gemm_rate(dtype=None, n: int = 2048, repeats: int = 5) -> dict:
-    """PyTorch's GEMM rate on its current threads in GFLOP/s (torch.mm, oneDNN / MKL): the machine's limit for a
-    dtype NumPy's BLAS lacks (torch.bfloat16: AVX512-BF16 dot products where the CPU has them). dtype None: float32.
-    Returns {"gflop_per_s", "n", "dtype"}."""
+    """PyTorch's GEMM rate on its current threads in G op/s (torch.mm, oneDNN / MKL; torch._int_mm for torch.int8):
+    the machine's limit for a dtype NumPy's BLAS lacks (torch.bfloat16: AVX512-BF16 dot products, torch.int8: VNNI,
+    where the CPU has them). dtype None: float32. Returns {"gflop_per_s", "n", "dtype"}."""
     import torch
     dtype = dtype or torch.float32
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=g).to(dtype)
-    b = torch.randn(n, n, generator=g).to(dtype)
-    out = torch.empty(n, n, dtype=dtype)
+    if dtype == torch.int8:
+        a = torch.randint(-127, 128, (n, n), generator=g, dtype=torch.int8)
+        b = torch.randint(-127, 128, (n, n), generator=g, dtype=torch.int8)
+        mm = lambda: torch._int_mm(a, b)  # noqa: E731
+    else:
+        a = torch.randn(n, n, generator=g).to(dtype)
+        b = torch.randn(n, n, generator=g).to(dtype)
+        out = torch.empty(n, n, dtype=dtype)
+        mm = lambda: torch.mm(a, b, out=out)  # noqa: E731
     with torch.inference_mode():
-        torch.mm(a, b, out=out)
-        best = min(_elapsed(lambda: torch.mm(a, b, out=out)) for _ in range(repeats))
+        mm()
+        best = min(_elapsed(mm) for _ in range(repeats))
     return {"gflop_per_s": 2 * n**3 / best / 1e9, "n": n, "dtype": str(dtype)}
 
 

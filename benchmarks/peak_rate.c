@@ -13,78 +13,61 @@
 #define CHAINS 12
 #define ITERS 20000000L
 
-static double now(void) { return omp_get_wtime(); }
+static volatile float sink; /* keeps each thread's result alive */
 
-static double run_fp32(int threads) {
-    double best = 1e30;
-    for (int rep = 0; rep < 3; rep++) {
-        const double t0 = now();
-#pragma omp parallel num_threads(threads)
-        {
-            __m512 a[CHAINS];
-            const __m512 x = _mm512_set1_ps(1.0000001f), y = _mm512_set1_ps(0.9999999f);
-            for (int c = 0; c < CHAINS; c++) a[c] = _mm512_set1_ps((float)c);
-            for (long i = 0; i < ITERS; i++)
+static void chains_fp32(void) {
+    __m512 a[CHAINS];
+    const __m512 x = _mm512_set1_ps(1.0000001f), y = _mm512_set1_ps(0.9999999f);
+    for (int c = 0; c < CHAINS; c++) a[c] = _mm512_set1_ps((float)c);
+    for (long i = 0; i < ITERS; i++)
 #pragma GCC unroll 16
-                for (int c = 0; c < CHAINS; c++) a[c] = _mm512_fmadd_ps(a[c], x, y);
-            float s = 0;
-            for (int c = 0; c < CHAINS; c++) s += _mm512_reduce_add_ps(a[c]);
-            if (s == 1.2345f) printf("%f\n", s); /* keep the result alive */
-        }
-        const double t = now() - t0;
-        if (t < best) best = t;
-    }
-    return (double)threads * ITERS * CHAINS * 32 / best / 1e9;
+        for (int c = 0; c < CHAINS; c++) a[c] = _mm512_fmadd_ps(a[c], x, y);
+    float s = 0;
+    for (int c = 0; c < CHAINS; c++) s += _mm512_reduce_add_ps(a[c]);
+    sink = s;
 }
 
-static double run_bf16(int threads) {
-    double best = 1e30;
-    for (int rep = 0; rep < 3; rep++) {
-        const double t0 = now();
-#pragma omp parallel num_threads(threads)
-        {
-            __m512 a[CHAINS];
-            const __m512bh x = (__m512bh)_mm512_set1_epi32(0x3F803F80), y = (__m512bh)_mm512_set1_epi32(0x3F7F3F7F);
-            for (int c = 0; c < CHAINS; c++) a[c] = _mm512_set1_ps((float)c);
-            for (long i = 0; i < ITERS; i++)
+static void chains_bf16(void) {
+    __m512 a[CHAINS];
+    const __m512bh x = (__m512bh)_mm512_set1_epi32(0x3F803F80), y = (__m512bh)_mm512_set1_epi32(0x3F7F3F7F);
+    for (int c = 0; c < CHAINS; c++) a[c] = _mm512_set1_ps((float)c);
+    for (long i = 0; i < ITERS; i++)
 #pragma GCC unroll 16
-                for (int c = 0; c < CHAINS; c++) a[c] = _mm512_dpbf16_ps(a[c], x, y);
-            float s = 0;
-            for (int c = 0; c < CHAINS; c++) s += _mm512_reduce_add_ps(a[c]);
-            if (s == 1.2345f) printf("%f\n", s);
-        }
-        const double t = now() - t0;
-        if (t < best) best = t;
-    }
-    return (double)threads * ITERS * CHAINS * 64 / best / 1e9;
+        for (int c = 0; c < CHAINS; c++) a[c] = _mm512_dpbf16_ps(a[c], x, y);
+    float s = 0;
+    for (int c = 0; c < CHAINS; c++) s += _mm512_reduce_add_ps(a[c]);
+    sink = s;
 }
 
-static double run_int8(int threads) {
+static void chains_int8(void) {
+    __m512i a[CHAINS];
+    const __m512i x = _mm512_set1_epi8(3), y = _mm512_set1_epi8(-2);
+    for (int c = 0; c < CHAINS; c++) a[c] = _mm512_set1_epi32(c);
+    for (long i = 0; i < ITERS; i++)
+#pragma GCC unroll 16
+        for (int c = 0; c < CHAINS; c++) a[c] = _mm512_dpbusd_epi32(a[c], x, y);
+    long s = 0;
+    for (int c = 0; c < CHAINS; c++) s += _mm512_reduce_add_epi32(a[c]);
+    sink = (float)s;
+}
+
+/* G op/s of `chains` run on every thread at once, best of 3; ops: per instruction */
+static double rate(void (*chains)(void), int threads, double ops) {
     double best = 1e30;
     for (int rep = 0; rep < 3; rep++) {
-        const double t0 = now();
+        const double t0 = omp_get_wtime();
 #pragma omp parallel num_threads(threads)
-        {
-            __m512i a[CHAINS];
-            const __m512i x = _mm512_set1_epi8(3), y = _mm512_set1_epi8(-2);
-            for (int c = 0; c < CHAINS; c++) a[c] = _mm512_set1_epi32(c);
-            for (long i = 0; i < ITERS; i++)
-#pragma GCC unroll 16
-                for (int c = 0; c < CHAINS; c++) a[c] = _mm512_dpbusd_epi32(a[c], x, y);
-            long s = 0;
-            for (int c = 0; c < CHAINS; c++) s += _mm512_reduce_add_epi32(a[c]);
-            if (s == 12345) printf("%ld\n", s);
-        }
-        const double t = now() - t0;
+        chains();
+        const double t = omp_get_wtime() - t0;
         if (t < best) best = t;
     }
-    return (double)threads * ITERS * CHAINS * 128 / best / 1e9;
+    return (double)threads * ITERS * CHAINS * ops / best / 1e9;
 }
 
 int main(int argc, char **argv) {
     const int threads = argc > 1 ? atoi(argv[1]) : 1;
-    printf("fp32 %d %.1f\n", threads, run_fp32(threads));
-    printf("bf16 %d %.1f\n", threads, run_bf16(threads));
-    printf("int8 %d %.1f\n", threads, run_int8(threads));
+    printf("fp32 %d %.1f\n", threads, rate(chains_fp32, threads, 32));
+    printf("bf16 %d %.1f\n", threads, rate(chains_bf16, threads, 64));
+    printf("int8 %d %.1f\n", threads, rate(chains_int8, threads, 128));
     return 0;
 }

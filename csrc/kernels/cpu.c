@@ -159,4 +159,3 @@ int32_t moe_get_activation_precision(int64_t *min_rows) {
     if (min_rows) *min_rows = atomic_load_explicit(&precision_min_rows, memory_order_relaxed);
     return atomic_load_explicit(&precision_mode, memory_order_relaxed);
 }
-

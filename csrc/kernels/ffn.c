@@ -348,7 +348,7 @@ moe_status moe_forward(float *out, const float *x, int64_t T, const float *weigh
     /* routed inputs: float rows gathered by expert (scaled by the weight for Llama 4), or INT8
      * rows: tokens quantised once and gathered, or (scaled inputs) the gathered rows quantised */
     const int quant_tokens_once = rq && !scale_input, round_tokens_once = rb && !scale_input;
-    if ((round_tokens_once || sb)) round_bf16_parallel(B.xb_tok, He, x, H, T, H, nthreads);
+    if (round_tokens_once || sb) round_bf16_parallel(B.xb_tok, He, x, H, T, H, nthreads);
     if (quant_tokens_once) quantize_parallel(&xq_tok, x, H, T, routed->group, kt, nthreads);
     const int64_t ngx = rq ? H / routed->group : 0;
     if (quant_tokens_once) { /* the quantised rows of each dispatched token */

@@ -48,37 +48,32 @@ def mixtral_ids():
     return ids[:2048], ids[4096:4096 + 8 * 128]
 
 
-def test_calibrated_model_beats_plain_int4_and_keeps_the_format(mixtral_ids, tmp_path):
+@pytest.fixture(scope="module")
+def base_logprobs(mixtral_ids, tmp_path_factory):
+    """The float32 model's log-probabilities on the evaluation ids (the KLD reference), written once."""
+    path = str(tmp_path_factory.mktemp("calibrate") / "base.npz")
+    evaluate(MoEModel.from_pretrained(builtin.path("mixtral"), progress=False), mixtral_ids[1], ctx=128,
+             save_logprobs=path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["int4", "int4_asym"])
+def test_calibrated_model_beats_plain_and_keeps_the_format(mixtral_ids, base_logprobs, tmp_path, fmt):
     cal, ev = mixtral_ids
-    base = MoEModel.from_pretrained(builtin.path("mixtral"), progress=False)
-    evaluate(base, ev, ctx=128, save_logprobs=str(tmp_path / "base.npz"))
-    plain = MoEModel.from_pretrained(builtin.path("mixtral"), quantize="int4", progress=False)
-    kl_plain = evaluate(plain, ev, ctx=128, kl_base=str(tmp_path / "base.npz"))["kld_mean"]
+    plain = MoEModel.from_pretrained(builtin.path("mixtral"), quantize=fmt, progress=False)
+    kl_plain = evaluate(plain, ev, ctx=128, kl_base=base_logprobs)["kld_mean"]
     m = MoEModel.from_pretrained(builtin.path("mixtral"), progress=False)
-    rep = calibrate_int4(m, cal, ctx=128)
+    rep = calibrate_int4(m, cal, ctx=128, format=fmt)
     assert sum(rep.calibrated.values()) > 0
     for i, layer in m.moe_layers.items():
-        assert layer.dtype == "int4" and layer.nbytes()["routed"] == plain.moe_layers[i].nbytes()["routed"]
-    kl = evaluate(m, ev, ctx=128, kl_base=str(tmp_path / "base.npz"))["kld_mean"]
+        assert layer.dtype == fmt and layer.nbytes()["routed"] == plain.moe_layers[i].nbytes()["routed"]
+    assert m.quantize == fmt and m.group_size == 32
+    kl = evaluate(m, ev, ctx=128, kl_base=base_logprobs)["kld_mean"]
     assert kl < kl_plain
     # the calibrated blocks survive save_pretrained / from_pretrained bit for bit
     m.save_pretrained(tmp_path / "cal")
     back = MoEModel.from_pretrained(tmp_path / "cal", progress=False)
     assert np.array_equal(back(ev[:64]), m(ev[:64]))
-
-
-def test_calibrated_asymmetric_int4_beats_plain_and_keeps_the_format(mixtral_ids, tmp_path):
-    cal, ev = mixtral_ids
-    base = MoEModel.from_pretrained(builtin.path("mixtral"), progress=False)
-    evaluate(base, ev, ctx=128, save_logprobs=str(tmp_path / "base.npz"))
-    plain = MoEModel.from_pretrained(builtin.path("mixtral"), quantize="int4_asym", progress=False)
-    kl_plain = evaluate(plain, ev, ctx=128, kl_base=str(tmp_path / "base.npz"))["kld_mean"]
-    m = MoEModel.from_pretrained(builtin.path("mixtral"), progress=False)
-    calibrate_int4(m, cal, ctx=128, format="int4_asym")
-    for i, layer in m.moe_layers.items():
-        assert layer.dtype == "int4_asym" and layer.nbytes()["routed"] == plain.moe_layers[i].nbytes()["routed"]
-    assert m.quantize == "int4_asym" and m.group_size == 32
-    assert evaluate(m, ev, ctx=128, kl_base=str(tmp_path / "base.npz"))["kld_mean"] < kl_plain
 
 
 def test_rare_experts_keep_the_plain_quantizer(mixtral_ids):
