@@ -42,17 +42,69 @@ def build_allowed(start: int, T: int, valid: np.ndarray, pad: np.ndarray, window
     return allowed
 
 
-class GQAAttention:
+class _Projections:
+    """The Linears of an attention layer by attribute name, and their replacement (quantize_projections)."""
+
+    def projections(self) -> dict:
+        """The Linears this layer owns, by attribute name."""
+        return {name: v for name, v in vars(self).items() if isinstance(v, Linear)}
+
+    def set_projection(self, name: str, linear: Linear) -> None:
+        """Replace the projection `name` of projections()."""
+        setattr(self, name, linear)
+
+
+class GQAAttention(_Projections):
     """MHA / GQA / MQA with the options of AttentionSpec (biases, q/k norms, clip_qkv, RoPE or NoPE with Llama 4's
-    temperature, sinks). Weights: q, k, v, o Linears (or one fused qkv), q_norm / k_norm weights, sinks (Hq,)."""
+    temperature, sinks). Weights: q, k, v, o Linears (or one fused qkv), q_norm / k_norm weights, sinks (Hq,).
+    Separate q, k and v are held as one fused Linear when their output counts are multiples of 16 (one kernel
+    call; every output bitwise the same); the q, k and v attributes are then views of it."""
 
     def __init__(self, spec: AttentionSpec, q: Optional[Linear], k: Optional[Linear], v: Optional[Linear],
                  o: Linear, *, rope: Optional[Rope] = None, qkv: Optional[Linear] = None, q_norm=None, k_norm=None,
                  sinks=None):
         self.spec = spec
-        self.q, self.k, self.v, self.o, self.qkv = q, k, v, o, qkv
+        self.o = o
         self.q_norm, self.k_norm, self.sinks = q_norm, k_norm, sinks
         self.rope = rope
+        self._set_projections(q, k, v, qkv)
+
+    def _set_projections(self, q, k, v, qkv) -> None:
+        # separate q, k and v are joined into one Linear where their packed panels concatenate (one kernel call per
+        # step, the same bits); self.q / .k / .v then read back as views of it
+        if qkv is None and q is not None:
+            qkv = Linear.concat([q, k, v])
+        self.qkv = qkv
+        self._qkv_parts = (None, None, None) if qkv is not None else (q, k, v)
+
+    def _part(self, i: int) -> Optional[Linear]:
+        if self.qkv is None:
+            return self._qkv_parts[i]
+        s = self.spec
+        bounds = (0, s.num_heads * s.head_dim, (s.num_heads + s.num_kv_heads) * s.head_dim,
+                  (s.num_heads + 2 * s.num_kv_heads) * s.head_dim)
+        return self.qkv.rows(bounds[i], bounds[i + 1])
+
+    q = property(lambda self: self._part(0), doc="The query projection (a view of the fused one when fused).")
+    k = property(lambda self: self._part(1), doc="The key projection.")
+    v = property(lambda self: self._part(2), doc="The value projection.")
+
+    def projections(self) -> dict:
+        out = {"o": self.o}
+        if self.qkv is not None:
+            out["qkv"] = self.qkv
+        else:
+            out.update(zip("qkv", self._qkv_parts))
+        return out
+
+    def set_projection(self, name: str, linear: Linear) -> None:
+        if name == "o":
+            self.o = linear
+        elif name == "qkv":
+            self._set_projections(None, None, None, linear)
+        else:
+            parts = {"q": self.q, "k": self.k, "v": self.v, name: linear}
+            self._set_projections(parts["q"], parts["k"], parts["v"], None)
 
     def cache_shapes(self) -> tuple:
         """Shapes of what this layer caches, None at the token axis: keys and values head-major (Hkv, S, D)."""
@@ -67,11 +119,13 @@ class GQAAttention:
         Hq, Hkv, D = s.num_heads, s.num_kv_heads, s.head_dim
         if self.qkv is not None:
             qkv = self.qkv(x)
-            if s.clip_qkv is not None:
-                np.clip(qkv, -s.clip_qkv, s.clip_qkv, out=qkv)
             q, k, v = np.split(qkv, [Hq * D, Hq * D + Hkv * D], axis=-1)
         else:
-            q, k, v = self.q(x), self.k(x), self.v(x)
+            q, k, v = (lin(x) for lin in self._qkv_parts)
+        if s.fused_qkv:  # DBRX: clip the fused projection (it has no q/k norm)
+            if s.clip_qkv is not None:
+                np.clip(qkv, -s.clip_qkv, s.clip_qkv, out=qkv)
+        else:
             if s.qk_norm == "proj":
                 q, k = rms_norm(q, self.q_norm, s.qk_norm_eps), rms_norm(k, self.k_norm, s.qk_norm_eps)
             if s.clip_qkv is not None:
@@ -83,7 +137,7 @@ class GQAAttention:
             q, k = rms_norm(q, self.q_norm, s.qk_norm_eps), rms_norm(k, self.k_norm, s.qk_norm_eps)
         if self.rope is not None:
             cos, sin = step.cos_sin(self.rope)
-            q, k = self.rope.apply(q, cos, sin), self.rope.apply(k, cos, sin)
+            q, k = self.rope.rotate(q, cos, sin), self.rope.rotate(k, cos, sin)
             if s.qk_norm == "l2":
                 q, k = rms_norm(q, None, s.qk_norm_eps), rms_norm(k, None, s.qk_norm_eps)
         elif s.temperature is not None:
@@ -99,7 +153,7 @@ class GQAAttention:
         return self.o(out)
 
 
-class MLAAttention:
+class MLAAttention(_Projections):
     """DeepSeek-V2/V3 multi-head latent attention. Weights: q (q_lora_rank 0) or q_a / q_a_norm / q_b; kv_a
     (kv_lora_rank + rope dims), kv_a_norm; kv_b (Hq * (dn + dv), r) as float32 (H, dn + dv, r); o."""
 
@@ -129,8 +183,8 @@ class MLAAttention:
         ckv = self.kv_a(x)
         latent = rms_norm(ckv[..., :r], self.kv_a_norm, s.latent_eps)
         cos, sin = step.cos_sin(self.rope)
-        q_pe = self.rope.apply(np.ascontiguousarray(q[..., dn:]), cos, sin)  # (B, T, H, dr)
-        k_pe = self.rope.apply(np.ascontiguousarray(ckv[..., None, r:]), cos, sin)[:, :, 0]  # (B, T, dr)
+        q_pe = self.rope.rotate(q[..., dn:], cos, sin)  # (B, T, H, dr)
+        k_pe = self.rope.rotate(ckv[..., None, r:], cos, sin)[:, :, 0]  # (B, T, dr)
         (CK,) = step.cache.append(layer, np.concatenate([latent, k_pe], axis=-1))  # (B, S, r + dr)
         allowed = step.allowed(s.window, s.chunk)
         q_nope = q[..., :dn].transpose(0, 2, 1, 3)  # (B, H, T, dn)

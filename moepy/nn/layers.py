@@ -76,6 +76,41 @@ class Linear:
                                             dtype=_ops.DTYPES[format], group=int(group_size))
         return out
 
+    @staticmethod
+    def concat(linears) -> Optional["Linear"]:
+        """One Linear whose outputs are those of `linears` side by side (q, k and v as one projection: one kernel
+        call, and every output bitwise what its own Linear gives, since packed panels of 16 outputs concatenate);
+        None when they cannot be joined (an output count not a multiple of 16, different inputs, dtypes, groups,
+        or biases on some only)."""
+        first = linears[0]
+        same = all(l.in_features == first.in_features and l.dtype == first.dtype and l.out_features % _ops.PANEL == 0
+                   and l._packed.group == first._packed.group and (l.bias is None) == (first.bias is None)
+                   for l in linears)
+        if not same:
+            return None
+        out = Linear.__new__(Linear)
+        out.in_features, out.dtype = first.in_features, first.dtype
+        out.out_features = sum(l.out_features for l in linears)
+        out.bias = None if first.bias is None else np.concatenate([l.bias for l in linears])
+        out._packed = first._packed._replace(I=out.out_features,
+                                             w_in=np.concatenate([l._packed.w_in for l in linears]))
+        return out
+
+    def rows(self, start: int, stop: int) -> "Linear":
+        """Outputs [start, stop) of this Linear as a Linear sharing its packed weights (start and stop multiples
+        of 16, or stop the last output)."""
+        N = self.out_features
+        if not (0 <= start < stop <= N and start % _ops.PANEL == 0 and (stop % _ops.PANEL == 0 or stop == N)):
+            raise ValueError(f"rows [{start}, {stop}) of a Linear with {N} outputs must be panel-aligned "
+                             f"(multiples of {_ops.PANEL})")
+        per_panel = self._packed.w_in.size // -(-N // _ops.PANEL)
+        out = Linear.__new__(Linear)
+        out.in_features, out.dtype, out.out_features = self.in_features, self.dtype, stop - start
+        out.bias = None if self.bias is None else self.bias[start:stop]
+        p0, p1 = start // _ops.PANEL, -(-stop // _ops.PANEL)
+        out._packed = self._packed._replace(I=stop - start, w_in=self._packed.w_in[p0 * per_panel: p1 * per_panel])
+        return out
+
     @property
     def weight(self) -> np.ndarray:
         """W (N, K) unpacked from the panels: float32, or raw bf16 bits (uint16) for a bf16 Linear; the
@@ -103,7 +138,8 @@ class Linear:
 
 def rms_norm(x: np.ndarray, weight: Optional[np.ndarray], eps: float) -> np.ndarray:
     """x / sqrt(mean(x^2) + eps) * weight over the last axis, in float32 (weight None: Llama 4's L2 norm)."""
-    var = np.mean(np.square(x, dtype=np.float32), axis=-1, keepdims=True, dtype=np.float32)
+    # np.mean's bits (its pairwise sum, then the division) without its per-call overhead
+    var = np.add.reduce(np.square(x, dtype=np.float32), axis=-1, keepdims=True) / np.float32(x.shape[-1])
     y = x * (np.float32(1.0) / np.sqrt(var + np.float32(eps)))
     return y if weight is None else y * weight
 

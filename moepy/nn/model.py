@@ -226,17 +226,16 @@ class MoEModel:
         """Quantize the dense projections in place (every attention Linear and the output head; the dense MLPs
         follow `quantize` at load, the routed experts theirs): INT blocks of moepy.moe.quant, activations
         quantised to INT8 per group in the kernel. What a GGUF Q8_0 / Q4_0 file's llama.cpp run reads. A
-        projection whose sizes group_size does not divide stays as it is. Returns how many were quantized.
+        projection whose sizes group_size does not divide stays as it is. Returns how many Linears were quantized
+        (q, k and v held fused count once).
         save_pretrained writes them dequantized (float)."""
-        from .layers import Linear
         n = 0
         for layer in self.layers:
             att = layer.attention
-            for name, v in list(vars(att).items()):
-                if isinstance(v, Linear):
-                    q = v.quantized(format, group_size)
-                    n += q is not v
-                    setattr(att, name, q)
+            for name, v in att.projections().items():
+                q = v.quantized(format, group_size)
+                n += q is not v
+                att.set_projection(name, q)
         q = self.head.quantized(format, group_size)
         n += q is not self.head
         self.head = q

@@ -304,16 +304,24 @@ class Rope:
         if not fits:
             raise ValueError(f"cos/sin of shape {cos.shape} do not broadcast to x of shape {x.shape} "
                              f"(want (..., T, {dim // 2}) against x's (..., T, n_heads, {dim}))")
+        return self.rotate(x, cos, sin)
+
+    def rotate(self, x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+        """apply() without its checks, for callers that built x, cos and sin themselves (the attention layers):
+        x float32 (..., T, n_heads, dim), cos / sin float32 (..., T, dim // 2) -> a new float32 array."""
+        h = self.spec.dim // 2
+        c, s = cos[..., None, :], sin[..., None, :]
         layout = self.spec.layout
         if layout == "half":
-            a, b = x[..., : dim // 2], x[..., dim // 2:]
+            a, b = x[..., :h], x[..., h:]
         else:
             a, b = x[..., 0::2], x[..., 1::2]
-        re = a * c - b * s
-        im = b * c + a * s
         out = np.empty(x.shape, dtype=_F32)
-        if layout == "pairs":
-            out[..., 0::2], out[..., 1::2] = re, im
-        else:
-            out[..., : dim // 2], out[..., dim // 2:] = re, im
+        re, im = (out[..., 0::2], out[..., 1::2]) if layout == "pairs" else (out[..., :h], out[..., h:])
+        t = b * s
+        np.multiply(a, c, out=re)
+        np.subtract(re, t, out=re)  # a c - b s
+        np.multiply(a, s, out=t)
+        np.multiply(b, c, out=im)
+        np.add(im, t, out=im)  # b c + a s
         return out

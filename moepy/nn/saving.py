@@ -58,7 +58,7 @@ def model_tensors(model) -> Dict[str, np.ndarray]:
             out[a + "kv_b_proj.weight"] = np.concatenate([at.w_uk, at.w_uv], axis=1).reshape(-1, at.spec.kv_lora_rank)
             _linear(out, a + "o_proj", at.o)
         else:
-            if at.qkv is not None:
+            if at.spec.fused_qkv:
                 _linear(out, a + n.qkv, at.qkv)
             else:
                 for nm, lin in ((n.q, at.q), (n.k, at.k), (n.v, at.v)):
