@@ -97,6 +97,8 @@ def _obj_bytes(obj) -> int:
         return obj.nbytes
     if obj is None or type(obj).__name__ == "Rope":
         return 0
+    if isinstance(obj, (tuple, list)):
+        return sum(_obj_bytes(v) for v in obj)
     return sum(_obj_bytes(v) for v in vars(obj).values() if not isinstance(v, (int, float, str, bool))
                and type(v).__name__ != "AttentionSpec")
 
