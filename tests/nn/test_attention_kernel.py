@@ -68,16 +68,20 @@ def test_strided_views_and_mla_layout():
     assert np.array_equal(out, contig)
 
 
-def test_bitwise_across_threads_and_isas():
+@pytest.mark.parametrize("D, Dv", [(45, 70), (128, 128), (576, 512), (64, 200)])  # AVX-512: 16 keys at once,
+def test_bitwise_across_threads_and_isas(D, Dv):  # outputs 128 at a time (MLA's 512), the rest four keys at a time
     rng = np.random.default_rng(11)
-    q, k, v, allowed, s = make(rng, 2, 8, 2, 37, 203, 45, 70, sinks=True)
+    q, k, v, allowed, s = make(rng, 2, 8, 2, 37, 203, D, Dv, sinks=True)
+    q[1, 3, 5, 7] = np.nan  # a NaN score: that row is NaN on every ISA
+    k[0, 1, 100, 0] = np.inf  # an infinite one
     results = []
     for name in available_isas():
         for n in (1, 2):
             with isa(name), num_threads(n):
                 results.append(_ops.attention(q, k, v, allowed, 0.15, s))
+    assert np.isnan(results[0][1, 3, 5]).all()
     for r in results[1:]:
-        assert np.array_equal(results[0], r)
+        assert np.array_equal(results[0], r, equal_nan=True)
 
 
 @pytest.mark.parametrize("name", available_isas())
