@@ -48,9 +48,10 @@ moe_status moe_attention(float *out, const float *q, const float *k, const float
     if (rows == 0) return MOE_OK;
     if (!out || !q || !allowed || (S > 0 && (!k || !v))) return MOE_EINVAL;
     const int64_t Dp = add_checked(D, 15) < 0 ? -1 : (D + 15) & ~(int64_t)15;
-    const int64_t fl = add_checked(Dp, S); /* floats of scratch: padded query + scores */
+    /* floats of scratch: MOE_ATTN_RB padded queries + their scores; int64: 2 S (kernels.h) */
+    const int64_t fl = Dp < 0 ? -1 : moe_mul_checked(add_checked(Dp, S), MOE_ATTN_RB);
     const int64_t fbytes = moe_mul_checked(fl, (int64_t)sizeof(float));
-    const int64_t ibytes = moe_mul_checked(S, (int64_t)sizeof(int64_t));
+    const int64_t ibytes = moe_mul_checked(S, 2 * (int64_t)sizeof(int64_t));
     const int64_t bytes = fbytes < 0 || ibytes < 0 ? -1 : add_checked(fbytes, ibytes + 64);
     if (Dp < 0 || fl < 0 || bytes < 0 || (uint64_t)bytes > (uint64_t)SIZE_MAX) return MOE_EOVERFLOW;
 
@@ -68,7 +69,7 @@ moe_status moe_attention(float *out, const float *q, const float *k, const float
 #pragma omp atomic write
             failed = 1;
         }
-        float *qp = (float *)scratch, *s = qp + Dp;
+        float *qp = (float *)scratch, *s = qp + MOE_ATTN_RB * Dp;
         int64_t *idx = (int64_t *)(scratch + ((fbytes + 63) & ~(int64_t)63));
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++) {

@@ -50,11 +50,13 @@ typedef struct {
     void (*qffn_out_block)(float *y, int64_t ldy, const int8_t *hq, const float *sx, const int32_t *sums,
                            int64_t ldq, int64_t rows, const uint8_t *w_out, int64_t inter, int64_t p0, int64_t p1,
                            int32_t fmt, int64_t G, const float *b_out);
-    /* attention rows (attention_kernels.inc): see attn_rows there */
+    /* attention rows (attention_kernels.inc): see attn_rows there; scratch per call: qp MOE_ATTN_RB * Dp floats,
+     * s MOE_ATTN_RB * S floats, idx 2 * S int64 */
     void (*attn_rows)(float *out, const float *q, int64_t ldq, int64_t R, const float *k, int64_t ldk,
                       const float *v, int64_t ldv, const uint8_t *allowed, int64_t ldm, int64_t S, int64_t D,
                       int64_t Dv, float scale, const float *sink, float *qp, float *s, int64_t *idx);
 } moe_kernel_table;
+#define MOE_ATTN_RB 4 /* query rows the AVX-512 attention scores together */
 
 extern const moe_kernel_table moe_kernels_scalar;
 #if defined(__x86_64__) && defined(__GNUC__)
