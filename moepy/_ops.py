@@ -284,6 +284,25 @@ def attention(q, k, v, allowed, scale: float, sinks=None):
     return _C.attention(q, k, v, allowed, scale, sinks)
 
 
+def rms_norm(x, weight, eps: float):
+    """x (R, n) f32, weight (n,) f32 | None -> (R, n) f32: x / sqrt(mean(x^2) + eps) [* weight] per row, the mean's
+    squares summed in float64 over 16 lanes (moepy.reference.norm_rope.rms_norm gives the same bits)."""
+    w = None if weight is None else as_input(weight, "weight", np.float32, 1)
+    return _C.rms_norm(as_input(x, "x", np.float32, 2), w, eps)
+
+
+ROPE_LAYOUTS = ("half", "pairs", "pairs_to_half")
+
+
+def rope(x, cos, sin, layout: str):
+    """x (R, H, dim) f32 rotated by cos, sin (R, dim / 2) f32 in a RopeSpec layout -> (R, H, dim) f32
+    (moepy.reference.norm_rope.rope gives the same bits)."""
+    if layout not in ROPE_LAYOUTS:
+        raise ValueError(f"layout must be one of {ROPE_LAYOUTS}, got {layout!r}")
+    return _C.rope(as_input(x, "x", np.float32, 3), as_input(cos, "cos", np.float32, 2),
+                   as_input(sin, "sin", np.float32, 2), ROPE_LAYOUTS.index(layout))
+
+
 # ---------------------------------------------------------------- the MoE layer: fused, and piece by piece
 def moe_forward(x, weights, experts, dropped, routed: PackedExperts, shared: Optional[PackedExperts], shared_gate,
                 scale_input: bool, out=None, work=None):

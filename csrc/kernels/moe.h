@@ -239,4 +239,12 @@ typedef struct {
 moe_status moe_attention(float *out, const float *q, const float *k, const float *v, const uint8_t *allowed,
                          const float *sinks, const moe_attention_dims *d);
 
+/* ---- the decoder's norm and rotary embedding (norm_rope.c); each row alone, one fixed order */
+/* y (R, n) <- x (R, n) / sqrt(mean(x^2) + eps) [* w (n)]: the mean's squares summed in double over 16 lanes */
+moe_status moe_rms_norm(float *y, const float *x, int64_t R, int64_t n, const float *w, float eps);
+enum { MOE_ROPE_HALF = 0, MOE_ROPE_PAIRS = 1, MOE_ROPE_PAIRS_TO_HALF = 2 };
+/* out (R, H, dim) <- x (R, H, dim) rotated by cos, sin (R, dim / 2), broadcast over the H heads */
+moe_status moe_rope(float *out, const float *x, int64_t R, int64_t H, int64_t dim, const float *cos_, const float *sin_,
+                    int32_t layout);
+
 #endif

@@ -189,6 +189,8 @@ static PyMethodDef methods[] = {
     {"attention", KW(py_attention),
      "attention(q (B,Hq,T,D), k (B,Hkv,S,D), v (B,Hkv,S,Dv) f32 views, allowed (B,T,S) bool, scale, sinks=None) "
      "-> (B,Hq,T,Dv)"},
+    {"rms_norm", KW(py_rms_norm), "rms_norm(x (R,n) f32, weight (n,) f32|None, eps) -> (R, n): RMSNorm per row"},
+    {"rope", KW(py_rope), "rope(x (R,H,dim) f32, cos (R,dim/2), sin (R,dim/2), layout) -> (R, H, dim) rotated"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_C", "moepy's C core (see csrc/kernels/moe.h).", -1,

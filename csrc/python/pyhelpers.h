@@ -90,6 +90,8 @@ MOE_PY_FN(py_pack);
 MOE_PY_FN(py_moe_forward);
 MOE_PY_FN(py_forward_workspace);
 MOE_PY_FN(py_linear);
+MOE_PY_FN(py_rms_norm);
+MOE_PY_FN(py_rope);
 MOE_PY_FN(py_dispatch_plan);
 MOE_PY_FN(py_gather);
 MOE_PY_FN(py_grouped_ffn);

@@ -137,11 +137,11 @@ class Linear:
 
 
 def rms_norm(x: np.ndarray, weight: Optional[np.ndarray], eps: float) -> np.ndarray:
-    """x / sqrt(mean(x^2) + eps) * weight over the last axis, in float32 (weight None: Llama 4's L2 norm)."""
-    # np.mean's bits (its pairwise sum, then the division) without its per-call overhead
-    var = np.add.reduce(np.square(x, dtype=np.float32), axis=-1, keepdims=True) / np.float32(x.shape[-1])
-    y = x * (np.float32(1.0) / np.sqrt(var + np.float32(eps)))
-    return y if weight is None else y * weight
+    """x / sqrt(mean(x^2) + eps) * weight over the last axis, in float32 (weight None: Llama 4's L2 norm), by the C
+    kernel _ops.rms_norm (the mean's squares summed in float64 in a fixed order: the same bits for any batch)."""
+    n = x.shape[-1]
+    y = _ops.rms_norm(np.ascontiguousarray(x, dtype=np.float32).reshape(-1, n), weight, eps)
+    return y.reshape(x.shape)
 
 
 def layer_norm(x: np.ndarray, weight: np.ndarray, eps: float = 1e-5) -> np.ndarray:

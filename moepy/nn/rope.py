@@ -17,6 +17,7 @@ from typing import Mapping, Tuple
 
 import numpy as np
 
+from .. import _ops
 from .._inputs import as_float32, as_index
 
 __all__ = ["LAYOUTS", "ROPE_TYPES", "Rope", "RopeSpec", "rope_spec_from_hf", "yarn_get_mscale"]
@@ -308,20 +309,11 @@ class Rope:
 
     def rotate(self, x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
         """apply() without its checks, for callers that built x, cos and sin themselves (the attention layers):
-        x float32 (..., T, n_heads, dim), cos / sin float32 (..., T, dim // 2) -> a new float32 array."""
-        h = self.spec.dim // 2
-        c, s = cos[..., None, :], sin[..., None, :]
-        layout = self.spec.layout
-        if layout == "half":
-            a, b = x[..., :h], x[..., h:]
-        else:
-            a, b = x[..., 0::2], x[..., 1::2]
-        out = np.empty(x.shape, dtype=_F32)
-        re, im = (out[..., 0::2], out[..., 1::2]) if layout == "pairs" else (out[..., :h], out[..., h:])
-        t = b * s
-        np.multiply(a, c, out=re)
-        np.subtract(re, t, out=re)  # a c - b s
-        np.multiply(a, s, out=t)
-        np.multiply(b, c, out=im)
-        np.add(im, t, out=im)  # b c + a s
-        return out
+        x float32 (..., T, n_heads, dim), cos / sin float32 broadcasting to (..., T, dim // 2) -> a new float32
+        array, by the C kernel _ops.rope (re = a c - b s, im = b c + a s, each product and sum rounded)."""
+        lead, (H, dim) = x.shape[:-2], x.shape[-2:]
+        half = lead + (dim // 2,)
+        c, s = (np.broadcast_to(a, half) if a.shape != half else a for a in (cos, sin))
+        out = _ops.rope(np.ascontiguousarray(x).reshape(-1, H, dim), np.ascontiguousarray(c).reshape(-1, dim // 2),
+                        np.ascontiguousarray(s).reshape(-1, dim // 2), self.spec.layout)
+        return out.reshape(x.shape)

@@ -1,11 +1,14 @@
-"""The dense pieces' fast paths are the slow paths' bits: q/k/v joined into one Linear (float32, bf16, INT),
-Linear.rows views, rms_norm against np.mean, Rope.rotate against the textbook rotation; a whole model with its
-projections fused gives bitwise the logits of the same model with them apart."""
+"""The dense pieces' fast paths: q/k/v joined into one Linear (float32, bf16, INT) and Linear.rows views give the
+separate Linears' bits; the RMSNorm and RoPE kernels give their NumPy twins' bits (moepy.reference.norm_rope), for any
+thread count and row, and name the argument of bad input; a whole model with its projections fused gives bitwise
+the logits of the same model with them apart."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import num_threads
+from moepy import _ops
+from moepy import reference as ref
 from moepy.configs import presets
 from moepy.moe.weights import to_bf16_bits
 from moepy.nn import MoEModel
@@ -52,15 +55,47 @@ def test_concat_refuses_what_does_not_join():
         a.rows(0, 80)
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.integers(1, 5), st.integers(1, 300), st.floats(1e-8, 1e-2))
-def test_rms_norm_is_np_means_bits(rows, n, eps):
-    x = np.random.default_rng(rows * 1000 + n).standard_normal((rows, n), dtype=np.float32) * 3
-    w = np.random.default_rng(n).standard_normal(n, dtype=np.float32)
-    var = np.mean(np.square(x, dtype=np.float32), axis=-1, keepdims=True, dtype=np.float32)
-    ref = x * (np.float32(1.0) / np.sqrt(var + np.float32(eps))) * w
-    assert np.array_equal(rms_norm(x, w, eps), ref)
-    assert np.array_equal(rms_norm(x[:, ::-1], w, eps), rms_norm(np.ascontiguousarray(x[:, ::-1]), w, eps))
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 5), st.integers(1, 300), st.floats(0, 1e-2), st.booleans(), st.integers(0, 2**31))
+def test_rms_norm_kernel_is_its_twins_bits(rows, n, eps, weighted, seed):
+    rng = np.random.default_rng(seed)
+    scale = 10.0 ** rng.uniform(-20, 20)  # squares beyond float32 at both ends: float64 sums keep them
+    x = (rng.standard_normal((rows, n)) * scale).astype(np.float32)
+    w = rng.standard_normal(n).astype(np.float32) if weighted else None
+    got = _ops.rms_norm(x, w, eps)
+    assert np.array_equal(got, ref.rms_norm(x, w, eps), equal_nan=True)
+    var = np.mean(np.square(x.astype(np.float64)), axis=-1, keepdims=True)  # against the plain formula
+    plain = (x / np.sqrt(var + np.float32(eps)) * (1 if w is None else w)).astype(np.float32)
+    if 1e-15 < scale < 1e15:  # a mean of squares float32 holds as a normal number
+        assert np.allclose(got, plain, rtol=3e-6, atol=0)
+    with num_threads(1):
+        assert np.array_equal(_ops.rms_norm(x, w, eps), got, equal_nan=True)
+
+
+def test_rms_norm_rows_are_independent_and_threads_agree():
+    x = np.random.default_rng(0).standard_normal((300, 2048)).astype(np.float32)  # big enough for the threads
+    w = np.random.default_rng(1).standard_normal(2048).astype(np.float32)
+    full = rms_norm(x, w, 1e-6)
+    assert np.array_equal(full[7:8], rms_norm(x[7:8], w, 1e-6))
+    with num_threads(1):
+        assert np.array_equal(rms_norm(x, w, 1e-6), full)
+    view = np.zeros((300, 4096), np.float32)[:, 1000:3048]  # a strided view (q of the fused qkv)
+    view[...] = x
+    assert np.array_equal(rms_norm(view, w, 1e-6), full)
+    assert np.array_equal(rms_norm(x.reshape(3, 100, 2048), w, 1e-6), full.reshape(3, 100, 2048))
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(x=np.zeros((2, 3), np.float64)), "x must have dtype float32"),
+    (dict(x=np.zeros(3, np.float32)), "x must be 2-dimensional"),
+    (dict(x=np.zeros((2, 0), np.float32)), "at least one column"),
+    (dict(weight=np.zeros(4, np.float32)), r"weight must have shape \(3,\)"),
+    (dict(eps=-1.0), "eps must be"), (dict(eps=float("nan")), "eps must not be NaN"), (dict(eps="1"), "eps must be"),
+])
+def test_rms_norm_bad_input_names_the_argument(bad, match):
+    args = dict(x=np.zeros((2, 3), np.float32), weight=np.ones(3, np.float32), eps=1e-6) | bad
+    with pytest.raises((TypeError, ValueError), match=match):
+        _ops.rms_norm(**args)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -72,9 +107,33 @@ def test_rotate_is_the_textbook_rotation(layout):
     c, s = cos[..., None, :], sin[..., None, :]
     a, b = (x[..., :8], x[..., 8:]) if layout == "half" else (x[..., 0::2], x[..., 1::2])
     re, im = a * c - b * s, b * c + a * s
-    ref = np.stack([re, im], axis=-1).reshape(x.shape) if layout == "pairs" else np.concatenate([re, im], -1)
-    assert np.array_equal(rope.rotate(x, cos, sin), ref)
-    assert np.array_equal(rope.apply(x, cos, sin), ref)
+    want = np.stack([re, im], axis=-1).reshape(x.shape) if layout == "pairs" else np.concatenate([re, im], -1)
+    assert np.array_equal(rope.rotate(x, cos, sin), want)
+    assert np.array_equal(rope.apply(x, cos, sin), want)
+    assert np.array_equal(ref.rope(x.reshape(6, 4, 16), cos.reshape(6, 8), sin.reshape(6, 8), layout),
+                          want.reshape(6, 4, 16))
+    assert np.array_equal(rope.rotate(x, cos[:1], sin[:1]), rope.rotate(x, np.repeat(cos[:1], 2, 0),
+                                                                        np.repeat(sin[:1], 2, 0)))  # broadcast
+    big = rng.standard_normal((600, 4, 16), dtype=np.float32)  # threads, rows apart
+    cb, sb = rope.cos_sin(np.arange(600))
+    out = _ops.rope(big, cb, sb, layout)
+    assert np.array_equal(out, ref.rope(big, cb, sb, layout)) and np.array_equal(out[5:6], _ops.rope(
+        big[5:6], cb[5:6], sb[5:6], layout))
+    with num_threads(1):
+        assert np.array_equal(_ops.rope(big, cb, sb, layout), out)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(x=np.zeros((2, 3, 8), np.float64)), "x must have dtype float32"), (dict(x=np.zeros((2, 8), np.float32)),
+                                                                             "x must be 3-dimensional"),
+    (dict(x=np.zeros((2, 3, 7), np.float32)), "even dim"), (dict(cos=np.zeros((2, 3), np.float32)), r"cos must have"),
+    (dict(sin=np.zeros((3, 4), np.float32)), r"sin must have"), (dict(layout="interleaved"), "layout must be"),
+])
+def test_rope_bad_input_names_the_argument(bad, match):
+    args = dict(x=np.zeros((2, 3, 8), np.float32), cos=np.zeros((2, 4), np.float32), sin=np.zeros((2, 4), np.float32),
+                layout="half") | bad
+    with pytest.raises((TypeError, ValueError), match=match):
+        _ops.rope(**args)
 
 
 @pytest.mark.parametrize("name", ["olmoe-1b-7b", "qwen3-30b-a3b", "gpt-oss-20b"])
