@@ -296,7 +296,7 @@ class Rope:
             raise ValueError(f"x must have shape (..., T, n_heads, {dim}), got {x.shape}")
         if cos.shape != sin.shape or cos.ndim < 2 or cos.shape[-1] != dim // 2:
             raise ValueError(f"cos and sin must have one shape (..., T, {dim // 2}), got {cos.shape}, {sin.shape}")
-        c, s = cos[..., None, :], sin[..., None, :]
+        c = cos[..., None, :]  # the heads axis, as rotate broadcasts it
         half = x.shape[:-1] + (dim // 2,)
         try:
             fits = np.broadcast_shapes(c.shape, half) == half
