@@ -50,6 +50,8 @@ def _native(x: np.ndarray) -> np.ndarray:
 def as_input(x, name: str, dtype, ndim: int) -> np.ndarray:
     """x as a C-contiguous, native-byte-order array of `dtype` and rank `ndim`; TypeError / ValueError
     naming `name`. A big-endian array of the right kind is converted, not misread."""
+    if type(x) is np.ndarray and x.dtype == dtype and x.ndim == ndim and x.flags.c_contiguous:
+        return x  # the common case (an equal dtype is also native): nothing to convert
     if not isinstance(x, np.ndarray):
         try:
             x = np.asarray(x, dtype=dtype)

@@ -119,7 +119,7 @@ class GQAAttention(_Projections):
         Hq, Hkv, D = s.num_heads, s.num_kv_heads, s.head_dim
         if self.qkv is not None:
             qkv = self.qkv(x)
-            q, k, v = np.split(qkv, [Hq * D, Hq * D + Hkv * D], axis=-1)
+            q, k, v = qkv[..., :Hq * D], qkv[..., Hq * D:(Hq + Hkv) * D], qkv[..., (Hq + Hkv) * D:]
         else:
             q, k, v = (lin(x) for lin in self._qkv_parts)
         if s.fused_qkv:  # DBRX: clip the fused projection (it has no q/k norm)
