@@ -1,5 +1,6 @@
 """Attention core of one OLMoE layer (16 heads of 128, MHA) over a KV cache of 512 tokens: a decode step (T = 1) and
-a causal prefill (T = 512), the C kernel _ops.attention against the NumPy path moepy used before it (BLAS matmuls +
+a causal prefill (T = 512), and a decode step of Qwen3-30B-A3B's grouped-query attention (32 query heads over 4
+key/value heads) at 4,096 cached tokens, the C kernel _ops.attention against the NumPy path moepy used before it (BLAS matmuls +
 an additive finfo.min mask + a float32 softmax, copied here as the peer). Keys and values are slices of a larger
 cache buffer, as the KV cache passes them.
 
@@ -65,13 +66,15 @@ def main():
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    H, D, cap, S = 16, 128, 1024, 512
+    D = 128
     rows = []
-    print(f"{'case':15s} {'threads':>7s} {'numpy ms':>9s} {'kernel ms':>9s} {'speedup':>7s} {'max |diff|':>10s}")
-    for name, T, reps in [("decode S=512", 1, args.reps), ("prefill T=512", 512, max(3, args.reps // 10))]:
-        store = rng.standard_normal((2, 1, H, cap, D), dtype=np.float32)
-        K, V = store[0, :, :, :S], store[1, :, :, :S]  # (1, H, S, D) views, as the cache returns
-        q = rng.standard_normal((1, T, H, D), dtype=np.float32)
+    print(f"{'case':22s} {'threads':>7s} {'numpy ms':>9s} {'kernel ms':>9s} {'speedup':>7s} {'max |diff|':>10s}")
+    cases = [("decode S=512", 1, 512, 16, 16, args.reps), ("prefill T=512", 512, 512, 16, 16, max(3, args.reps // 10)),
+             ("GQA 32/4 decode S=4096", 1, 4096, 32, 4, args.reps)]  # OLMoE's 16 heads; Qwen3-30B-A3B's 32 over 4
+    for name, T, S, Hq, Hkv, reps in cases:
+        store = rng.standard_normal((2, 1, Hkv, S + 512, D), dtype=np.float32)
+        K, V = store[0, :, :, :S], store[1, :, :, :S]  # (1, Hkv, S, D) views, as the cache returns
+        q = rng.standard_normal((1, T, Hq, D), dtype=np.float32)
         valid, pad = np.ones((1, S), bool), np.zeros(1, np.int64)
         mask, allowed = build_mask(S - T, T, valid, pad, 0, 0), build_allowed(S - T, T, valid, pad, 0, 0)
         diff = float(np.abs(numpy_core(q, K, V, mask, D ** -0.5) - kernel_core(q, K, V, allowed, D ** -0.5)).max())
@@ -81,9 +84,9 @@ def main():
             tn = best(lambda: numpy_core(q, K, V, mask, D ** -0.5), reps)
             tk = best(lambda: kernel_core(q, K, V, allowed, D ** -0.5), reps)
             _ops.set_num_threads(old)
-            rows.append(dict(case=name, T=T, S=S, heads=H, head_dim=D, threads=nt, numpy_ms=tn * 1e3,
+            rows.append(dict(case=name, T=T, S=S, heads=Hq, kv_heads=Hkv, head_dim=D, threads=nt, numpy_ms=tn * 1e3,
                              kernel_ms=tk * 1e3, max_abs_diff=diff))
-            print(f"{name:15s} {nt:7d} {tn * 1e3:9.3f} {tk * 1e3:9.3f} {tn / tk:7.2f} {diff:10.1e}")
+            print(f"{name:22s} {nt:7d} {tn * 1e3:9.3f} {tk * 1e3:9.3f} {tn / tk:7.2f} {diff:10.1e}")
     os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
     with open(os.path.join(os.path.dirname(__file__), "results", "attention.json"), "w") as f:
         json.dump(rows, f, indent=1)

@@ -1,7 +1,8 @@
 /* attention.c: scaled dot-product attention over strided keys and values (moe_attention, moe.h).
  *
  * out (B, Hq, T, Dv) <- q (B, Hq, T, D), k (B, Hkv, S, D), v (B, Hkv, S, Dv), allowed (B, T, S), sinks (Hq)
- * Work items are (b, h, block of ATTN_TB queries); each thread owns the outputs of its items and a private
+ * Work items are (b, h, block of ATTN_TB queries), or in a decode step of grouped-query attention (b, key/value
+ * head, block of ATTN_GR of its query heads); each thread owns the outputs of its items and a private
  * scratch (the padded query, S scores, S key indices). The arithmetic of one query row is the per-ISA
  * attn_rows (attention_kernels.inc), fixed and independent of the blocking, so results are bitwise the same
  * for any thread count, T and ISA. */
@@ -13,6 +14,7 @@
 #include "parallel.h"
 
 #define ATTN_TB 16 /* queries per work item */
+#define ATTN_GR 8  /* query heads per work item in a grouped decode step (the keys and values are read once per item) */
 
 /* a + b, or -1 if it would overflow (a, b >= 0) */
 static int64_t add_checked(int64_t a, int64_t b) {
@@ -57,7 +59,12 @@ moe_status moe_attention(float *out, const float *q, const float *k, const float
 
     const moe_kernel_table *kt = moe_kernels();
     const int64_t g = Hq / Hkv, nblk = (T + ATTN_TB - 1) / ATTN_TB;
-    const int64_t items = B * Hq * nblk; /* <= rows */
+    /* a decode step (T = 1) of grouped-query attention without sinks: the g query heads of a key/value head are
+     * the rows of one item, so the kernel reads that head's keys and values once for all of them (each row's
+     * arithmetic is fixed, so the bits are the same as one head at a time) */
+    const int grouped = T == 1 && g > 1 && !sinks;
+    const int64_t gblk = (g + ATTN_GR - 1) / ATTN_GR; /* items per key/value head when grouped */
+    const int64_t items = grouped ? B * Hkv * gblk : B * Hq * nblk; /* <= rows */
     /* work ~ rows * S * (D + Dv): one thread below the team's break-even */
     const int64_t work = moe_mul_checked(moe_mul_checked(rows, S > 0 ? S : 1), D + Dv);
     const int parallel = items > 1 && (work < 0 || work >= MOE_PARALLEL_MIN_WORK) && moe_get_num_threads() > 1;
@@ -74,6 +81,15 @@ moe_status moe_attention(float *out, const float *q, const float *k, const float
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++) {
             if (!scratch) continue;
+            if (grouped) { /* rows: up to ATTN_GR of the heads h = hk g + i at t = 0, one mask row for all */
+                const int64_t gb = it % gblk, hk = (it / gblk) % Hkv, b = it / (gblk * Hkv), h0 = hk * g + gb * ATTN_GR;
+                const int64_t nr = g - gb * ATTN_GR < ATTN_GR ? g - gb * ATTN_GR : ATTN_GR;
+                kt->attn_rows(out + (b * Hq + h0) * Dv, q + b * d->q_sb + h0 * d->q_sh, d->q_sh, nr,
+                              k ? k + b * d->k_sb + hk * d->k_sh : NULL, d->k_ss,
+                              v ? v + b * d->v_sb + hk * d->v_sh : NULL, d->v_ss, allowed + b * d->m_sb, 0, S, D, Dv,
+                              d->scale, NULL, qp, s, idx);
+                continue;
+            }
             const int64_t tb = it % nblk, bh = it / nblk, h = bh % Hq, b = bh / Hq, hk = h / g;
             const int64_t t0 = tb * ATTN_TB, nr = T - t0 < ATTN_TB ? T - t0 : ATTN_TB;
             kt->attn_rows(out + ((b * Hq + h) * T + t0) * Dv, q + b * d->q_sb + h * d->q_sh + t0 * d->q_st, d->q_st,

@@ -96,6 +96,26 @@ def test_query_row_independent_of_T(name):
     assert np.array_equal(full[:, :, :1], first)
 
 
+@pytest.mark.parametrize("Hq, Hkv, D", [(8, 2, 64), (32, 4, 128), (20, 1, 36), (6, 3, 16)])
+def test_grouped_decode_step_is_each_heads_bits(Hq, Hkv, D):
+    # T = 1 without sinks: the g query heads of a key/value head run as the rows of one item (up to 8 at a time)
+    rng = np.random.default_rng(Hq * 100 + D)
+    q, k, v, allowed, _ = make(rng, 2, Hq, Hkv, 1, 70, D, D)
+    g = Hq // Hkv
+    results = []
+    for name in available_isas():
+        for n in (1, 2):
+            with isa(name), num_threads(n):
+                results.append(_ops.attention(q, k, v, allowed, 0.2))
+    for r in results[1:]:
+        assert np.array_equal(results[0], r)
+    for h in range(Hq):  # each head alone (one query head over its key/value head: no grouping)
+        one = _ops.attention(q[:, h:h + 1], k[:, h // g:h // g + 1], v[:, h // g:h // g + 1], allowed, 0.2)
+        assert np.array_equal(results[0][:, h:h + 1], one)
+    want = ref_attention(q, k, v, allowed, 0.2)
+    assert np.abs(results[0] - want).max() <= 1e-5 * max(1.0, np.abs(want).max())
+
+
 def _ok_args(rng):
     q, k, v, allowed, s = make(rng, 2, 4, 2, 3, 5, 8, 6, sinks=True)
     return dict(q=q, k=k, v=v, allowed=allowed, scale=0.5, sinks=s)
