@@ -1,4 +1,5 @@
 """Dense projection and grouped-FFN GEMM rate: moepy linear (fp32 / bf16 weights, K = N = 2048) at T = 1, 64, 512,
+small projections at T = 1 (N = 64 .. 1024 outputs, K 2048: routers, narrow heads, one tile per few panels), and
 an OLMoE-shaped MoELayer (E 64, top-8, H 2048, I 1024) at T = 1 and 512, against numpy x @ W.T in the same run.
 
 Each measurement is short: best of --repeats timed calls (each call at least ~50 ms of work is not enforced;
@@ -53,6 +54,16 @@ def main():
             row += f" | {name} {fl / t / 1e9:6.1f} GF/s {t * 1e3:7.3f} ms"
             if T == 1:
                 row += f" {L.nbytes / t / 1e9:5.1f} GB/s"
+        print(row, flush=True)
+    for n in (64, 256, 1024):  # small projections at T = 1: microseconds, against numpy's GEMV on the same weights
+        Ws = np.ascontiguousarray(W[:n])
+        small = {"fp32": Linear(Ws), "bf16": Linear((Ws.view(np.uint32) >> 16).astype(np.uint16))}
+        x = rng.standard_normal((1, K), dtype=np.float32)
+        tn = best(lambda: x @ Ws.T, a.repeats, 200)
+        row = f"linear N={n:4d} T=1: numpy {tn * 1e6:6.1f} us"
+        for name, L in small.items():
+            t = best(lambda: L(x), a.repeats, 200)
+            row += f" | {name} {t * 1e6:6.1f} us ({tn / t:4.2f}x numpy)"
         print(row, flush=True)
     if a.no_moe:
         return
