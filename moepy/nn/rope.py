@@ -23,7 +23,7 @@ from .._inputs import as_float32, as_index
 __all__ = ["LAYOUTS", "ROPE_TYPES", "Rope", "RopeSpec", "rope_spec_from_hf", "yarn_get_mscale"]
 
 ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "llama3")
-LAYOUTS = ("half", "pairs", "pairs_to_half")
+LAYOUTS = _ops.ROPE_LAYOUTS  # ("half", "pairs", "pairs_to_half"): the kernel's layout codes 0, 1, 2
 _F32 = np.float32
 _NEEDS_FACTOR = ("linear", "dynamic", "yarn", "llama3")
 _NEEDS_ORIGINAL = ("yarn", "llama3")
