@@ -3,7 +3,9 @@
 Plain INT4 (moepy.moe.quant) picks each group's scale and rounds every weight to its nearest level, minimising the
 weight error. The output error of an expert matrix W (N, K) on its inputs X is ||(W - Q) X^T||, which weighs input
 directions by the Hessian X^T X: GPTQ (Frantar et al. 2022) quantizes the columns one at a time and spreads each
-column's rounding error over the columns not yet quantized, through the inverse Hessian. Here the statistics are
+column's rounding error over the columns not yet quantized, through the inverse Hessian; `refine` then lowers the
+same objective further (single codes moved by a level where that helps, each group's fp16 scale refitted given the
+codes; a change kept only if it lowers the error under fp16 scales). Here the statistics are
 per expert: the router traces of a calibration text give each expert its own tokens (gate / up see the tokens' hidden
 states, down sees the expert's own hidden activations), each token weighted by its routing weight squared (the
 layer's output error is the weighted sum). An expert with fewer than `min_tokens` calibration tokens is not skipped
@@ -63,14 +65,9 @@ def gptq(w: np.ndarray, hessian: np.ndarray, group_size: int, damp: float = 0.01
     diagonal first, under the scales the original weights give each group (GPTQ's "static groups")."""
     asym = fmt == "int4_asym"
     lo, hi = (0, 15) if asym else (-8, 7)
-    W = np.array(w, np.float64)
+    W, Hm = _damped(w, hessian, damp)
     N, K = W.shape
     G = group_size
-    Hm = np.array(hessian, np.float64)
-    dead = np.diag(Hm) <= 0
-    Hm[dead, dead] = 1.0
-    W[:, dead] = 0.0
-    Hm[np.diag_indices(K)] += damp * float(np.mean(np.diag(Hm)))
     s16 = np.empty((N, K // G), np.float16)
     m16 = np.zeros((N, K // G), np.float16) if asym else None
 
@@ -97,7 +94,8 @@ def gptq(w: np.ndarray, hessian: np.ndarray, group_size: int, damp: float = 0.01
             s = s16[:, perm[j] // G].astype(F32)
             m = m16[:, perm[j] // G].astype(F32) if asym else F32(0)
             col = W[:, j]
-            qj = np.clip(np.where(s != 0, np.rint((col.astype(F32) - m) / s), 0.0), lo, hi)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                qj = np.clip(np.where(s != 0, np.rint((col.astype(F32) - m) / s), 0.0), lo, hi)
             q[:, j] = qj
             e = (col - (s.astype(np.float64) * qj + m)) / U[j, j]
             W[:, j + 1:b1] -= np.outer(e, U[j, j + 1:b1])
@@ -106,6 +104,108 @@ def gptq(w: np.ndarray, hessian: np.ndarray, group_size: int, damp: float = 0.01
     u = np.empty((N, K), np.uint8)
     u[:, perm] = (q - lo).astype(np.uint8)
     return u, s16, m16
+
+
+def _damped(w: np.ndarray, hessian: np.ndarray, damp: float):
+    """float64 copies of w (N, K) and hessian (K, K) as GPTQ sees them: an input never seen (zero diagonal) gets a
+    unit diagonal and zero weights, and the diagonal is raised by damp x its mean."""
+    W, Hm = np.array(w, np.float64), np.array(hessian, np.float64)
+    dead = np.diag(Hm) <= 0
+    Hm[dead, dead] = 1.0
+    W[:, dead] = 0.0
+    Hm[np.diag_indices(Hm.shape[0])] += damp * float(np.mean(np.diag(Hm)))
+    return W, Hm
+
+
+def output_error(w, u, s16, m16, hessian, fmt: str, damp: float = 0.01) -> np.ndarray:
+    """(N,) per row (w - deq)^T H (w - deq): the objective GPTQ and refine lower, under GPTQ's damped hessian."""
+    W, Hm = _damped(w, hessian, damp)
+    r = _dequant(u, s16, m16, fmt) - W
+    return np.einsum("nk,nk->n", r @ Hm, r)
+
+
+def _dequant(u, s16, m16, fmt):
+    """(N, K) float64 values of codes u (N, K) under fp16 scales / offsets (N, K / G), as the kernels read them."""
+    G = u.shape[1] // s16.shape[1]
+    s = np.repeat(s16.astype(F32).astype(np.float64), G, axis=1)
+    if fmt == "int4_asym":
+        return s * u + np.repeat(m16.astype(F32).astype(np.float64), G, axis=1)
+    return s * (u.astype(np.float64) - 8)
+
+
+def refine(w: np.ndarray, u: np.ndarray, s16: np.ndarray, m16: Optional[np.ndarray], hessian: np.ndarray,
+           fmt: str = "int4", damp: float = 0.01, passes: int = 2):
+    """Lower GPTQ's objective (w - deq)^T H (w - deq) of every row further, in the same format: each pass moves
+    single codes by one level where that helps (coordinate descent over the columns, in blocks of a group, the
+    residual's product with H updated by BLAS after each block), then refits each group's fp16 scale (and offset)
+    to its least error given the codes and the other groups. A change is kept only when it lowers the objective
+    as the kernels will compute it (fp16 scales), so no row ends worse than it came. Returns (u, s16, m16) new."""
+    asym = fmt == "int4_asym"
+    lo, hi = (0, 15) if asym else (-8, 7)
+    W, Hm = _damped(w, hessian, damp)
+    N, K = W.shape
+    G = K // s16.shape[1]
+    q = u.astype(np.float64) - (0 if asym else 8)
+    s16, m16 = s16.copy(), None if m16 is None else m16.copy()
+    dH = np.diag(Hm)
+    for _ in range(passes):
+        changed = 0
+        sc = np.repeat(s16.astype(F32).astype(np.float64), G, axis=1)
+        r = _dequant((q + (0 if asym else 8)).astype(np.uint8), s16, m16, fmt) - W
+        rH = r @ Hm
+        for b0 in range(0, K, G):  # codes, one level at a time, column by column
+            b1 = b0 + G
+            D = np.zeros((N, G))
+            for j in range(b0, b1):
+                best, step = np.zeros(N), np.zeros(N)
+                for dq in (-1.0, 1.0):
+                    d = dq * sc[:, j]
+                    gain = 2 * d * rH[:, j] + d * d * dH[j]
+                    take = (q[:, j] + dq >= lo) & (q[:, j] + dq <= hi) & (gain < best)
+                    best, step = np.where(take, gain, best), np.where(take, dq, step)
+                if step.any():
+                    changed += int(np.count_nonzero(step))
+                    q[:, j] += step
+                    D[:, j - b0] = step * sc[:, j]
+                    rH[:, b0:b1] += np.outer(D[:, j - b0], Hm[j, b0:b1])
+            if D.any():
+                rH[:, :b0] += D @ Hm[b0:b1, :b0]
+                rH[:, b1:] += D @ Hm[b0:b1, b1:]
+        for g in range(K // G):  # each group's scale (and offset), given the codes and the other groups
+            sl = slice(g * G, (g + 1) * G)
+            qg, Hg = q[:, sl], Hm[sl, sl]
+            qH = qg @ Hg
+            a, gq = np.einsum("ng,ng->n", qH, qg), np.einsum("ng,ng->n", qg, rH[:, sl])
+            if asym:
+                b, c, g1 = qH.sum(1), float(Hg.sum()), rH[:, sl].sum(1)
+                det = a * c - b * b
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ds, dm = (-gq * c + g1 * b) / det, (gq * b - g1 * a) / det
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ds, dm = -gq / a, np.zeros(N)
+            old_s = s16[:, g].astype(F32).astype(np.float64)
+            new16 = np.where(np.isfinite(ds), old_s + ds, old_s).astype(np.float16)
+            ds = new16.astype(F32).astype(np.float64) - old_s
+            if asym:
+                old_m = m16[:, g].astype(F32).astype(np.float64)
+                newm16 = np.where(np.isfinite(dm), old_m + dm, old_m).astype(np.float16)
+                dm = newm16.astype(F32).astype(np.float64) - old_m
+            dv = ds[:, None] * qg + dm[:, None]  # (N, G) the group's value change
+            gain = 2 * np.einsum("ng,ng->n", dv, rH[:, sl]) + np.einsum("ng,ng->n", dv @ Hg, dv)
+            take = (gain < 0) & np.isfinite(new16.astype(F32)) & (dv != 0).any(1)
+            if asym:
+                take &= np.isfinite(newm16.astype(F32))
+            if take.any():
+                changed += int(np.count_nonzero(take))
+                dv[~take] = 0
+                s16[take, g] = new16[take]
+                if asym:
+                    m16[take, g] = newm16[take]
+                rH += dv @ Hm[sl, :]
+        if not changed:
+            break
+    return (q + (0 if asym else 8)).astype(np.uint8), s16, m16
 
 
 def _plain(w: np.ndarray, G: int, fmt: str):
@@ -132,14 +232,15 @@ def collect_inputs(model, chunks: np.ndarray) -> Dict[int, tuple]:
 
 def calibrate_int4(model, ids, *, ctx: int = 256, max_chunks: Optional[int] = None, group_size: int = 32,
                    min_tokens: Optional[int] = None, damp: float = 0.01, act_order: bool = True,
-                   weighted: bool = True, format: str = "int4") -> CalibrationReport:
+                   weighted: bool = True, format: str = "int4", refine_passes: int = 2) -> CalibrationReport:
     """Quantize the routed experts of every MoE layer of `model` (float32 or bf16 experts) to calibrated INT4 in
     place, from the router traces of calibration ids (chunks of ctx tokens, as the perplexity runs them).
     format: "int4" (symmetric, 4.5 bits per weight at group_size 32) or "int4_asym" (scale and offset per group:
     4.5 bits at group_size 64, 5 at 32).
     min_tokens: experts that saw fewer calibration tokens keep the plain INT4 quantizer (default 2 x group_size).
     act_order: GPTQ's column order by Hessian diagonal (static group scales); weighted: each token's statistics
-    weighted by its routing weight squared (else every routed token counts one).
+    weighted by its routing weight squared (else every routed token counts one). refine_passes: passes of `refine`
+    after GPTQ (codes by coordinate descent, scales refitted; 0: GPTQ alone).
     Returns a CalibrationReport. The model's dtype of the other weights is unchanged; model.quantize becomes
     `format` (calibrated)."""
     from ..eval.perplexity import chunks as make_chunks
@@ -149,6 +250,8 @@ def calibrate_int4(model, ids, *, ctx: int = 256, max_chunks: Optional[int] = No
     if format not in ("int4", "int4_asym"):
         raise ValueError(f"format must be 'int4' or 'int4_asym', got {format!r}")
     quant.check_format(format, group_size)
+    if isinstance(refine_passes, bool) or not isinstance(refine_passes, (int, np.integer)) or refine_passes < 0:
+        raise ValueError(f"refine_passes must be an int >= 0, got {refine_passes!r}")
     G = int(group_size)
     min_tokens = 2 * G if min_tokens is None else int(min_tokens)
     chunked = make_chunks(np.asarray(ids, np.int64).reshape(-1), ctx, None)
@@ -194,8 +297,11 @@ def calibrate_int4(model, ids, *, ctx: int = 256, max_chunks: Optional[int] = No
             he = expert_hidden(xe, ex, e)
             h_down = (he * wt).T @ (he * wt)  # (I, I): down's inputs
             for n in names + ("down",):
-                codes[n][e], scales[n][e], m = gptq(mats[n], h_down if n == "down" else h_in, G, damp, act_order,
-                                                    format)
+                hn = h_down if n == "down" else h_in
+                u, sc, m = gptq(mats[n], hn, G, damp, act_order, format)
+                if refine_passes:
+                    u, sc, m = refine(mats[n], u, sc, m, hn, format, damp, refine_passes)
+                codes[n][e], scales[n][e] = u, sc
                 if asym:
                     offsets[n][e] = m
         report.calibrated[i], report.fallback[i], report.tokens[i] = n_cal, E - n_cal, counts

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from moepy.eval import builtin, evaluate
-from moepy.moe.calibrate import calibrate_int4, gptq, gptq_int4
+from moepy.moe.calibrate import calibrate_int4, gptq, gptq_int4, output_error, refine
 from moepy.nn import MoEModel
 from moepy.reference.quant import dequantize_weights, quantize_weights
 
@@ -39,6 +39,36 @@ def test_gptq_lowers_the_output_error_on_correlated_inputs():
     u, s16, m16 = gptq(w, x.T @ x, 64, fmt="int4_asym")
     q = dequantize_weights(u[None], s16[None], m16[None], "int4_asym", 64)[0]
     assert np.linalg.norm(x @ (w - q).T) < 0.8 * err0
+
+
+@pytest.mark.parametrize("fmt", ["int4", "int4_asym"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_refine_never_raises_a_rows_error_and_lowers_gptqs(fmt, seed):
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((40, 64)) * rng.uniform(0.01, 0.2, (40, 1))).astype(np.float32)
+    x = rng.standard_normal((300, 64)) @ (rng.standard_normal((64, 64)) * 0.4 + np.eye(64))
+    x[:, 5] = 0.0  # an input never seen
+    H = x.T @ x
+    u, s16, m16 = gptq(w, H, 32, fmt=fmt)
+    e0 = output_error(w, u, s16, m16, H, fmt)
+    u2, s2, m2 = refine(w, u, s16, m16, H, fmt)
+    e2 = output_error(w, u2, s2, m2, H, fmt)
+    assert np.all(e2 <= e0 * (1 + 1e-12)) and e2.sum() < 0.97 * e0.sum()
+    assert u2.dtype == np.uint8 and u2.max() <= 15 and s2.dtype == np.float16 and s2.shape == s16.shape
+    assert (m2 is None) == (fmt == "int4")
+    assert np.array_equal(u, gptq(w, H, 32, fmt=fmt)[0])  # the inputs are not modified
+    # already at a fixed point: a second refine of a refined result changes nothing
+    u3, s3, m3 = refine(w, u2, s2, m2, H, fmt, passes=50)
+    u4, s4, m4 = refine(w, u3, s3, m3, H, fmt, passes=1)
+    assert np.array_equal(u3, u4) and np.array_equal(s3, s4)
+
+
+def test_refine_with_a_zero_group_keeps_it_zero():
+    w = np.random.default_rng(3).standard_normal((8, 64)).astype(np.float32)
+    w[:, :32] = 0.0
+    u, s16, m16 = gptq(w, np.eye(64), 32)
+    u2, s2, _ = refine(w, u, s16, m16, np.eye(64))
+    assert np.all(s2[:, 0] == 0) and np.all(u2[:, :32] == 8)
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +129,9 @@ def test_bad_input(mixtral_ids):
         calibrate_int4(m, cal, ctx=128, group_size=48)
     with pytest.raises(ValueError, match="format"):
         calibrate_int4(m, cal, ctx=128, format="int8")
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="refine_passes"):
+            calibrate_int4(m, cal, ctx=128, refine_passes=bad)
 
 
 def test_cli_calibrate(tmp_path):
