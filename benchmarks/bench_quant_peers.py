@@ -13,7 +13,9 @@ twice: only the routed-expert tensors (--tensor-type overrides keep the rest F32
 the whole model (llama-quantize's default recipe). moepy: quantize="int8" / "int4" (groups of 32: 8.5 / 4.5 bits per
 weight, as Q8_0 / Q4_0), int4_asym (scale and offset per group of 32: 5.0 bits, as llama.cpp's Q4_1; groups of 64
 would make it 4.5 bits, but the built-ins' expert widths are 32), and calibrate_int4 in both INT4 formats. Speed: tokens/s of moepy's evaluation on 1 thread (llama-perplexity
-prints none finer than 0.01 s per pass; the two engines' speeds on real widths: bench_llamacpp.py).
+prints none finer than 0.01 s per pass; the two engines' speeds on real widths: bench_llamacpp.py). For moepy's rows,
+"KLD replayed" is the KLD with the float32 model's routing replayed into every MoE layer (moepy.eval.routing_drift)
+and "routing share" the part of the KLD the routers' changed choices cause (1 - replayed / KLD).
 """
 from __future__ import annotations
 
@@ -84,7 +86,7 @@ def main(argv=None) -> int:
     ap.add_argument("--chunks", type=int, default=40)
     ap.add_argument("--gguf-dir", default=os.path.join(ROOT, "build", "gguf"))
     args = ap.parse_args(argv)
-    from moepy.eval import evaluate
+    from moepy.eval import evaluate, routing_drift
     from moepy.eval.perplexity import chunks as make_chunks, scored_positions
     from moepy.eval.run import checkpoint_hash
     from moepy.moe import quant
@@ -113,10 +115,11 @@ def main(argv=None) -> int:
             write_llama_logits(base_llama, ch, logits, args.ctx)
             del logits
             runs = []
+            drift = lambda m: routing_drift(ref, m, ev, ctx=args.ctx, bos=bos)  # noqa: E731
             for fmt, G in (("int8", 32), ("int4", 32), ("int4_asym", 32)):
                 m = MoEModel.from_pretrained(ck, dtype="float32", quantize=fmt, group_size=G, progress=False)
                 runs.append((f"moepy {fmt} g{G}", quant.bits_per_weight(fmt, G),
-                             evaluate(m, ev, ctx=args.ctx, bos=bos, kl_base=base_npz)))
+                             evaluate(m, ev, ctx=args.ctx, bos=bos, kl_base=base_npz), drift(m)))
             cal_s = {}
             for fmt, G in (("int4", 32), ("int4_asym", 32)):
                 m = MoEModel.from_pretrained(ck, dtype="float32", progress=False)
@@ -125,10 +128,12 @@ def main(argv=None) -> int:
                 cal_s[fmt] = time.perf_counter() - t0
                 runs.append((f"moepy {fmt} g{G} calibrated ({sum(rep.fallback.values())} of "
                              f"{sum(rep.calibrated.values()) + sum(rep.fallback.values())} experts plain)",
-                             quant.bits_per_weight(fmt, G), evaluate(m, ev, ctx=args.ctx, bos=bos, kl_base=base_npz)))
-            for row_name, bits, r in runs:
+                             quant.bits_per_weight(fmt, G), evaluate(m, ev, ctx=args.ctx, bos=bos, kl_base=base_npz),
+                             drift(m)))
+            for row_name, bits, r, drift in runs:
                 rows.append({"checkpoint": name, "engine": row_name, "expert bpw": bits, "model bpw": None,
                              "ppl": r["perplexity"], "ppl ratio": r["perplexity_ratio"], "KLD": r["kld_mean"],
+                             "KLD replayed": drift["kld_mean_replayed"], "routing share": drift["routing_share"],
                              "same top": r["same_top_p"], "tok/s": r["tokens_per_second"]})
             for qtype in ("Q8_0", "Q4_0", "Q4_1"):
                 for experts_only in ((True, False) if qtype != "Q4_1" else (True,)):
@@ -142,15 +147,17 @@ def main(argv=None) -> int:
                                                                                           experts_only else " (all)"),
                                  "expert bpw": eb, "model bpw": ab, "ppl": lr["perplexity"],
                                  "ppl ratio": lr["perplexity"] / r0["perplexity"], "KLD": lr.get("kld_mean"),
+                                 "KLD replayed": None, "routing share": None,
                                  "same top": lr.get("same_top_p_percent", float("nan")) / 100,
                                  "tok/s": None})  # llama-perplexity prints no timing finer than 0.01 s per pass
         rows.append({"checkpoint": name, "engine": f"(float32 reference; calibration {cal_s['int4']:.0f} / "
                                                    f"{cal_s['int4_asym']:.0f} s on {len(cal):,} tokens)",
                      "expert bpw": 32.0, "model bpw": 32.0, "ppl": r0["perplexity"], "ppl ratio": 1.0, "KLD": 0.0,
+                     "KLD replayed": 0.0, "routing share": None,
                      "same top": 1.0, "tok/s": r0["tokens_per_second"]})
         print(f"  {name} done", flush=True)
     hdr = list(rows[0])
-    fmt = lambda k, v: "-" if v is None else (f"{v:.5f}" if k == "KLD" else f"{v:.0f}" if k == "tok/s" else  # noqa: E731
+    fmt = lambda k, v: "-" if v is None else (f"{v:.5f}" if k.startswith("KLD") else f"{v:.0f}" if k == "tok/s" else  # noqa: E731
                                              f"{v:.4f}" if isinstance(v, float) else str(v))
     table = [[fmt(k, r[k]) for k in hdr] for r in rows]
     w = [max(len(str(x)) for x in col) for col in zip(hdr, *table)]

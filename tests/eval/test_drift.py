@@ -1,0 +1,51 @@
+"""routing_drift: the divergence of a changed model split into its experts' own error and its routers' changes."""
+import numpy as np
+import pytest
+
+from moepy.eval import builtin, evaluate, routing_drift
+from moepy.nn import MoEModel
+
+
+@pytest.fixture(scope="module")
+def models():
+    ref = MoEModel.from_pretrained(builtin.path("mixtral"), progress=False)
+    q = MoEModel.from_pretrained(builtin.path("mixtral"), quantize="int4", progress=False)
+    ids = np.array(ref.tokenizer.encode(builtin.heldout_text("prose")), np.int64)[:4 * 128]
+    return ref, q, ids
+
+
+def test_a_model_against_itself_has_no_drift(models):
+    ref, _, ids = models
+    same = MoEModel.from_pretrained(builtin.path("mixtral"), progress=False)
+    d = routing_drift(ref, same, ids, ctx=128)
+    assert d["kld_mean"] == 0 and d["kld_mean_replayed"] == 0 and d["routing_share"] == 0 and d["chunks"] == 4
+    assert all(v == {"changed_set_rate": 0.0, "changed_first_rate": 0.0} for v in d["layers"].values())
+
+
+def test_quantized_drift_matches_evaluate_and_replaying_removes_the_routing_part(models, tmp_path):
+    ref, q, ids = models
+    d = routing_drift(ref, q, ids, ctx=128)
+    base = str(tmp_path / "base.npz")
+    evaluate(ref, ids, ctx=128, save_logprobs=base)
+    r = evaluate(q, ids, ctx=128, kl_base=base)
+    assert d["kld_mean"] == pytest.approx(r["kld_mean"], rel=1e-12) and d["same_top_p"] == r["same_top_p"]
+    assert 0 < d["kld_mean_replayed"] < d["kld_mean"] and 0 < d["routing_share"] < 1
+    assert sorted(d["layers"]) == sorted(q.moe_layers)
+    first, *later = sorted(d["layers"])
+    # the first MoE layer's input is untouched by the quantized experts (attention and norms are float): no change
+    assert d["layers"][first] == {"changed_set_rate": 0.0, "changed_first_rate": 0.0}
+    for i in later:
+        assert 0 < d["layers"][i]["changed_set_rate"] < 0.5 and 0 < d["layers"][i]["changed_first_rate"] < 0.5
+    # the hooks are restored: the models run their own routing again
+    assert all(layer.route_hook is None for m in (ref, q) for layer in m.moe_layers.values())
+
+
+def test_bad_input(models):
+    ref, q, ids = models
+    other = MoEModel.from_pretrained(builtin.path("finegrained"), progress=False)
+    with pytest.raises(ValueError, match="model: layer"):
+        routing_drift(ref, other, ids, ctx=128)
+    with pytest.raises(ValueError, match="fewer than one chunk"):
+        routing_drift(ref, q, ids[:100], ctx=128)
+    with pytest.raises(ValueError, match="ctx"):
+        routing_drift(ref, q, ids, ctx=2)
