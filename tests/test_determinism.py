@@ -183,6 +183,19 @@ def test_layer_bitwise_equal_on_every_isa(kind, dtype):
 
 
 @needs_two
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int4"])
+@pytest.mark.parametrize("kind", ["silu", "gpt_oss"])
+def test_activation_edges_bitwise_equal_on_every_isa(kind, dtype):
+    # the AVX-512 SwiGLU / GPT-OSS activation runs 16 lanes at a time: inputs scaled so that pre-activations pass
+    # GPT-OSS's limit and the exponential's overflow / underflow bounds (|a| > 88, > 104)
+    layer = make_layer(kind, 96, 64, dtype)
+    rng = np.random.default_rng(5)
+    for scale in (1.0, 30.0, 3000.0):
+        x = (rng.standard_normal((19, 96)) * scale).astype(np.float32)
+        on_every_isa(lambda: layer(x))
+
+
+@needs_two
 @pytest.mark.parametrize("H, N", [(1, 1), (7, 5), (40, 33), (64, 16), (129, 160), (1000, 3)])
 def test_router_linear_bitwise_equal_on_every_isa(H, N):
     from moepy import _ops
