@@ -134,6 +134,12 @@ def gpt_oss_layer(H, I, E=8, seed=0):
                     router_bias=_w(rng, E, std=0.1))
 
 
+def ungated_gelu_layer(H, I, E=8, seed=0):
+    rng = np.random.default_rng(seed)
+    ex = ExpertWeights(up=_w(rng, E, I, H), down=_w(rng, E, H, I), up_bias=_w(rng, E, I), activation="gelu")
+    return MoELayer(RouterConfig.switch(E, expert_capacity=None), _w(rng, E, H, std=1 / np.sqrt(H)), ex)
+
+
 # name -> (constructor kwargs for MoELayer.random, or a function of (H, I))
 KINDS = {
     "silu": dict(router=RouterConfig.mixtral(8, 2)),
@@ -142,6 +148,7 @@ KINDS = {
     "relu": dict(router=RouterConfig.switch(8, expert_capacity=None), activation="relu"),
     "relu2": dict(router=RouterConfig.mixtral(8, 2), activation="relu2"),
     "gpt_oss": gpt_oss_layer,
+    "gelu_ungated": ungated_gelu_layer,
     "deepseek_v3_shared": dict(router=RouterConfig.deepseek_v3(16, 4, n_group=4, topk_group=2),
                                shared_intermediate_size=48, selection_bias=True),
     "qwen2_shared_gate": dict(router=RouterConfig.qwen2_moe(12, 4), shared_intermediate_size=40, shared_gate=True),
@@ -184,9 +191,9 @@ def test_layer_bitwise_equal_on_every_isa(kind, dtype):
 
 @needs_two
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int4"])
-@pytest.mark.parametrize("kind", ["silu", "gpt_oss"])
+@pytest.mark.parametrize("kind", ["silu", "gpt_oss", "gelu", "gelu_tanh", "gelu_ungated"])
 def test_activation_edges_bitwise_equal_on_every_isa(kind, dtype):
-    # the AVX-512 SwiGLU / GPT-OSS activation runs 16 lanes at a time: inputs scaled so that pre-activations pass
+    # the AVX-512 SwiGLU / GPT-OSS / GELU activations run 16 lanes at a time: inputs scaled so that pre-activations pass
     # GPT-OSS's limit and the exponential's overflow / underflow bounds (|a| > 88, > 104)
     layer = make_layer(kind, 96, 64, dtype)
     rng = np.random.default_rng(5)
