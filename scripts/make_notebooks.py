@@ -42,6 +42,7 @@ NOTEBOOKS: List[Tuple[str, str]] = [
     ("03_routing_schemes", "nb03_routing_schemes"),
     ("04_load_balancing", "nb04_load_balancing"),
     ("05_expert_placement", "nb05_expert_placement"),
+    ("06_quantization", "nb06_quantization"),
 ]
 
 KERNEL = "python3"
