@@ -223,6 +223,9 @@ def eval_main(argv) -> int:
     ap.add_argument("--threads", type=int)
     ap.add_argument("--save-logprobs", help="write this run's log-probabilities (.npz) for a later --kl-base")
     ap.add_argument("--kl-base", help="compare against a --save-logprobs file: KL divergence")
+    ap.add_argument("--routing-drift", action="store_true",
+                    help="with --quantize: split the KLD from the unquantized checkpoint into the experts' own error "
+                         "and the routers' changed choices (moepy.eval.routing_drift)")
     ap.add_argument("--json", help="write the report as JSON to this file")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_parallel_args(ap)
@@ -233,6 +236,26 @@ def eval_main(argv) -> int:
     return _eval(args)
 
 
+def _routing_drift(args, model, ck, ids, bos) -> dict:
+    """routing_drift of the quantized model against the checkpoint loaded without --quantize."""
+    from ..eval import routing_drift
+    from ..nn import MoEModel
+    if args.quantize is None:
+        raise UsageError("--routing-drift measures quantized experts against the checkpoint's own: give --quantize")
+    if args.expert_parallel or args.top_k is not None:
+        raise UsageError("--routing-drift runs in one process, with the checkpoint's own top-k")
+    ref = MoEModel.from_pretrained(ck, dtype=args.dtype, progress=False)
+    return routing_drift(ref, model, ids, ctx=args.ctx, bos=bos, max_chunks=args.chunks, score_all=args.score_all)
+
+
+def print_drift(d: dict, file=sys.stdout) -> None:
+    """The readable form of routing_drift's result."""
+    rerouted = ", ".join(f"{i}: {100 * v['changed_set_rate']:.1f}%" for i, v in d["layers"].items())
+    print(f"routing drift: KLD {d['kld_mean']:.6f} as quantized, {d['kld_mean_replayed']:.6f} with the unquantized "
+          f"checkpoint's routing replayed (the experts' own error): {100 * d['routing_share']:.0f}% from the routers' "
+          f"changed choices; tokens with another expert set per MoE layer: {rerouted}", file=file)
+
+
 def _eval(args) -> int:
     from ..eval import EvalError, evaluate
     import moepy
@@ -241,9 +264,13 @@ def _eval(args) -> int:
         ids = _ids(args, model, is_builtin)
         tok = model.tokenizer
         bos = tok.bos_token_id if tok is not None and tok.adds_bos else None
+        if args.routing_drift and (args.quantize is None or args.expert_parallel or args.top_k is not None):
+            _routing_drift(args, model, ck, ids, bos)  # raises the UsageError before the evaluation runs
         rep = evaluate(model, ids, ctx=args.ctx, score_all=args.score_all, bos=bos, top_k=args.top_k,
                        save_logprobs=args.save_logprobs, kl_base=args.kl_base, progress=not args.quiet,
                        checkpoint=ck, max_chunks=args.chunks)
+        if args.routing_drift:
+            rep["routing_drift"] = _routing_drift(args, model, ck, ids, bos)
     except (UsageError, EvalError) as exc:
         print(f"moepy eval: {exc}", file=sys.stderr)
         return 2
@@ -257,6 +284,8 @@ def _eval(args) -> int:
     if not _is_root(model.expert_parallel):
         return 0
     print_report(rep)
+    if "routing_drift" in rep:
+        print_drift(rep["routing_drift"])
     if "expert_parallel" in rep:
         print_parallel(rep["expert_parallel"])
     if args.json:

@@ -49,3 +49,20 @@ def test_bad_input(models):
         routing_drift(ref, q, ids[:100], ctx=128)
     with pytest.raises(ValueError, match="ctx"):
         routing_drift(ref, q, ids, ctx=2)
+
+
+def test_cli_routing_drift(tmp_path):
+    import json
+    import subprocess
+    import sys
+    run = lambda *a: subprocess.run([sys.executable, "-m", "moepy", "eval", "mixtral", "--ctx", "128", "--chunks", "4",  # noqa: E731
+                                     "--quiet", *a], capture_output=True, text=True)
+    r = run("--quantize", "int4", "--routing-drift", "--json", str(tmp_path / "r.json"))
+    assert r.returncode == 0, r.stderr
+    assert "routing drift: KLD" in r.stdout and "from the routers' changed choices" in r.stdout
+    d = json.load(open(tmp_path / "r.json"))["routing_drift"]
+    assert 0 < d["kld_mean_replayed"] < d["kld_mean"] and 0 < d["routing_share"] < 1 and d["chunks"] == 4
+    assert sorted(d["layers"]) == ["0", "1", "2", "3"] and d["layers"]["0"]["changed_set_rate"] == 0
+    for bad in ([], ["--quantize", "int4", "--top-k", "1"]):
+        b = run("--routing-drift", *bad)
+        assert b.returncode == 2 and "--routing-drift" in b.stderr
