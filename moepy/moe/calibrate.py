@@ -240,7 +240,7 @@ def calibrate_int4(model, ids, *, ctx: int = 256, max_chunks: Optional[int] = No
     min_tokens: experts that saw fewer calibration tokens keep the plain INT4 quantizer (default 2 x group_size).
     act_order: GPTQ's column order by Hessian diagonal (static group scales); weighted: each token's statistics
     weighted by its routing weight squared (else every routed token counts one). refine_passes: passes of `refine`
-    after GPTQ (codes by coordinate descent, scales refitted; 0: GPTQ alone).
+    after GPTQ (codes by coordinate descent, scales refitted; about GPTQ's own time again; 0: GPTQ alone).
     Returns a CalibrationReport. The model's dtype of the other weights is unchanged; model.quantize becomes
     `format` (calibrated)."""
     from ..eval.perplexity import chunks as make_chunks
