@@ -58,6 +58,9 @@ def routing_drift(reference, model, ids, *, ctx: int = 512, bos: Optional[int] =
     into every MoE layer, "routing_share": 1 - replayed / as is (the part the routing changes cause),
     "same_top_p" / "same_top_p_replayed", "layers": {layer: {"changed_set_rate": share of tokens whose set of
     experts differs from the reference's, "changed_first_rate": share whose first choice differs}}, "chunks"}."""
+    for name, m in (("reference", reference), ("model", model)):
+        if not hasattr(m, "moe_layers") or not hasattr(m, "spec"):
+            raise TypeError(f"{name} must be a MoEModel, got {type(m).__name__}")
     ref_layers, layers = reference.moe_layers, model.moe_layers
     if sorted(ref_layers) != sorted(layers):
         raise ValueError(f"model: its MoE layers {sorted(layers)} are not the reference's {sorted(ref_layers)}")
@@ -67,7 +70,16 @@ def routing_drift(reference, model, ids, *, ctx: int = 512, bos: Optional[int] =
                              f"{ref_layers[i].num_experts}")
     if isinstance(ctx, bool) or not isinstance(ctx, (int, np.integer)) or ctx < 4:
         raise ValueError(f"ctx must be an int >= 4, got {ctx!r}")
-    chunked = make_chunks(np.asarray(ids, np.int64).reshape(-1), int(ctx), bos)
+    longest = min(reference.spec.max_position_embeddings, model.spec.max_position_embeddings)
+    if ctx > longest:
+        raise ValueError(f"ctx {ctx} is beyond the models' {longest} positions")
+    if max_chunks is not None and (isinstance(max_chunks, bool) or not isinstance(max_chunks, (int, np.integer))
+                                   or max_chunks < 1):
+        raise ValueError(f"max_chunks must be an int >= 1 or None, got {max_chunks!r}")
+    ids = np.asarray(ids)
+    if ids.dtype.kind not in "iu":
+        raise ValueError(f"ids must be integer token ids, got an array of {ids.dtype}")
+    chunked = make_chunks(ids.astype(np.int64).reshape(-1), int(ctx), bos)
     if max_chunks is not None:
         chunked = chunked[: int(max_chunks)]
     if len(chunked) == 0:

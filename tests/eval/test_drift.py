@@ -49,6 +49,18 @@ def test_bad_input(models):
         routing_drift(ref, q, ids[:100], ctx=128)
     with pytest.raises(ValueError, match="ctx"):
         routing_drift(ref, q, ids, ctx=2)
+    with pytest.raises(ValueError, match="beyond the models"):
+        routing_drift(ref, q, ids, ctx=10 ** 7)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="max_chunks"):
+            routing_drift(ref, q, ids, ctx=128, max_chunks=bad)
+    for bad in (ids.astype(np.float64), ["a"] * 300):
+        with pytest.raises(ValueError, match="integer token ids"):
+            routing_drift(ref, q, bad, ctx=128)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        routing_drift(ref, q, np.full(300, 10 ** 6), ctx=128)
+    with pytest.raises(TypeError, match="model must be a MoEModel"):
+        routing_drift(ref, "q", ids, ctx=128)
 
 
 def test_cli_routing_drift(tmp_path):
@@ -66,3 +78,20 @@ def test_cli_routing_drift(tmp_path):
     for bad in ([], ["--quantize", "int4", "--top-k", "1"]):
         b = run("--routing-drift", *bad)
         assert b.returncode == 2 and "--routing-drift" in b.stderr
+
+
+def test_any_ids_give_a_result_or_a_named_error(models):
+    from hypothesis import given, settings, strategies as st
+    ref, q, _ = models
+
+    @settings(max_examples=25, deadline=None)
+    @given(st.lists(st.integers(-3, 4100), max_size=400), st.integers(2, 200))
+    def check(ids, ctx):
+        try:
+            d = routing_drift(ref, q, np.array(ids, np.int64), ctx=ctx)
+        except ValueError as e:
+            assert any(w in str(e) for w in ("ids", "ctx", "vocabulary"))
+            return
+        assert d["kld_mean"] >= 0 and d["kld_mean_replayed"] >= 0 and d["chunks"] == len(ids) // ctx
+        assert all(0 <= v["changed_set_rate"] <= 1 for v in d["layers"].values())
+    check()
