@@ -19,32 +19,19 @@ from .perplexity import chunks as make_chunks, kld_stats, log_softmax, scored_po
 
 def _selected(r) -> list:
     """Per token, the frozenset of experts that received it (dropped slots excluded)."""
-    ex = np.asarray(r.experts)
-    keep = np.ones(ex.shape, bool) if r.dropped is None else ~np.asarray(r.dropped)
-    return [frozenset(row[k].tolist()) for row, k in zip(ex, keep)]
+    return [frozenset(row[k].tolist()) for row, k in zip(np.asarray(r.experts), r.kept)]
 
 
-def _run(model, chunk, hook_for=None):
-    """Logits of one chunk with model.moe_layers' route hooks set by hook_for(i) (None: the layer's own routing,
-    recorded), restored after; returns (logits, {layer: Routing})."""
-    from ..experiments.schemes import layer_route
+def _run(model, chunk, replay=None):
+    """(logits of one chunk, {layer: Routing it used}): each MoE layer's own routing, or replay[layer]'s."""
+    from ..experiments.compare import layer_route, routing_hooks
     seen = {}
 
-    def record(i):
-        def hook(layer, x, logits):
-            r = layer_route(layer, x, logits) if hook_for is None else hook_for(i)
-            seen[i] = r
-            return r
-        return hook
-    layers = model.moe_layers
-    saved = {i: layer.route_hook for i, layer in layers.items()}
-    try:
-        for i, layer in layers.items():
-            layer.route_hook = record(i)
+    def record(i, layer, x, logits):
+        seen[i] = r = layer_route(layer, x, logits) if replay is None else replay[i]
+        return r
+    with routing_hooks(model, record):
         logits = model(chunk)
-    finally:
-        for i, layer in layers.items():
-            layer.route_hook = saved[i]
     return logits, seen
 
 
@@ -91,7 +78,7 @@ def routing_drift(reference, model, ids, *, ctx: int = 512, bos: Optional[int] =
     for c in chunked:
         ref_logits, ref_routing = _run(reference, c)
         logits, routing = _run(model, c)
-        rep_logits, _ = _run(model, c, lambda i: ref_routing[i])
+        rep_logits, _ = _run(model, c, ref_routing)
         for lp, out in ((ref_logits, base), (logits, own), (rep_logits, replayed)):
             out.append(log_softmax(lp[pos]).astype(np.float16))  # rounded as evaluate's saved log-probs
         targets.append(c[pos + 1])

@@ -27,7 +27,7 @@ def layer_report(routings: List, num_experts: int) -> Dict[str, object]:
     same_first = same_any = pairs = 0
     for r in routings:
         ex = np.asarray(r.experts)
-        keep = np.ones(ex.shape, bool) if r.dropped is None else ~np.asarray(r.dropped)
+        keep = r.kept
         counts += np.bincount(ex[keep], minlength=E)
         first += np.bincount(ex[:, 0], minlength=E)
         slots += ex.size

@@ -157,7 +157,7 @@ def _run(model, scheme: Scheme, chunked: np.ndarray, positions: np.ndarray, bar)
         rs = [c[i] for c in res.routing]
         rep = layer_report(rs, layer.num_experts)
         rep["layer"] = i
-        kept = [np.ones(r.experts.shape, bool) if r.dropped is None else ~r.dropped for r in rs]  # K may vary
+        kept = [r.kept for r in rs]  # K may vary
         rep["_counts"] = sum(np.bincount(r.experts[k], minlength=layer.num_experts) for r, k in zip(rs, kept))
         per_tok = np.concatenate([k.sum(axis=1) for k in kept])
         active += per_tok
@@ -169,26 +169,32 @@ def _run(model, scheme: Scheme, chunked: np.ndarray, positions: np.ndarray, bar)
             res.seconds, res.tokens_run, nll)
 
 
-def observe_routing(model, chunks: np.ndarray, seen: Callable) -> None:
-    """Run the model over chunks (n, ctx) with its own routing, calling seen(layer_index, layer, x, routing) at every
-    MoE layer call (x as the layer got it); the layers' route hooks are restored after, even on error."""
-    def hook_for(i):
-        def hook(layer, x, logits):
-            r = layer_route(layer, x, logits)
-            seen(i, layer, x, r)
-            return r
-        return hook
-
+@contextlib.contextmanager
+def routing_hooks(model, route: Callable):
+    """Within the block every MoE layer i of the model routes by route(i, layer, x, logits) -> Routing; the layers'
+    own route hooks are restored after, even on error."""
     moe = model.moe_layers
     saved = {i: layer.route_hook for i, layer in moe.items()}
     try:
         for i, layer in moe.items():
-            layer.route_hook = hook_for(i)
-        for c in chunks:
-            model(c)
+            layer.route_hook = (lambda i: lambda layer, x, logits: route(i, layer, x, logits))(i)
+        yield
     finally:
         for i, layer in moe.items():
             layer.route_hook = saved[i]
+
+
+def observe_routing(model, chunks: np.ndarray, seen: Callable) -> None:
+    """Run the model over chunks (n, ctx) with its own routing, calling seen(layer_index, layer, x, routing) at every
+    MoE layer call (x as the layer got it); the layers' route hooks are restored after, even on error."""
+    def observe(i, layer, x, logits):
+        r = layer_route(layer, x, logits)
+        seen(i, layer, x, r)
+        return r
+
+    with routing_hooks(model, observe):
+        for c in chunks:
+            model(c)
 
 
 def collect_saliency(model, chunks: np.ndarray, reap: bool = True) -> Tuple[Dict[int, np.ndarray], Dict[int, np.ndarray]]:
@@ -200,7 +206,7 @@ def collect_saliency(model, chunks: np.ndarray, reap: bool = True) -> Tuple[Dict
     sal = {i: np.zeros(l.num_experts, np.float64) for i, l in moe.items()}
 
     def seen(i, layer, x, r):
-        kept = np.ones(r.experts.shape, bool) if r.dropped is None else ~r.dropped
+        kept = r.kept
         e = r.experts[kept]
         freq[i] += np.bincount(e, minlength=layer.num_experts)
         if reap and e.size:

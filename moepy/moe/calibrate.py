@@ -224,8 +224,7 @@ def collect_inputs(model, chunks: np.ndarray) -> Dict[int, tuple]:
         x = np.concatenate([p[0] for p in parts])
         experts = np.concatenate([p[1].experts for p in parts])
         weights = np.concatenate([p[1].weights for p in parts])
-        kept = np.concatenate([np.ones(p[1].experts.shape, bool) if p[1].dropped is None else ~p[1].dropped
-                               for p in parts])
+        kept = np.concatenate([p[1].kept for p in parts])
         out[i] = (x, experts, weights, kept)
     return out
 

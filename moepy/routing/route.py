@@ -49,6 +49,11 @@ class Routing:
         """K, experts per token."""
         return self.experts.shape[1]
 
+    @property
+    def kept(self) -> np.ndarray:
+        """(T, K) bool: the slots that reached their expert (all of them unless a capacity dropped some)."""
+        return np.ones(self.experts.shape, bool) if self.dropped is None else ~np.asarray(self.dropped)
+
     def counts(self) -> np.ndarray:
         """(E,) int64 tokens per expert (dropped slots excluded)."""
         return _ops.expert_load(self.experts, self.dropped, None, self.num_experts)[0]
