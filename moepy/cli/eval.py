@@ -236,14 +236,18 @@ def eval_main(argv) -> int:
     return _eval(args)
 
 
-def _routing_drift(args, model, ck, ids, bos) -> dict:
-    """routing_drift of the quantized model against the checkpoint loaded without --quantize."""
-    from ..eval import routing_drift
-    from ..nn import MoEModel
+def _check_routing_drift(args) -> None:
+    """UsageError unless --routing-drift has what it compares: quantized experts, one process, the own top-k."""
     if args.quantize is None:
         raise UsageError("--routing-drift measures quantized experts against the checkpoint's own: give --quantize")
     if args.expert_parallel or args.top_k is not None:
         raise UsageError("--routing-drift runs in one process, with the checkpoint's own top-k")
+
+
+def _routing_drift(args, model, ck, ids, bos) -> dict:
+    """routing_drift of the quantized model against the checkpoint loaded without --quantize."""
+    from ..eval import routing_drift
+    from ..nn import MoEModel
     ref = MoEModel.from_pretrained(ck, dtype=args.dtype, progress=False)
     return routing_drift(ref, model, ids, ctx=args.ctx, bos=bos, max_chunks=args.chunks, score_all=args.score_all)
 
@@ -260,12 +264,12 @@ def _eval(args) -> int:
     from ..eval import EvalError, evaluate
     import moepy
     try:
+        if args.routing_drift:  # before anything is loaded
+            _check_routing_drift(args)
         model, ck, is_builtin = _load(args)
         ids = _ids(args, model, is_builtin)
         tok = model.tokenizer
         bos = tok.bos_token_id if tok is not None and tok.adds_bos else None
-        if args.routing_drift and (args.quantize is None or args.expert_parallel or args.top_k is not None):
-            _routing_drift(args, model, ck, ids, bos)  # raises the UsageError before the evaluation runs
         rep = evaluate(model, ids, ctx=args.ctx, score_all=args.score_all, bos=bos, top_k=args.top_k,
                        save_logprobs=args.save_logprobs, kl_base=args.kl_base, progress=not args.quiet,
                        checkpoint=ck, max_chunks=args.chunks)
