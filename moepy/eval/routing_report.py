@@ -27,7 +27,8 @@ def layer_report(routings: List, num_experts: int) -> Dict[str, object]:
     same_first = same_any = pairs = 0
     for r in routings:
         ex = np.asarray(r.experts)
-        keep = r.kept
+        # r: a Routing, or only its experts / dropped gathered from the ranks (moepy.parallel.run): no Routing.kept
+        keep = np.ones(ex.shape, bool) if r.dropped is None else ~np.asarray(r.dropped)
         counts += np.bincount(ex[keep], minlength=E)
         first += np.bincount(ex[:, 0], minlength=E)
         slots += ex.size
