@@ -44,7 +44,7 @@ def xs(T=16, H=64, seed=3):
 # ---------------------------------------------------------------- task 1: constants come from _C
 def test_constants_come_from_the_extension():
     assert _ops.ACTIVATIONS == _C.ACTIVATIONS and _ops.ACTIVATIONS["none"] == 5
-    assert _ops.DTYPES == {"float32": 0, "bfloat16": 1, "int8": 2, "int4": 3, "int4_asym": 4}
+    assert _ops.DTYPES == {"float32": 0, "bfloat16": 1, "int8": 2, "int4": 3, "int4_asym": 4, "int4_nl": 5}
     assert weights_mod.PANEL == _ops.PANEL == _C.PANEL == 16
     assert weights_mod.ACTIVATIONS["swiglu"] == _C.ACTIVATIONS["silu"]
     assert quant.FORMATS == _C.QFORMATS
@@ -344,7 +344,7 @@ def test_nan_in_biases_bf16_bits_and_alpha_are_errors():
 
 
 # ---------------------------------------------------------------- hardening: fp16 scale overflow
-@pytest.mark.parametrize("fmt, value", [("int8", 1e7), ("int4", 1e6), ("int4_asym", -1e5)])
+@pytest.mark.parametrize("fmt, value", [("int8", 1e7), ("int4", 1e6), ("int4_asym", -1e5), ("int4_nl", 1e7)])
 def test_quantization_out_of_fp16_range_is_an_error(fmt, value):
     w = np.random.default_rng(0).standard_normal((2, 32, 64)).astype(np.float32)
     w[1, 5, 40] = value

@@ -9,7 +9,7 @@ from moepy import reference as ref
 from moepy.moe import ExpertWeights, MoELayer
 from conftest import available_isas, isa
 
-INT_FORMATS = ["int8", "int4", "int4_asym"]
+INT_FORMATS = ["int8", "int4", "int4_asym", "int4_nl"]
 
 
 def float_twin(layer, x):
@@ -21,9 +21,11 @@ def float_twin(layer, x):
     return y, yr
 
 
-def int_twin(layer, fmt, G, x):
+def int_twin(layer, fmt, G, x, source=None):
+    """The INT layer's output and the twin's on its routing, the twin quantizing `source`'s float experts (default
+    the layer's dequantized ones, which int4_nl's scale search need not map back to the same codes)."""
     y, r = layer(x, return_routing=True)
-    ex = layer.experts
+    ex = (source or layer).experts
     qex = {n: ref.quantize_weights(getattr(ex, n), fmt, G) for n in ("up", "down")}
     qex["gate"] = ref.quantize_weights(ex.gate, fmt, G) if ex.gated else None
     return y, ref.moe_layer_forward_quant(x, r.weights, r.experts, r.dropped, qex, ex, fmt, G)
@@ -53,10 +55,11 @@ def test_relu2_float_layer_equals_twin_on_every_isa(cpu_isa, dtype):
 @pytest.mark.parametrize("cpu_isa", available_isas())
 @pytest.mark.parametrize("fmt", INT_FORMATS)
 def test_relu2_int_layer_equals_numpy_model_on_every_isa(cpu_isa, fmt):
-    layer = relu2_layer(H=64, I=64).quantize(fmt, 32)
+    source = relu2_layer(H=64, I=64)
+    layer = source.quantize(fmt, 32)
     x = np.random.default_rng(2).standard_normal((29, 64)).astype(np.float32)
     with isa(cpu_isa):
-        y, model = int_twin(layer, fmt, 32, x)
+        y, model = int_twin(layer, fmt, 32, x, source)
     assert np.abs(y - model).max() <= 1e-5 * np.abs(model).max()
     assert (y == model).mean() > 0.99
 

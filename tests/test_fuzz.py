@@ -175,13 +175,13 @@ def test_pack_into_out_never_crashes(which, w, with_up, out_dtype, delta, offset
 @SETTINGS
 @given(w=hnp.arrays(np.float32, st.tuples(st.integers(1, 3), st.integers(1, 20), st.sampled_from([32, 64, 96, 128, 7])),
                     elements=small_floats | st.sampled_from([np.inf, np.nan, 0.0])),
-       fmt=st.integers(-1, 3), G=st.sampled_from([0, 16, 32, 64, 128]), P=st.integers(0, 3), p=st.integers(-1, 2))
+       fmt=st.integers(-1, 4), G=st.sampled_from([0, 16, 32, 64, 128]), P=st.integers(0, 3), p=st.integers(-1, 2))
 def test_quantize_never_crashes_and_matches(w, fmt, G, P, p):
     try:
         blocks = _C.quantize(w, fmt, G, P, p)
     except ALLOWED:
         return
-    name = ["int8", "int4", "int4_asym"][fmt]
+    name = ["int8", "int4", "int4_asym", "int4_nl"][fmt]
     if P == 1:
         u, s, m = ref.quantize_weights(w, name, G)
         np.testing.assert_array_equal(blocks, ref.pack_blocks(u, s, m, name, G))
@@ -192,7 +192,7 @@ def test_quantize_never_crashes_and_matches(w, fmt, G, P, p):
 
 @SETTINGS
 @given(blocks=hnp.arrays(np.uint8, st.integers(0, 2000)), E=st.integers(-1, 3), N=st.integers(-1, 20),
-       K=st.sampled_from([-1, 0, 32, 64, 33]), fmt=st.integers(-1, 3), G=st.sampled_from([0, 32, 64]),
+       K=st.sampled_from([-1, 0, 32, 64, 33]), fmt=st.integers(-1, 4), G=st.sampled_from([0, 32, 64]),
        P=st.integers(0, 3), p=st.integers(-1, 2))
 def test_dequantize_never_crashes(blocks, E, N, K, fmt, G, P, p):
     try:
@@ -223,7 +223,7 @@ def _experts_tuple(E, H, I, gated, act, dtype):
 
 @SETTINGS
 @given(T=st.integers(0, 12), K=st.integers(1, 4), E=st.integers(1, 6), gated=st.booleans(), act=st.integers(0, 4),
-       dtype=st.sampled_from(["float32", "bfloat16", "int8", "int4", "int4_asym"]),
+       dtype=st.sampled_from(["float32", "bfloat16", "int8", "int4", "int4_asym", "int4_nl"]),
        ids=st.lists(st.integers(-2, 8), min_size=0, max_size=60), bad=st.integers(0, 6), scale_input=st.booleans())
 def test_moe_forward_never_crashes(T, K, E, gated, act, dtype, ids, bad, scale_input):
     H, I = 32, 64

@@ -147,7 +147,7 @@ static int add_phase(work_list *l, const moe_experts *routed, const int64_t *cou
 /* need_out = 0: w_out unused (moe_linear reads only w_in) */
 static moe_status check_experts(const moe_experts *ex, int64_t H, int need_out) {
     if (!ex || ex->E < 1 || ex->H != H || ex->inter < 1 || !ex->w_in || (need_out && !ex->w_out)) return MOE_EINVAL;
-    if (ex->dtype < MOE_DT_F32 || ex->dtype > MOE_DT_INT4_ASYM) return MOE_EINVAL;
+    if (ex->dtype < MOE_DT_F32 || ex->dtype > MOE_DT_INT4_NL) return MOE_EINVAL;
     if (!moe_activation_valid(ex->activation, ex->gated)) return MOE_EINVAL;
     if (MOE_DT_IS_QUANT(ex->dtype) && (!moe_qgroup_ok(ex->group) || ex->H % ex->group || ex->inter % ex->group))
         return MOE_EINVAL;

@@ -148,7 +148,8 @@ typedef enum {
 } moe_activation;
 
 /* expert weight element types; the INT formats are the blocks of quant.h */
-typedef enum { MOE_DT_F32 = 0, MOE_DT_BF16 = 1, MOE_DT_INT8 = 2, MOE_DT_INT4 = 3, MOE_DT_INT4_ASYM = 4 } moe_dtype;
+typedef enum { MOE_DT_F32 = 0, MOE_DT_BF16 = 1, MOE_DT_INT8 = 2, MOE_DT_INT4 = 3, MOE_DT_INT4_ASYM = 4,
+               MOE_DT_INT4_NL = 5 } moe_dtype;
 #define MOE_DT_IS_QUANT(dt) ((dt) >= MOE_DT_INT8)
 #define MOE_DT_QFORMAT(dt) ((dt) - MOE_DT_INT8) /* moe_qformat of quant.h */
 
@@ -182,7 +183,8 @@ moe_status moe_pack_in(void *dst, const void *gate, const void *up, int64_t E, i
 moe_status moe_pack_out(void *dst, const void *down, int64_t E, int64_t H, int64_t inter, int32_t dtype);
 
 /* ---------- quantized weights (quant.c; formats in quant.h) ---------- */
-typedef enum { MOE_Q_INT8 = 0, MOE_Q_INT4 = 1, MOE_Q_INT4_ASYM = 2 } moe_qformat;
+typedef enum { MOE_Q_INT8 = 0, MOE_Q_INT4 = 1, MOE_Q_INT4_ASYM = 2, MOE_Q_INT4_NL = 3 } moe_qformat;
+#define MOE_Q_LAST MOE_Q_INT4_NL
 /* bytes of one block (16 columns x G inputs) and of its header (fp16 scales [+ offsets]); -1 if invalid */
 int64_t moe_qformat_block_bytes(int32_t fmt, int64_t G);
 int64_t moe_qformat_header_bytes(int32_t fmt);

@@ -8,12 +8,40 @@
 #include <string.h>
 
 int64_t moe_qpacked_bytes(int64_t E, int64_t N, int64_t K, int32_t fmt, int64_t G) {
-    if (!moe_qgroup_ok(G) || K % G || fmt < MOE_Q_INT8 || fmt > MOE_Q_INT4_ASYM) return -1;
+    if (!moe_qgroup_ok(G) || K % G || fmt < MOE_Q_INT8 || fmt > MOE_Q_LAST) return -1;
     const int64_t blocks = moe_mul_checked(moe_mul_checked(E, moe_round_up(N, 16) / 16), K / G);
     return moe_mul_checked(blocks, moe_qblock_bytes(fmt, G));
 }
 
 #define INT4_CANDIDATES 9 /* divisors 8, 8.25, ..., 10 tried for symmetric INT4 scales */
+#define NL_CANDIDATES 9   /* divisors 119, 121, ..., 135 of the signed maximum tried for int4_nl scales */
+
+/* index of the int4_nl level nearest to v: the number of midpoints below v (a tie goes to the lower level) */
+static inline int nl_nearest(float v) {
+    static const float mid[15] = {-115.5f, -93.5f, -74.0f, -57.0f, -42.0f, -28.5f, -16.0f, -4.5f,
+                                  7.0f,    19.0f,  31.5f,  45.5f,  61.0f,  79.0f,  101.0f};
+    int i = v > mid[7] ? 8 : 0;
+    i += v > mid[i + 3] ? 4 : 0;
+    i += v > mid[i + 1] ? 2 : 0;
+    return i + (v > mid[i] ? 1 : 0);
+}
+
+/* int4_nl codes of the G values r under the fp16 scale h (u[k] = nearest level of r[k] / s) and their squared
+ * error (double, in order); *wl = sum r L[u] (double) for the least-squares refit */
+static double nl_assign(uint8_t *u, const float *r, int64_t G, uint16_t h, double *wl) {
+    const float s = moe_f16_to_f32(h);
+    double err = 0.0, sum_wl = 0.0;
+    for (int64_t k = 0; k < G; k++) {
+        const int i = nl_nearest(s != 0.0f ? r[k] / s : 0.0f);
+        const float L = (float)moe_nl_levels[i];
+        const double d = (double)r[k] - (double)(s * L);
+        err += d * d;
+        sum_wl += (double)r[k] * (double)L;
+        u[k] = (uint8_t)i;
+    }
+    *wl = sum_wl;
+    return err;
+}
 
 int64_t moe_qformat_block_bytes(int32_t fmt, int64_t G) { return moe_qblock_bytes(fmt, G); }
 int64_t moe_qformat_header_bytes(int32_t fmt) { return moe_qblock_header_bytes(fmt); }
@@ -31,7 +59,7 @@ static int quantize_block(uint8_t *blk, const float *w, int64_t ldw, int n, int3
         if (c >= n) { /* padding columns dequantise to 0 */
             scale[c] = 0;
             if (fmt == MOE_Q_INT4_ASYM) bias[c] = 0;
-            memset(u[c], fmt == MOE_Q_INT8 ? 128 : (fmt == MOE_Q_INT4 ? 8 : 0), (size_t)G);
+            memset(u[c], fmt == MOE_Q_INT8 ? 128 : (fmt == MOE_Q_INT4_ASYM ? 0 : 8), (size_t)G);
             continue;
         }
         if (fmt == MOE_Q_INT8) { /* s = max|w| / 127, u = rint(w / s) + 128 */
@@ -75,6 +103,31 @@ static int quantize_block(uint8_t *blk, const float *w, int64_t ldw, int n, int3
                 v = v < 0.0f ? 0.0f : (v > 15.0f ? 15.0f : v);
                 u[c][k] = (uint8_t)v;
             }
+        } else if (fmt == MOE_Q_INT4_NL) {
+            /* each candidate s = (signed max) / -d, d in 119 .. 135, gives codes (nearest levels); then the
+             * least-squares scale for those codes gives codes of its own: the least squared error of all wins */
+            float mx = 0.0f;
+            for (int64_t k = 0; k < G; k++) mx = fabsf(r[k]) > fabsf(mx) ? r[k] : mx;
+            double best_err = INFINITY, wl;
+            scale[c] = 0x7C00;
+            for (int i = 0; i < NL_CANDIDATES; i++) {
+                uint16_t h = moe_f32_to_f16(mx / -(119.0f + 2.0f * (float)i));
+                if (f16_is_inf(h)) continue;
+                for (int refit = 0; refit < 2; refit++) {
+                    const double err = nl_assign(u[c], r, G, h, &wl);
+                    if (err < best_err) {
+                        best_err = err;
+                        scale[c] = h;
+                    }
+                    if (refit) break;
+                    double ll = 0.0; /* sum L[u]^2 of these codes (> 0: no level is 0) */
+                    for (int64_t k = 0; k < G; k++) ll += (double)(moe_nl_levels[u[c][k]] * moe_nl_levels[u[c][k]]);
+                    h = moe_f32_to_f16((float)(wl / ll));
+                    if (f16_is_inf(h)) break;
+                }
+            }
+            if (f16_is_inf(scale[c])) return c;
+            nl_assign(u[c], r, G, scale[c], &wl);
         } else { /* asymmetric: m = min, s = (max - min) / 15, u = rint((w - m) / s) */
             float lo = r[0], hi = r[0];
             for (int64_t k = 1; k < G; k++) { lo = fminf(lo, r[k]); hi = fmaxf(hi, r[k]); }
@@ -113,7 +166,8 @@ static void dequantize_block(float *w, int64_t ldw, int n, const uint8_t *blk, i
             if (fmt == MOE_Q_INT8) u = q[(k / 4) * 64 + c * 4 + k % 4];
             else u = (q[(k / 8) * 64 + c * 4 + k % 4] >> (k % 8 >= 4 ? 4 : 0)) & 0xF;
             w[c * ldw + k] = fmt == MOE_Q_INT8 ? s * (float)(u - 128)
-                             : fmt == MOE_Q_INT4 ? s * (float)(u - 8) : s * (float)u + m;
+                             : fmt == MOE_Q_INT4 ? s * (float)(u - 8)
+                             : fmt == MOE_Q_INT4_NL ? s * (float)moe_nl_levels[u] : s * (float)u + m;
         }
     }
 }

@@ -8,7 +8,9 @@
  *                     (64 bytes per quad for INT8; INT4 packs quad 2j in the low and quad 2j+1 in
  *                     the high nibbles of one 64-byte chunk)
  * Dequantised weight: w = s * (u - z) with z = 128 (INT8, u = q + 128, q in [-127, 127]) or
- * z = 8 (INT4, q in [-8, 7]); asymmetric INT4: w = s * u + m, u in [0, 15].
+ * z = 8 (INT4, q in [-8, 7]); asymmetric INT4: w = s * u + m, u in [0, 15]; non-uniform INT4 (int4_nl,
+ * the blocks of INT4): w = s * L[u], L the 16 levels of llama.cpp's IQ4_NL (moe_nl_levels), which the
+ * dots read as u' = L[u] + 128 with z = 128 (one byte shuffle per 64 codes).
  * This layout serves the VNNI dot (vpdpbusd: 4 u8 x s8 products per 32-bit lane, one lane per
  * output column) directly, and AVX2 / scalar equally.
  *
@@ -24,7 +26,7 @@
 
 #include "moe.h" /* moe_qformat */
 
-/* the nine block types: 16 columns x G inputs */
+/* the nine block types: 16 columns x G inputs (int4_nl uses the INT4 blocks) */
 typedef struct { uint16_t scale[16]; uint8_t q[32 * 16]; } moe_block_q8_g32;
 typedef struct { uint16_t scale[16]; uint8_t q[64 * 16]; } moe_block_q8_g64;
 typedef struct { uint16_t scale[16]; uint8_t q[128 * 16]; } moe_block_q8_g128;
@@ -47,6 +49,10 @@ _Static_assert(sizeof(moe_block_q4a_g128) == 64 + 1024, "q4 asym g128 block");
 
 #include <stddef.h>
 
+/* int4_nl: the 16 levels of a code (llama.cpp's IQ4_NL values, so its GGUF blocks are read bit for bit),
+ * denser near zero where trained weights are; the midpoints between neighbours decide the nearest level */
+static const int8_t moe_nl_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
 static inline int moe_qgroup_ok(int64_t G) { return G == 32 || G == 64 || G == 128; }
 
 /* The geometry of every format is read from the structs above (the one source): header bytes
@@ -54,7 +60,8 @@ static inline int moe_qgroup_ok(int64_t G) { return G == 32 || G == 64 || G == 1
 static inline int64_t moe_qblock_header_bytes(int32_t fmt) {
     switch (fmt) {
     case MOE_Q_INT8: return (int64_t)offsetof(moe_block_q8_g32, q);
-    case MOE_Q_INT4: return (int64_t)offsetof(moe_block_q4_g32, q);
+    case MOE_Q_INT4:
+    case MOE_Q_INT4_NL: return (int64_t)offsetof(moe_block_q4_g32, q);
     case MOE_Q_INT4_ASYM: return (int64_t)offsetof(moe_block_q4a_g32, q);
     default: return -1;
     }
@@ -62,8 +69,8 @@ static inline int64_t moe_qblock_header_bytes(int32_t fmt) {
 
 static inline int64_t moe_qblock_bytes(int32_t fmt, int64_t G) {
 #define MOE_QB_(f, tag) ((f) == MOE_Q_INT8 ? (int64_t)sizeof(moe_block_q8_##tag) \
-                         : (f) == MOE_Q_INT4 ? (int64_t)sizeof(moe_block_q4_##tag) : (int64_t)sizeof(moe_block_q4a_##tag))
-    if (fmt < MOE_Q_INT8 || fmt > MOE_Q_INT4_ASYM) return -1;
+                         : (f) == MOE_Q_INT4_ASYM ? (int64_t)sizeof(moe_block_q4a_##tag) : (int64_t)sizeof(moe_block_q4_##tag))
+    if (fmt < MOE_Q_INT8 || fmt > MOE_Q_LAST) return -1;
     switch (G) {
     case 32: return MOE_QB_(fmt, g32);
     case 64: return MOE_QB_(fmt, g64);

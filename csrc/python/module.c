@@ -111,8 +111,9 @@ static int add_constants(PyObject *m) {
           {"relu", MOE_ACT_RELU}, {"gpt_oss", MOE_ACT_GPT_OSS}, {"none", MOE_ACT_NONE},
           {"relu2", MOE_ACT_RELU2});
     TABLE(m, "DTYPES", {"float32", MOE_DT_F32}, {"bfloat16", MOE_DT_BF16}, {"int8", MOE_DT_INT8},
-          {"int4", MOE_DT_INT4}, {"int4_asym", MOE_DT_INT4_ASYM});
-    TABLE(m, "QFORMATS", {"int8", MOE_Q_INT8}, {"int4", MOE_Q_INT4}, {"int4_asym", MOE_Q_INT4_ASYM});
+          {"int4", MOE_DT_INT4}, {"int4_asym", MOE_DT_INT4_ASYM}, {"int4_nl", MOE_DT_INT4_NL});
+    TABLE(m, "QFORMATS", {"int8", MOE_Q_INT8}, {"int4", MOE_Q_INT4}, {"int4_asym", MOE_Q_INT4_ASYM},
+          {"int4_nl", MOE_Q_INT4_NL});
     TABLE(m, "SCORINGS", {"softmax", MOE_SCORE_SOFTMAX}, {"sigmoid", MOE_SCORE_SIGMOID});
     TABLE(m, "GROUP_SCORES", {"max", MOE_GROUP_MAX}, {"top2_sum", MOE_GROUP_TOP2_SUM});
     TABLE(m, "PRIORITIES", {"rank", MOE_PRIORITY_RANK}, {"token", MOE_PRIORITY_TOKEN});
@@ -121,11 +122,11 @@ static int add_constants(PyObject *m) {
     if (PyModule_AddIntConstant(m, "PANEL", MOE_PANEL) < 0) return -1;
     if (PyModule_AddIntConstant(m, "ROUTE_PARAMS_BYTES", (long)sizeof(moe_route_params)) < 0) return -1;
     /* quant block geometry: QBLOCK_HEADER_BYTES[fmt], QBLOCK_BYTES[(fmt, G)] (from the structs of quant.h) */
-    static const char *fmts[3] = {"int8", "int4", "int4_asym"};
+    static const char *fmts[MOE_Q_LAST + 1] = {"int8", "int4", "int4_asym", "int4_nl"};
     static const long groups[3] = {32, 64, 128};
     PyObject *hdr = PyDict_New(), *blk = PyDict_New();
     if (!hdr || !blk) goto fail;
-    for (int f = 0; f < 3; f++) {
+    for (int f = 0; f <= MOE_Q_LAST; f++) {
         PyObject *h = PyLong_FromLongLong(moe_qformat_header_bytes(f));
         if (!h || PyDict_SetItemString(hdr, fmts[f], h) < 0) { Py_XDECREF(h); goto fail; }
         Py_DECREF(h);

@@ -258,7 +258,7 @@ int parse_experts(PyObject *obj, const char *name, py_experts *ex, int need_out)
     if (get_int_field(obj, name, "E", 1, INT64_MAX, &E) < 0 || get_int_field(obj, name, "H", 1, INT64_MAX, &H) < 0 ||
         get_int_field(obj, name, "I", 1, INT64_MAX, &In) < 0 || get_int_field(obj, name, "gated", 0, 1, &gated) < 0 ||
         get_int_field(obj, name, "activation", 0, INT32_MAX, &act) < 0 ||
-        get_int_field(obj, name, "dtype", MOE_DT_F32, MOE_DT_INT4_ASYM, &dt) < 0 ||
+        get_int_field(obj, name, "dtype", MOE_DT_F32, MOE_DT_INT4_NL, &dt) < 0 ||
         get_int_field(obj, name, "group", 0, 128, &group) < 0 || get_float_field(obj, name, "alpha", &alpha) < 0 ||
         get_float_field(obj, name, "limit", &limit) < 0)
         return -1;

@@ -1,7 +1,7 @@
 /* py_quant.c: INT weight blocks (quantize, dequantize) and the activation quantisation. */
 #include "pyhelpers.h"
 
-#define FMT_ARG INT_ARG("format", MOE_Q_INT8, MOE_Q_INT4_ASYM)
+#define FMT_ARG INT_ARG("format", MOE_Q_INT8, MOE_Q_LAST)
 
 static int check_group(long long G) {
     if (G != 32 && G != 64 && G != 128) {
@@ -54,7 +54,8 @@ MOE_PY_FN(py_quantize) {
         else
             PyErr_Format(PyExc_ValueError,
                          "%s: the group at [%lld, %lld, %lld:%lld] is too large for fp16 block scales "
-                         "(|w| up to ~8.3e6 for int8, ~6.5e5 for int4, a minimum within +-65504 for int4_asym); "
+                         "(|w| up to ~8.3e6 for int8, ~6.5e5 for int4, ~7.8e6 for int4_nl, a minimum within +-65504 for "
+                         "int4_asym); "
                          "rescale the weights or keep them float",
                          name, (long long)e, (long long)n, (long long)k, (long long)(k + G.value));
         goto fail;

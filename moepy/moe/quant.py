@@ -1,4 +1,4 @@
-"""Quantized expert weights: INT8 and INT4 (symmetric and asymmetric) with a scale per group.
+"""Quantized expert weights: INT8 and INT4 (symmetric, asymmetric and non-uniform) with a scale per group.
 
 A matrix W (N outputs, K inputs) is stored as blocks of 16 output columns x G inputs (G = 32, 64 or
 128 dividing K), each with fp16 scales (and, for "int4_asym", fp16 offsets): see csrc/kernels/quant.h for
@@ -6,6 +6,8 @@ the byte layout and the dequantisation rules:
     int8       w = s (u - 128),  s = max|w| / 127                   8.5 bits per weight at G = 32
     int4       w = s (u - 8),    s = (signed max) / -8              4.5 bits per weight at G = 32
     int4_asym  w = s u + m,      m = min, s = (max - min) / 15     5.0 bits per weight at G = 32
+    int4_nl    w = s L[u],       L = IQ4_NL's 16 levels            4.5 bits per weight at G = 32
+               (-127 ... 113, denser near zero; s the least squared error of 9 candidates and their refits)
 The kernels quantise activations to INT8 once per token and group and compute the dots in
 integers (AVX-512 VNNI, AVX2, or scalar); `MoELayer.quantize("int4", group_size=32)` gives a layer
 whose routed experts use them.

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-Q_ZERO = {"int8": 128, "int4": 8, "int4_asym": 0}
+Q_ZERO = {"int8": 128, "int4": 8, "int4_asym": 0, "int4_nl": 128}
+Q_PAD = {"int8": 128, "int4": 8, "int4_asym": 0, "int4_nl": 8}  # the code of a padding column (scale 0)
+NL_LEVELS = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.int8)
+NL_MIDPOINTS = ((NL_LEVELS[:-1].astype(np.float32) + NL_LEVELS[1:]) / 2).astype(np.float32)
 
 
 F32 = np.float32
@@ -41,6 +44,8 @@ def quantize_weights(w: np.ndarray, fmt: str, G: int):
                 s16 = np.where(take, h, s16)
             s = s16.astype(F32)[..., None]
             u = np.clip(np.where(s != 0, np.rint(g / s) + F32(8), F32(8)), 0, 15)
+        elif fmt == "int4_nl":
+            s16, u = _nl_scales(g)
         else:
             lo, hi = g.min(-1), g.max(-1)
             s16 = ((hi - lo) / F32(15)).astype(np.float16)
@@ -55,11 +60,58 @@ def quantize_weights(w: np.ndarray, fmt: str, G: int):
     return u.reshape(E, N, K).astype(np.uint8), s16, m16
 
 
+def nl_nearest(v: np.ndarray) -> np.ndarray:
+    """Index of the int4_nl level nearest to each float32 v: the number of midpoints below it (ties go low)."""
+    return np.searchsorted(NL_MIDPOINTS, np.asarray(v, F32), side="left").astype(np.uint8)
+
+
+def _nl_assign(g, h):
+    """Codes (nearest levels of g / s) and their squared error (float64, summed in order) under fp16 scales h."""
+    s = h.astype(F32)[..., None]
+    u = nl_nearest(np.where(s != 0, g / s, F32(0)))
+    L = NL_LEVELS[u].astype(F32)
+    d = g.astype(np.float64) - (s * L).astype(F32).astype(np.float64)
+    return u, np.cumsum(d * d, axis=-1)[..., -1], L
+
+
+def _nl_scales(g):
+    """Twin of quantize_block's int4_nl search over (..., G) groups g: candidates s = (signed max) / -d for
+    d = 119, 121, ..., 135 and each one's least-squares refit; the least squared error wins (first on ties)."""
+    idx = np.abs(g).argmax(-1)[..., None]
+    mx = np.take_along_axis(g, idx, -1)[..., 0]
+    best = np.full(mx.shape, np.inf)
+    s16 = np.full(mx.shape, np.inf, np.float16)
+    for i in range(9):
+        h = (mx / F32(-(119.0 + 2.0 * i))).astype(np.float16)
+        ok = ~np.isinf(h)
+        for refit in range(2):
+            u, err, L = _nl_assign(g, np.where(ok, h, np.float16(0)))
+            take = ok & (err < best)
+            best, s16 = np.where(take, err, best), np.where(take, h, s16)
+            if refit:
+                break
+            wl = np.cumsum(g.astype(np.float64) * L.astype(np.float64), axis=-1)[..., -1]
+            ll = (L.astype(np.float64) ** 2).sum(-1)
+            h = (wl / ll).astype(F32).astype(np.float16)
+            ok &= ~np.isinf(h)
+    u, _, _ = _nl_assign(g, np.where(np.isinf(s16), np.float16(0), s16))
+    return s16, u
+
+
+def code_values(u, fmt: str) -> np.ndarray:
+    """float32 values of codes u before the scale: u - z, or the int4_nl level L[u] (int4_asym: u itself)."""
+    if fmt == "int4_nl":
+        return NL_LEVELS[u].astype(F32)
+    return np.asarray(u).astype(F32) - F32(Q_ZERO[fmt])
+
+
 def dequantize_weights(u, s16, m16, fmt: str, G: int) -> np.ndarray:
     E, N, K = u.shape
-    uf = u.reshape(E, N, K // G, G).astype(F32)
     s = s16.astype(F32)[..., None]
-    w = s * uf + m16.astype(F32)[..., None] if fmt == "int4_asym" else s * (uf - F32(Q_ZERO[fmt]))
+    if fmt == "int4_asym":
+        w = s * u.reshape(E, N, K // G, G).astype(F32) + m16.astype(F32)[..., None]
+    else:
+        w = s * code_values(u.reshape(E, N, K // G, G), fmt)
     return w.reshape(E, N, K).astype(F32)
 
 
@@ -67,7 +119,7 @@ def pack_blocks(u, s16, m16, fmt: str, G: int, P: int = 1, p: int = 0, out=None)
     """The byte layout of csrc/quant.h for codes u (E, N, K): blocks [e][N/16][K/G] (slot p of P)."""
     E, N, K = u.shape
     Np = -(-N // 16) * 16
-    pad_u = np.full((E, Np, K), {"int8": 128, "int4": 8, "int4_asym": 0}[fmt], np.uint8)
+    pad_u = np.full((E, Np, K), Q_PAD[fmt], np.uint8)
     pad_u[:, :N] = u
     pad_s = np.zeros((E, Np, K // G), np.float16)
     pad_s[:, :N] = s16
@@ -116,8 +168,9 @@ def qmatmul(x: np.ndarray, u, s16, m16, fmt: str, G: int) -> np.ndarray:
     ng = K // G
     acc = np.zeros((R, N), F32)
     s = s16.astype(F32)  # (N, ng)
+    ud = NL_LEVELS[u].astype(np.int64) + 128 if fmt == "int4_nl" else u.astype(np.int64)  # what the dots read
     for g in range(ng):
-        D = xq[:, g * G:(g + 1) * G].astype(np.int64) @ u[:, g * G:(g + 1) * G].astype(np.int64).T  # (R, N)
+        D = xq[:, g * G:(g + 1) * G].astype(np.int64) @ ud[:, g * G:(g + 1) * G].T  # (R, N)
         if fmt == "int4_asym":
             t = s[None, :, g] * D.astype(F32) + m16.astype(F32)[None, :, g] * S[:, g, None].astype(F32)
         else:

@@ -48,7 +48,7 @@ def test_float_layers_round_trip(tmp_path, dtype):
             assert back.experts.up.dtype == ml_dtypes.bfloat16
 
 
-@pytest.mark.parametrize("fmt,G", [("int8", 32), ("int4", 32), ("int4_asym", 32)])
+@pytest.mark.parametrize("fmt,G", [("int8", 32), ("int4", 32), ("int4_asym", 32), ("int4_nl", 32)])
 def test_int_layers_round_trip_bit_exact(tmp_path, fmt, G):
     for name, base in layers():
         q = base.quantize(fmt, G, shared=name == "qwen2")

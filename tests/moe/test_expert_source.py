@@ -34,7 +34,7 @@ def same(a, b):
 
 
 @pytest.mark.parametrize("kind", ["f32", "bf16", "bits"])
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8", "int4", "int4_asym"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8", "int4", "int4_asym", "int4_nl"])
 @pytest.mark.parametrize("gated", [True, False])
 def test_packed_one_expert_at_a_time_is_bit_identical(kind, dtype, gated):
     rng = np.random.default_rng(1)

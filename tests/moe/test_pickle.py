@@ -20,7 +20,8 @@ def _layers():
     switch = moepy.MoELayer.random(RouterConfig.switch(8, expert_capacity=2), 64, 32, activation="relu")
     return {"float32": base, "bfloat16 + gate": qwen, "llama4": llama, "switch": switch,
             "int8": base.quantize("int8"), "int4": base.quantize("int4", group_size=32),
-            "int4_asym": qwen.quantize("int4_asym", shared=True)}
+            "int4_asym": qwen.quantize("int4_asym", shared=True),
+            "int4_nl": switch.quantize("int4_nl")}
 
 
 X = np.random.default_rng(3).standard_normal((2, 9, 64)).astype(np.float32)

@@ -28,7 +28,7 @@ def _linears(dtype, sizes=(64, 32, 32), K=64, bias=False, seed=0):
     return out
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8", "int4", "int4_asym"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8", "int4", "int4_asym", "int4_nl"])
 @pytest.mark.parametrize("bias", [False, True])
 def test_concat_gives_each_linears_bits(dtype, bias):
     parts = _linears(dtype, bias=bias)

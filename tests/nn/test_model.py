@@ -46,7 +46,7 @@ def test_preset_only_families_say_so(name):
 
 
 @pytest.mark.parametrize("kw", [{}, {"dtype": "bfloat16"}, {"quantize": "int8"}, {"quantize": "int4"},
-                                {"quantize": "int4_asym", "dtype": "bfloat16"}])
+                                {"quantize": "int4_asym", "dtype": "bfloat16"}, {"quantize": "int4_nl"}])
 def test_save_pretrained_round_trip_is_bit_exact(tmp_path, kw):
     src = tiny("deepseek-v3")
     src.save_pretrained(tmp_path / "src")
