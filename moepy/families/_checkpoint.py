@@ -57,7 +57,7 @@ def expert_array(a, dtype: str) -> np.ndarray:
                         f"moepy.io.open_checkpoint(path).dequantized() as the tensors")
     if a.dtype.kind != "f":  # integer codes (INT8 / INT4 checkpoints) mean nothing without their scales
         raise TypeError(f"expert weights must be floating point (or raw bf16 bits as uint16), got {a.dtype}: a "
-                        f"quantized checkpoint's codes need their scales (moepy reads FP8, MXFP4 and GGUF Q8_0/Q4_0/Q4_1)")
+                        f"quantized checkpoint's codes need their scales (moepy reads FP8, MXFP4 and GGUF Q8_0/Q4_0/Q4_1/IQ4_NL)")
     return np.asarray(a, dtype=np.float32)
 
 

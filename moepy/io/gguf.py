@@ -10,9 +10,9 @@ does `gguf.GGUFReader` read the file (memory-mapped). Every violation is a Check
 tensor (or key).
 
 The result is a read-only Mapping of Hugging Face names (the family's, from Family.gguf) to arrays: F32 / F16 /
-BF16 tensors as memory-mapped views (float32 / float16 / ml_dtypes.bfloat16), Q8_0 / Q4_0 / Q4_1 dequantized to
-float32 (gguf's own dequantize), stacked experts as per-expert views. `.quantized(gguf_name)` re-lays a Q8_0 /
-Q4_0 / Q4_1 tensor into moepy's INT blocks (int8 / int4 / int4_asym, groups of 32) bit for bit, without
+BF16 tensors as memory-mapped views (float32 / float16 / ml_dtypes.bfloat16), Q8_0 / Q4_0 / Q4_1 / IQ4_NL dequantized
+to float32 (gguf's own dequantize), stacked experts as per-expert views. `.quantized(gguf_name)` re-lays a Q8_0 /
+Q4_0 / Q4_1 / IQ4_NL tensor into moepy's INT blocks (int8 / int4 / int4_asym / int4_nl, groups of 32) bit for bit, without
 requantizing. Any other tensor type is a CheckpointError naming it. `.config` is the config.json dict the
 metadata gives, `.model_config` its ModelConfig.
 """
@@ -36,8 +36,8 @@ MAX_NAME = 1024  # bytes of a key or tensor name (llama.cpp's GGML_MAX_NAME is 6
 _SCALAR = {0: ("<B", 1), 1: ("<b", 1), 2: ("<H", 2), 3: ("<h", 2), 4: ("<I", 4), 5: ("<i", 4), 6: ("<f", 4),
            7: ("<?", 1), 10: ("<Q", 8), 11: ("<q", 8), 12: ("<d", 8)}
 T_STRING, T_ARRAY = 8, 9
-SUPPORTED = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1")
-INT_FORMAT = {"Q8_0": "int8", "Q4_0": "int4", "Q4_1": "int4_asym"}
+SUPPORTED = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "IQ4_NL")
+INT_FORMAT = {"Q8_0": "int8", "Q4_0": "int4", "Q4_1": "int4_asym", "IQ4_NL": "int4_nl"}
 
 
 class _Cursor:
@@ -205,16 +205,17 @@ class _Skipped:
 
 # ---------------------------------------------------------------- GGUF blocks -> moepy INT blocks
 def relayout(raw: np.ndarray, kind: str, shape: Tuple[int, ...]):
-    """GGUF Q8_0 / Q4_0 / Q4_1 bytes of a tensor of NumPy `shape` (..., N, K) -> moepy.moe.quant.QuantizedTensor
+    """GGUF Q8_0 / Q4_0 / Q4_1 / IQ4_NL bytes of a tensor of NumPy `shape` (..., N, K) -> QuantizedTensor
     (E, N, K) in moepy's layout (blocks of 16 output columns x 32 inputs, csrc/kernels/quant.h), the same values:
-    Q8_0 w = d q        -> int8       w = s (u - 128), u = q + 128
-    Q4_0 w = d (q - 8)  -> int4       w = s (u - 8)
-    Q4_1 w = d q + m    -> int4_asym  w = s u + m"""
+    Q8_0   w = d q           -> int8       w = s (u - 128), u = q + 128
+    Q4_0   w = d (q - 8)     -> int4       w = s (u - 8)
+    Q4_1   w = d q + m       -> int4_asym  w = s u + m
+    IQ4_NL w = d values[q]   -> int4_nl    w = s L[u] (the same 16 levels)"""
     from ..moe.quant import QuantizedTensor
     K, N = shape[-1], shape[-2]
     E = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
     ng, npb, G = K // 32, -(-N // 16), 32
-    bsize = {"Q8_0": 34, "Q4_0": 18, "Q4_1": 20}[kind]
+    bsize = {"Q8_0": 34, "Q4_0": 18, "Q4_1": 20, "IQ4_NL": 18}[kind]
     b = np.asarray(raw, dtype=np.uint8).reshape(E, N, ng, bsize)
     Np = npb * 16
     d = np.zeros((E, Np, ng), np.uint16)
@@ -227,9 +228,9 @@ def relayout(raw: np.ndarray, kind: str, shape: Tuple[int, ...]):
         parts = [_bytes16(scales), q]
         fmt = "int8"
     else:
-        off = 2 if kind == "Q4_0" else 4
+        off = 4 if kind == "Q4_1" else 2
         qs = b[..., off:off + 16]
-        u = np.full((E, Np, ng, G), 8 if kind == "Q4_0" else 0, np.uint8)
+        u = np.full((E, Np, ng, G), 0 if kind == "Q4_1" else 8, np.uint8)  # padding columns (scale 0)
         u[:, :N, :, :16] = qs & 0x0F
         u[:, :N, :, 16:] = qs >> 4
         u6 = u.reshape(E, npb, 16, ng, G // 8, 2, 4)  # (.., pair p, half, i): element 8p + 4 half + i
@@ -241,7 +242,7 @@ def relayout(raw: np.ndarray, kind: str, shape: Tuple[int, ...]):
             m[:, :N] = b[..., 2:4].copy().view(np.uint16)[..., 0]
             parts.append(_bytes16(m.reshape(E, npb, 16, ng).transpose(0, 1, 3, 2)))
         parts.append(q)
-        fmt = "int4" if kind == "Q4_0" else "int4_asym"
+        fmt = {"Q4_0": "int4", "Q4_1": "int4_asym", "IQ4_NL": "int4_nl"}[kind]
     parts = [np.ascontiguousarray(p) for p in parts]
     blocks = np.concatenate(parts, axis=-1).reshape(-1)
     return QuantizedTensor(blocks, (E, N, K), fmt, G)
@@ -363,7 +364,7 @@ class GGUFCheckpoint(Mapping):
 
     def _float_expert(self, gname: str, e: int) -> np.ndarray:
         """Expert e of the stacked tensor `gname` (E, N, K): a view for float types, and only that expert's blocks
-        dequantized for Q8_0 / Q4_0 / Q4_1 (not the whole stack once per expert)."""
+        dequantized for the block types (not the whole stack once per expert)."""
         import gguf
         _, shape, kind, _, _ = self._info[gname]
         if kind not in INT_FORMAT:
@@ -373,22 +374,22 @@ class GGUFCheckpoint(Mapping):
         return gguf.quants.dequantize(rows, t.tensor_type).reshape(shape[1:]).astype(np.float32, copy=False)
 
     def quantized(self, gguf_name: str):
-        """The Q8_0 / Q4_0 / Q4_1 tensor `gguf_name` as moepy INT blocks (QuantizedTensor (E, N, K), E = 1 for
+        """The Q8_0 / Q4_0 / Q4_1 / IQ4_NL tensor `gguf_name` as moepy INT blocks (QuantizedTensor (E, N, K), E = 1 for
         a matrix), re-laid bit for bit: its dequantized values equal gguf's dequantize."""
         if gguf_name not in self._info:
             raise KeyError(f"{self.path}: no GGUF tensor {gguf_name!r}")
         _, shape, kind, _, _ = self._info[gguf_name]
         if kind not in INT_FORMAT:
             raise CheckpointError(self.path, gguf_name, f"tensor type {kind} has no moepy INT format (Q8_0 -> int8, "
-                                                        f"Q4_0 -> int4, Q4_1 -> int4_asym)")
+                                                        f"Q4_0 -> int4, Q4_1 -> int4_asym, IQ4_NL -> int4_nl)")
         if len(shape) < 2:
             raise CheckpointError(self.path, gguf_name, f"a quantized tensor must be a matrix, got shape {shape}")
         return relayout(self._tensors[gguf_name].data, kind, shape)
 
     def moe_layer(self, layer_index: int, dtype: str = "float32"):
         """The MoELayer of block `layer_index`. When its three expert tensors (ffn_{gate,up,down}_exps) are all
-        Q8_0, Q4_0 or Q4_1, the routed experts keep those very blocks, re-laid bit for bit into moepy's int8 /
-        int4 / int4_asym format (groups of 32): llama.cpp's weights, not a requantization. Otherwise, and for
+        Q8_0, Q4_0, Q4_1 or IQ4_NL, the routed experts keep those very blocks, re-laid bit for bit into moepy's
+        int8 / int4 / int4_asym / int4_nl format (groups of 32): llama.cpp's weights, not a requantization. Otherwise, and for
         everything else (router, shared expert), the tensors are read as MoELayer.from_hf reads them (dtype
         "float32" or "bfloat16"); with INT blocks the routed experts are never packed as floats (the family's reader
         checks them one expert at a time)."""

@@ -75,8 +75,8 @@ class MoEModel:
         """A checkpoint directory (config.json + safetensors, sharded or not) or a llama.cpp .gguf file.
 
         dtype "float32" or "bfloat16" (weights kept in bf16, activations and accumulation in float32);
-        quantize None, "int8", "int4" or "int4_asym" (the routed experts, in groups of group_size; a GGUF file's
-        Q8_0 / Q4_0 / Q4_1 experts keep their own blocks); a directory written by save_pretrained loads back
+        quantize None, "int8", "int4", "int4_asym" or "int4_nl" (the routed experts, in groups of group_size; a GGUF
+        file's Q8_0 / Q4_0 / Q4_1 / IQ4_NL experts keep their own blocks); a directory written by save_pretrained loads back
         bit-exact (its dtype and quantization by default). progress: a tqdm bar over the layers (when tqdm is
         installed). expert_parallel: a moepy.parallel.ExpertParallel (or an mpi4py communicator): this rank loads
         only its share of every MoE layer's routed experts (moepy.parallel; run under mpirun)."""

@@ -42,6 +42,23 @@ def hf_tensors_to_gguf(tensors, cfg):
     return out
 
 
+IQ4_NL_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.float32)
+
+
+def iq4_nl_blocks(a):
+    """IQ4_NL bytes of a (..., K) (gguf-py only reads the type): per 32 values d = (signed max) / -127 in fp16 and
+    each value's nearest level; a block is d then 16 bytes, value j in the low and j + 16 in the high nibble."""
+    *lead, K = a.shape
+    b = a.reshape(-1, K // 32, 32).astype(np.float32)
+    mx = np.take_along_axis(b, np.abs(b).argmax(-1)[..., None], -1)
+    d = (mx / -127.0).astype(np.float16)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.where(d != 0, b / d.astype(np.float32), 0.0)
+    q = np.abs(v[..., None] - IQ4_NL_VALUES).argmin(-1).astype(np.uint8)
+    out = np.concatenate([d.view(np.uint8), q[..., :16] | (q[..., 16:] << 4)], axis=-1)
+    return out.reshape(*lead, K // 32 * 18)
+
+
 def write_gguf(path, tensors, cfg, qtype=gguf.GGMLQuantizationType.F32, float_type=gguf.GGMLQuantizationType.F32,
                tokenizer=False):
     """Write a GGUF file of `cfg`: matrices whose rows are whole blocks in `qtype`, the rest in `float_type`.
@@ -85,6 +102,8 @@ def write_gguf(path, tensors, cfg, qtype=gguf.GGMLQuantizationType.F32, float_ty
             w.add_tensor(name, a)
         elif t == gguf.GGMLQuantizationType.F16:
             w.add_tensor(name, a.astype(np.float16))
+        elif t == gguf.GGMLQuantizationType.IQ4_NL:
+            w.add_tensor(name, iq4_nl_blocks(a), raw_dtype=t)
         else:
             w.add_tensor(name, gguf.quants.quantize(a, t), raw_dtype=t)
     w.write_header_to_file()

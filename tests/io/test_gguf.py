@@ -1,12 +1,12 @@
 """GGUF files written by the `gguf` package: names and metadata mapped to the family's HF names and config,
-F32/F16/BF16/Q8_0/Q4_0/Q4_1 values equal to gguf's own dequantize, the INT re-layout bit-exact, MoE layers built
+F32/F16/BF16/Q8_0/Q4_0/Q4_1/IQ4_NL values equal to gguf's own dequantize, the INT re-layout bit-exact, MoE layers built
 from a GGUF equal to those built from the safetensors checkpoint."""
 import gguf
 import ml_dtypes
 import numpy as np
 import pytest
 
-from gguf_files import write_gguf
+from gguf_files import iq4_nl_blocks, write_gguf
 from moepy.io import CheckpointError, open_checkpoint, open_gguf
 from moepy.io.gguf import relayout
 from moepy.moe import MoELayer
@@ -41,7 +41,7 @@ def test_f32_gguf_equals_the_checkpoint(tmp_path, family):
         assert np.array_equal(MoELayer.from_hf(g.config, g, layer)(x), MoELayer.from_hf(ck.config, ck, layer)(x))
 
 
-@pytest.mark.parametrize("qtype", [Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.F16, Q.BF16])
+@pytest.mark.parametrize("qtype", [Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.IQ4_NL, Q.F16, Q.BF16])
 def test_quantized_values_equal_gguf_dequantize(tmp_path, qtype):
     d, _ = saved_model("qwen2_moe", "float32")
     ck = open_checkpoint(d)
@@ -64,9 +64,10 @@ def test_quantized_values_equal_gguf_dequantize(tmp_path, qtype):
             assert np.array_equal(got.astype(np.float32), want.astype(np.float32)), (t.name, hf)
             if kind == "BF16":
                 assert got.dtype == ml_dtypes.bfloat16
-        if kind in ("Q8_0", "Q4_0", "Q4_1"):
+        if kind in ("Q8_0", "Q4_0", "Q4_1", "IQ4_NL"):
             q = g.quantized(t.name)
-            assert q.format == {"Q8_0": "int8", "Q4_0": "int4", "Q4_1": "int4_asym"}[kind] and q.group_size == 32
+            assert q.format == {"Q8_0": "int8", "Q4_0": "int4", "Q4_1": "int4_asym", "IQ4_NL": "int4_nl"}[kind]
+            assert q.group_size == 32
             assert np.array_equal(q.dequantize().reshape(ref.shape), ref.astype(np.float32)), t.name
     assert qtype.name in seen
     x = np.random.default_rng(0).standard_normal((4, H)).astype(np.float32)
@@ -79,10 +80,10 @@ def test_quantized_values_equal_gguf_dequantize(tmp_path, qtype):
 
 def test_stacked_experts_relayout_and_shapes(tmp_path):
     rng = np.random.default_rng(5)
-    for kind in ("Q8_0", "Q4_0", "Q4_1"):
+    for kind in ("Q8_0", "Q4_0", "Q4_1", "IQ4_NL"):
         for shape in [(4, 40, 64), (8, 96), (2, 17, 32)]:
             w = rng.standard_normal(shape).astype(np.float32)
-            raw = gguf.quants.quantize(w, getattr(Q, kind))
+            raw = iq4_nl_blocks(w) if kind == "IQ4_NL" else gguf.quants.quantize(w, getattr(Q, kind))
             q = relayout(raw, kind, shape)
             ref = gguf.quants.dequantize(raw, getattr(Q, kind)).reshape(shape)
             assert np.array_equal(q.dequantize().reshape(shape), ref), (kind, shape)

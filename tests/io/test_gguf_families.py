@@ -101,10 +101,10 @@ def test_gpt_oss_gguf(tmp_path):
         MoELayer.from_hf(gm.config, gm, i)
 
 
-@pytest.mark.parametrize("kind", ["Q8_0", "Q4_0", "Q4_1"])
+@pytest.mark.parametrize("kind", ["Q8_0", "Q4_0", "Q4_1", "IQ4_NL"])
 @pytest.mark.parametrize("family", ["olmoe", "mixtral", "qwen2_moe"])
 def test_gguf_int_layer_keeps_llama_cpp_blocks(tmp_path, family, kind):
-    """Expert tensors all Q8_0 / Q4_0 / Q4_1: the layer's INT experts are those blocks, bit for bit."""
+    """Expert tensors all Q8_0 / Q4_0 / Q4_1 / IQ4_NL: the layer's INT experts are those blocks, bit for bit."""
     from gguf_files import write_gguf
     from moepy.moe.packed import PackedOnlyExperts
     b = make_block(family, hidden=64, intermediate=32, experts=4, top_k=2, seed=5)
@@ -114,7 +114,8 @@ def test_gguf_int_layer_keeps_llama_cpp_blocks(tmp_path, family, kind):
     g = open_gguf(tmp_path / "q.gguf")
     i = b.layer_index
     m = g.moe_layer(i)
-    assert m.dtype == {"Q8_0": "int8", "Q4_0": "int4", "Q4_1": "int4_asym"}[kind] and m.group_size == 32
+    assert m.dtype == {"Q8_0": "int8", "Q4_0": "int4", "Q4_1": "int4_asym", "IQ4_NL": "int4_nl"}[kind]
+    assert m.group_size == 32
     assert isinstance(m.experts, PackedOnlyExperts)
     reader = {t.name: t for t in gguf.GGUFReader(str(tmp_path / "q.gguf")).tensors}
     for w, got in (("gate", m.experts.gate), ("up", m.experts.up), ("down", m.experts.down)):
