@@ -42,8 +42,9 @@ def _load(args):
     if args.quantize is not None and args.quantize not in quant.FORMATS:
         raise UsageError(f"--quantize must be one of {', '.join(quant.FORMATS)}")
     calibrate = getattr(args, "calibrate", None)
-    if calibrate is not None and args.quantize not in ("int4", "int4_asym"):
-        raise UsageError("--calibrate makes calibrated INT4 experts: give it with --quantize int4 or int4_asym")
+    if calibrate is not None and args.quantize not in ("int4", "int4_asym", "int4_nl"):
+        raise UsageError("--calibrate makes calibrated INT4 experts: give it with --quantize int4, int4_asym or "
+                         "int4_nl")
     if args.quantize is not None:
         try:
             quant.check_format(args.quantize, args.group_size)
@@ -211,9 +212,9 @@ def eval_main(argv) -> int:
     ap.add_argument("--ctx", type=int, default=512, help="chunk length (default 512)")
     ap.add_argument("--score-all", action="store_true", help="score every position >= 1 of each chunk")
     ap.add_argument("--chunks", type=int, help="evaluate only the first N chunks (llama-perplexity's --chunks)")
-    ap.add_argument("--quantize", help="int8 | int4 | int4_asym: the routed experts")
+    ap.add_argument("--quantize", help="int8 | int4 | int4_asym | int4_nl: the routed experts")
     ap.add_argument("--group-size", type=int, default=32, help="--quantize's group size: 32, 64 or 128 (default 32)")
-    ap.add_argument("--calibrate", help="with --quantize int4 / int4_asym: calibrated INT4 experts (GPTQ from each "
+    ap.add_argument("--calibrate", help="with --quantize int4 / int4_asym / int4_nl: calibrated INT4 experts (GPTQ from each "
                                         "expert's own "
                                         "tokens, moepy.moe.calibrate) fitted on this text file (or .npy ids)")
     ap.add_argument("--dtype", choices=("float32", "bfloat16"))

@@ -10,10 +10,13 @@ per expert: the router traces of a calibration text give each expert its own tok
 states, down sees the expert's own hidden activations), each token weighted by its routing weight squared (the
 layer's output error is the weighted sum). An expert with fewer than `min_tokens` calibration tokens is not skipped
 and not fitted to noise: it keeps the plain weight-error quantizer (its weights' own statistics), which is what
-llama.cpp's importance matrices lack for rarely routed experts. Scales follow moepy's INT4 rule (the best of nine
-divisors of the group's signed maximum; for "int4_asym" the group's minimum and range / 15), so the result is
-moepy's ordinary "int4" / "int4_asym" format: the same kernels and bits per weight (4.5 for int4 at groups of 32 and
-for int4_asym at groups of 64, as llama.cpp's Q4_0; the built-ins' expert widths of 32 allow only groups of 32 there).
+llama.cpp's importance matrices lack for rarely routed experts. Scales follow moepy's rule of the format (int4: the
+best of nine divisors of the group's signed maximum; int4_asym: the group's minimum and range / 15; int4_nl: the
+best of nine candidates and their least-squares refits), so the result is moepy's ordinary "int4" / "int4_asym" /
+"int4_nl" format: the same kernels and bits per weight (4.5 for int4 and int4_nl at groups of 32 and for int4_asym
+at groups of 64, as llama.cpp's Q4_0 and IQ4_NL; the built-ins' expert widths of 32 allow only groups of 32 there).
+int4_nl's levels are not evenly spaced (IQ4_NL's 16 values, denser near zero); GPTQ rounds each column to its
+nearest level and refine moves a code to a neighbouring level, as for the uniform formats.
 """
 from __future__ import annotations
 
@@ -23,9 +26,27 @@ from typing import Dict, Optional
 import numpy as np
 
 from ..reference.ffn import expert_hidden
-from ..reference.quant import pack_blocks, quantize_weights
+from ..reference.quant import NL_LEVELS, nl_nearest, pack_blocks, quantize_weights
 
 F32 = np.float32
+FORMATS = ("int4", "int4_asym", "int4_nl")
+
+
+def levels(fmt: str) -> np.ndarray:
+    """float64 (16,) value of each code before the scale (and offset): u - 8, u, or int4_nl's level L[u]."""
+    if fmt == "int4_nl":
+        return NL_LEVELS.astype(np.float64)
+    return np.arange(16, dtype=np.float64) - (0 if fmt == "int4_asym" else 8)
+
+
+def _nearest_codes(col: np.ndarray, s: np.ndarray, m, fmt: str) -> np.ndarray:
+    """Codes (N,) of the values col (N,) under float32 scales s (and offsets m), each its nearest level."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.where(s != 0, (col.astype(F32) - m) / s, F32(0))
+    if fmt == "int4_nl":
+        return nl_nearest(v.astype(F32))
+    lo = 0 if fmt == "int4_asym" else -8
+    return (np.clip(np.rint(v), lo, lo + 15) - lo).astype(np.uint8)
 
 
 @dataclass
@@ -64,7 +85,7 @@ def gptq(w: np.ndarray, hessian: np.ndarray, group_size: int, damp: float = 0.01
     chosen when the group is reached, from the updated weights; act_order=True: the columns with the largest Hessian
     diagonal first, under the scales the original weights give each group (GPTQ's "static groups")."""
     asym = fmt == "int4_asym"
-    lo, hi = (0, 15) if asym else (-8, 7)
+    lv = levels(fmt)
     W, Hm = _damped(w, hessian, damp)
     N, K = W.shape
     G = group_size
@@ -84,7 +105,7 @@ def gptq(w: np.ndarray, hessian: np.ndarray, group_size: int, damp: float = 0.01
     W, Hm = W[:, perm], Hm[np.ix_(perm, perm)]
     # upper Cholesky factor of H^-1: the row j of U holds the coefficients that spread column j's error
     U = np.linalg.cholesky(np.linalg.inv(Hm)).T
-    q = np.empty((N, K))
+    q = np.empty((N, K), np.uint8)
     for b0 in range(0, K, G):  # blocks of G columns (the groups themselves unless act_order)
         b1 = b0 + G
         if not act_order:
@@ -94,15 +115,13 @@ def gptq(w: np.ndarray, hessian: np.ndarray, group_size: int, damp: float = 0.01
             s = s16[:, perm[j] // G].astype(F32)
             m = m16[:, perm[j] // G].astype(F32) if asym else F32(0)
             col = W[:, j]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                qj = np.clip(np.where(s != 0, np.rint((col.astype(F32) - m) / s), 0.0), lo, hi)
-            q[:, j] = qj
-            e = (col - (s.astype(np.float64) * qj + m)) / U[j, j]
+            q[:, j] = _nearest_codes(col, s, m, fmt)
+            e = (col - (s.astype(np.float64) * lv[q[:, j]] + m)) / U[j, j]
             W[:, j + 1:b1] -= np.outer(e, U[j, j + 1:b1])
             err[:, j - b0] = e
         W[:, b1:] -= err @ U[b0:b1, b1:]
     u = np.empty((N, K), np.uint8)
-    u[:, perm] = (q - lo).astype(np.uint8)
+    u[:, perm] = q
     return u, s16, m16
 
 
@@ -130,7 +149,7 @@ def _dequant(u, s16, m16, fmt):
     s = np.repeat(s16.astype(F32).astype(np.float64), G, axis=1)
     if fmt == "int4_asym":
         return s * u + np.repeat(m16.astype(F32).astype(np.float64), G, axis=1)
-    return s * (u.astype(np.float64) - 8)
+    return s * levels(fmt)[u]
 
 
 def refine(w: np.ndarray, u: np.ndarray, s16: np.ndarray, m16: Optional[np.ndarray], hessian: np.ndarray,
@@ -141,32 +160,37 @@ def refine(w: np.ndarray, u: np.ndarray, s16: np.ndarray, m16: Optional[np.ndarr
     to its least error given the codes and the other groups. A change is kept only when it lowers the objective
     as the kernels will compute it (fp16 scales), so no row ends worse than it came. Returns (u, s16, m16) new."""
     asym = fmt == "int4_asym"
-    lo, hi = (0, 15) if asym else (-8, 7)
+    lv = levels(fmt)
     W, Hm = _damped(w, hessian, damp)
     N, K = W.shape
     G = K // s16.shape[1]
-    q = u.astype(np.float64) - (0 if asym else 8)
+    u = u.copy()
+    q = lv[u]  # (N, K) each code's value before the scale
     s16, m16 = s16.copy(), None if m16 is None else m16.copy()
     dH = np.diag(Hm)
     for _ in range(passes):
         changed = 0
         sc = np.repeat(s16.astype(F32).astype(np.float64), G, axis=1)
-        r = _dequant((q + (0 if asym else 8)).astype(np.uint8), s16, m16, fmt) - W
+        r = _dequant(u, s16, m16, fmt) - W
         rH = r @ Hm
         for b0 in range(0, K, G):  # codes, one level at a time, column by column
             b1 = b0 + G
             D = np.zeros((N, G))
             for j in range(b0, b1):
-                best, step = np.zeros(N), np.zeros(N)
-                for dq in (-1.0, 1.0):
-                    d = dq * sc[:, j]
+                best, step, dval = np.zeros(N), np.zeros(N, np.int64), np.zeros(N)
+                for du in (-1, 1):
+                    nu = u[:, j].astype(np.int64) + du
+                    ok = (nu >= 0) & (nu <= 15)
+                    dv = np.where(ok, lv[np.clip(nu, 0, 15)] - q[:, j], 0.0)  # the value's change, one level
+                    d = dv * sc[:, j]
                     gain = 2 * d * rH[:, j] + d * d * dH[j]
-                    take = (q[:, j] + dq >= lo) & (q[:, j] + dq <= hi) & (gain < best)
-                    best, step = np.where(take, gain, best), np.where(take, dq, step)
+                    take = ok & (gain < best)
+                    best, step, dval = np.where(take, gain, best), np.where(take, du, step), np.where(take, dv, dval)
                 if step.any():
                     changed += int(np.count_nonzero(step))
-                    q[:, j] += step
-                    D[:, j - b0] = step * sc[:, j]
+                    u[:, j] = (u[:, j] + step).astype(np.uint8)
+                    q[:, j] += dval
+                    D[:, j - b0] = dval * sc[:, j]
                     rH[:, b0:b1] += np.outer(D[:, j - b0], Hm[j, b0:b1])
             if D.any():
                 rH[:, :b0] += D @ Hm[b0:b1, :b0]
@@ -205,7 +229,7 @@ def refine(w: np.ndarray, u: np.ndarray, s16: np.ndarray, m16: Optional[np.ndarr
                 rH += dv @ Hm[sl, :]
         if not changed:
             break
-    return (q + (0 if asym else 8)).astype(np.uint8), s16, m16
+    return u, s16, m16
 
 
 def _plain(w: np.ndarray, G: int, fmt: str):
@@ -234,8 +258,8 @@ def calibrate_int4(model, ids, *, ctx: int = 256, max_chunks: Optional[int] = No
                    weighted: bool = True, format: str = "int4", refine_passes: int = 2) -> CalibrationReport:
     """Quantize the routed experts of every MoE layer of `model` (float32 or bf16 experts) to calibrated INT4 in
     place, from the router traces of calibration ids (chunks of ctx tokens, as the perplexity runs them).
-    format: "int4" (symmetric, 4.5 bits per weight at group_size 32) or "int4_asym" (scale and offset per group:
-    4.5 bits at group_size 64, 5 at 32).
+    format: "int4" (symmetric, 4.5 bits per weight at group_size 32), "int4_asym" (scale and offset per group:
+    4.5 bits at group_size 64, 5 at 32) or "int4_nl" (IQ4_NL's non-uniform levels, 4.5 bits at 32).
     min_tokens: experts that saw fewer calibration tokens keep the plain INT4 quantizer (default 2 x group_size).
     act_order: GPTQ's column order by Hessian diagonal (static group scales); weighted: each token's statistics
     weighted by its routing weight squared (else every routed token counts one). refine_passes: passes of `refine`
@@ -246,8 +270,8 @@ def calibrate_int4(model, ids, *, ctx: int = 256, max_chunks: Optional[int] = No
     from .layer import MoELayer
     from .packed import PackedOnlyExperts
     from . import quant
-    if format not in ("int4", "int4_asym"):
-        raise ValueError(f"format must be 'int4' or 'int4_asym', got {format!r}")
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     quant.check_format(format, group_size)
     if isinstance(refine_passes, bool) or not isinstance(refine_passes, (int, np.integer)) or refine_passes < 0:
         raise ValueError(f"refine_passes must be an int >= 0, got {refine_passes!r}")

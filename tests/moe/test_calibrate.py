@@ -15,11 +15,13 @@ def test_gptq_with_a_diagonal_hessian_is_plain_rounding():
     assert np.array_equal(u, u0[0]) and np.array_equal(s16, s0[0])
 
 
-def test_asymmetric_gptq_with_a_diagonal_hessian_is_plain_rounding():
+@pytest.mark.parametrize("fmt", ["int4_asym", "int4_nl"])
+def test_other_formats_gptq_with_a_diagonal_hessian_is_plain_rounding(fmt):
     w = np.random.default_rng(0).standard_normal((24, 128)).astype(np.float32)
-    u, s16, m16 = gptq(w, np.eye(128) * 3.0, 64, act_order=False, fmt="int4_asym")
-    u0, s0, m0 = quantize_weights(w[None], "int4_asym", 64)
-    assert np.array_equal(u, u0[0]) and np.array_equal(s16, s0[0]) and np.array_equal(m16, m0[0])
+    u, s16, m16 = gptq(w, np.eye(128) * 3.0, 64, act_order=False, fmt=fmt)
+    u0, s0, m0 = quantize_weights(w[None], fmt, 64)
+    assert np.array_equal(u, u0[0]) and np.array_equal(s16, s0[0])
+    assert (m16 is None and m0 is None) if fmt == "int4_nl" else np.array_equal(m16, m0[0])
 
 
 def test_gptq_lowers_the_output_error_on_correlated_inputs():
@@ -39,9 +41,14 @@ def test_gptq_lowers_the_output_error_on_correlated_inputs():
     u, s16, m16 = gptq(w, x.T @ x, 64, fmt="int4_asym")
     q = dequantize_weights(u[None], s16[None], m16[None], "int4_asym", 64)[0]
     assert np.linalg.norm(x @ (w - q).T) < 0.8 * err0
+    u0, s0, _ = quantize_weights(w[None], "int4_nl", 32)
+    err0 = np.linalg.norm(x @ (w - dequantize_weights(u0, s0, None, "int4_nl", 32)[0]).T)
+    u, s16, _ = gptq(w, x.T @ x, 32, fmt="int4_nl")
+    q = dequantize_weights(u[None], s16[None], None, "int4_nl", 32)[0]
+    assert np.linalg.norm(x @ (w - q).T) < 0.8 * err0
 
 
-@pytest.mark.parametrize("fmt", ["int4", "int4_asym"])
+@pytest.mark.parametrize("fmt", ["int4", "int4_asym", "int4_nl"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_refine_never_raises_a_rows_error_and_lowers_gptqs(fmt, seed):
     rng = np.random.default_rng(seed)
@@ -55,7 +62,7 @@ def test_refine_never_raises_a_rows_error_and_lowers_gptqs(fmt, seed):
     e2 = output_error(w, u2, s2, m2, H, fmt)
     assert np.all(e2 <= e0 * (1 + 1e-12)) and e2.sum() < 0.97 * e0.sum()
     assert u2.dtype == np.uint8 and u2.max() <= 15 and s2.dtype == np.float16 and s2.shape == s16.shape
-    assert (m2 is None) == (fmt == "int4")
+    assert (m2 is None) == (fmt != "int4_asym")
     assert np.array_equal(u, gptq(w, H, 32, fmt=fmt)[0])  # the inputs are not modified
     # already at a fixed point: a second refine of a refined result changes nothing
     u3, s3, m3 = refine(w, u2, s2, m2, H, fmt, passes=50)
@@ -87,7 +94,7 @@ def base_logprobs(mixtral_ids, tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("fmt", ["int4", "int4_asym"])
+@pytest.mark.parametrize("fmt", ["int4", "int4_asym", "int4_nl"])
 def test_calibrated_model_beats_plain_and_keeps_the_format(mixtral_ids, base_logprobs, tmp_path, fmt):
     cal, ev = mixtral_ids
     plain = MoEModel.from_pretrained(builtin.path("mixtral"), quantize=fmt, progress=False)
