@@ -7,11 +7,11 @@ Models: the OLMoE-1B-7B and Qwen3-30B-A3B architectures at full width, 2 layers,
 checkpoints of benchmarks/bench_model.py, built with transformers and cached in --cache-dir; a byte-level tokenizer is
 added so the converter runs; its vocabulary is padded to the model's). Each is converted by llama.cpp's own
 convert_hf_to_gguf.py (the llama-cpp-python sdist's tree, scripts/get_llamacpp.sh) to F32, BF16 and Q8_0, and by
-llama-quantize --pure to Q4_0 (every tensor Q4_0; by default the output tensor would be Q6_K, which moepy does not
-read). moepy
-reads each file with MoEModel.from_pretrained(path.gguf): float32 / bf16 weights as they are; Q8_0 / Q4_0 routed
-experts keep their blocks (moepy's int8 / int4 kernels) and the attention and output projections are quantized to
-int8 / int4 (MoEModel.quantize_projections; the embedding and norms stay bf16 / float32).
+llama-quantize --pure to Q4_0 and IQ4_NL (every tensor in that type; by default the output tensor would be Q6_K,
+which moepy does not read). moepy reads each file with MoEModel.from_pretrained(path.gguf): float32 / bf16 weights
+as they are; Q8_0 / Q4_0 / IQ4_NL routed experts keep their blocks (moepy's int8 / int4 / int4_nl kernels) and the
+attention and output projections are quantized to int8 / int4 / int4_nl (MoEModel.quantize_projections; the
+embedding and norms stay bf16 / float32).
 "BF16+bf16act" runs the BF16 file with moepy's bf16 activations for prefill (activation_precision("auto"):
 AVX512-BF16 dot products, as llama.cpp computes bf16); "BF16" keeps moepy's exact fp32 activations.
 Per format and thread count (--threads, default 1 2), --repeat rounds (default 3) of: llama-bench -p 512 -n 128 -r 1,
@@ -42,12 +42,13 @@ ROOT = os.path.dirname(HERE)
 sys.path[:0] = [HERE, ROOT]
 from common import machine_info, measure_bandwidth, print_table, write_json  # noqa: E402
 
-FORMATS = ("F32", "BF16", "BF16+bf16act", "Q8_0", "Q4_0")
+FORMATS = ("F32", "BF16", "BF16+bf16act", "Q8_0", "Q4_0", "IQ4_NL")
 FILE_FORMAT = {f: f.split("+")[0] for f in FORMATS}  # "BF16+bf16act": the BF16 file, moepy's bf16 activations
-MOEPY_DTYPE = {"F32": "float32", "BF16": "bfloat16", "Q8_0": "bfloat16", "Q4_0": "bfloat16"}
+MOEPY_DTYPE = {"F32": "float32", "BF16": "bfloat16", "Q8_0": "bfloat16", "Q4_0": "bfloat16", "IQ4_NL": "bfloat16"}
 MOEPY_PRECISION = {"BF16+bf16act": "auto"}  # moepy.activation_precision: bf16 for prefill, fp32 for decode
-GEMM_KIND = {"F32": "fp32", "BF16": "fp32", "BF16+bf16act": "bf16", "Q8_0": "int8", "Q4_0": "int8"}
-MOEPY_PROJECTIONS = {"Q8_0": "int8", "Q4_0": "int4"}  # the attention and head projections, as the file has them
+GEMM_KIND = {"F32": "fp32", "BF16": "fp32", "BF16+bf16act": "bf16", "Q8_0": "int8", "Q4_0": "int8", "IQ4_NL": "int8"}
+# the attention and head projections, as the file has them
+MOEPY_PROJECTIONS = {"Q8_0": "int8", "Q4_0": "int4", "IQ4_NL": "int4_nl"}
 PREFILL, DECODE = 512, 128
 
 
@@ -85,12 +86,13 @@ def gguf_files(key: str, args, bin_dir: str) -> dict:
                 raise RuntimeError("convert_hf_to_gguf.py failed:\n" + (p.stdout + p.stderr)[-3000:])
             print(f"  converted {key} to {fmt} in {time.perf_counter() - t0:.0f} s", flush=True)
         out[fmt] = path
-    q4 = os.path.join(args.cache_dir, f"{key}-L2-Q4_0.gguf")
-    if not os.path.exists(q4):
-        # --pure: every tensor Q4_0 (by default the output tensor becomes Q6_K, which moepy does not read)
-        subprocess.run(NICE + [os.path.join(bin_dir, "llama-quantize"), "--pure", out["F32"], q4, "Q4_0"], check=True,
-                       capture_output=True)
-    out["Q4_0"] = q4
+    for fmt in ("Q4_0", "IQ4_NL"):
+        q4 = os.path.join(args.cache_dir, f"{key}-L2-{fmt}.gguf")
+        if not os.path.exists(q4):
+            # --pure: every tensor in fmt (by default the output tensor becomes Q6_K, which moepy does not read)
+            subprocess.run(NICE + [os.path.join(bin_dir, "llama-quantize"), "--pure", out["F32"], q4, fmt],
+                           check=True, capture_output=True)
+        out[fmt] = q4
     return out
 
 
@@ -274,7 +276,7 @@ def main(argv=None) -> int:
           f"round between the two engines; bound = that bandwidth / bytes read per token; ratios: medians of the "
           f"per-round ratios")
     print("pp ceil: prefill tokens/s at the cores' peak rate for the format's arithmetic (benchmarks/peak_rate.c: fp32 "
-          "FMA for F32 and BF16 with fp32 activations, vdpbf16ps for bf16 activations, vpdpbusd for Q8_0 / Q4_0) over "
+          "FMA for F32 and BF16 with fp32 activations, vdpbf16ps for bf16 activations, vpdpbusd for Q8_0 / Q4_0 / IQ4_NL) over "
           "2 flops per weight but the output projection's; pp at GEMM: the same at the libraries' GEMM rate (NumPy / "
           "torch); ceil / llama: the most any engine could gain over llama.cpp")
     cell = lambda v: f"{v:.3g}" if isinstance(v, float) and abs(v) < 10 else (f"{v:.0f}" if isinstance(v, float) else v)  # noqa: E731

@@ -1,4 +1,4 @@
-"""Accuracy at the same bits: moepy's INT8 / INT4 / calibrated INT4 experts against llama.cpp's Q8_0 / Q4_0 on the
+"""Accuracy at the same bits: moepy's INT8 / INT4 / calibrated INT4 experts against llama.cpp's Q8_0 / Q4_0 / IQ4_NL on the
 built-in trained checkpoints, KL divergence from the same float32 reference on the same token ids.
 
     LLAMACPP_BIN=$(benchmarks/build_llamacpp.sh) python benchmarks/bench_quant_peers.py [--chunks 40] [--ctx 256]
@@ -10,9 +10,10 @@ llama.cpp F32 to 2e-4 in perplexity on these models: bench_perplexity_peers.py),
 file and as llama-perplexity's --kl-divergence-base file, so both engines are scored against one reference on one
 set of ids. llama.cpp: the F32 GGUF conversion (convert_hf_to_gguf.py) quantized by llama-quantize to Q8_0 / Q4_0
 twice: only the routed-expert tensors (--tensor-type overrides keep the rest F32: the scope moepy quantizes), and
-the whole model (llama-quantize's default recipe). moepy: quantize="int8" / "int4" (groups of 32: 8.5 / 4.5 bits per
+the whole model (llama-quantize's default recipe); Q4_1 and IQ4_NL experts only. moepy: quantize="int8" / "int4" (groups of 32: 8.5 / 4.5 bits per
 weight, as Q8_0 / Q4_0), int4_asym (scale and offset per group of 32: 5.0 bits, as llama.cpp's Q4_1; groups of 64
-would make it 4.5 bits, but the built-ins' expert widths are 32), and calibrate_int4 in both INT4 formats. Speed: tokens/s of moepy's evaluation on 1 thread (llama-perplexity
+would make it 4.5 bits, but the built-ins' expert widths are 32), int4_nl (IQ4_NL's 16 levels, 4.5 bits), and
+calibrate_int4 in the three INT4 formats. Speed: tokens/s of moepy's evaluation on 1 thread (llama-perplexity
 prints none finer than 0.01 s per pass; the two engines' speeds on real widths: bench_llamacpp.py). For moepy's rows,
 "KLD replayed" is the KLD with the float32 model's routing replayed into every MoE layer (moepy.eval.routing_drift)
 and "routing share" the part of the KLD the routers' changed choices cause (1 - replayed / KLD).
@@ -85,6 +86,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ctx", type=int, default=256)
     ap.add_argument("--chunks", type=int, default=40)
     ap.add_argument("--gguf-dir", default=os.path.join(ROOT, "build", "gguf"))
+    ap.add_argument("--out", default=f"bench_quant_peers_{datetime.date.today()}", help="results/<out>.json")
     args = ap.parse_args(argv)
     from moepy.eval import evaluate, routing_drift
     from moepy.eval.perplexity import chunks as make_chunks, scored_positions
@@ -116,12 +118,12 @@ def main(argv=None) -> int:
             del logits
             runs = []
             drift = lambda m: routing_drift(ref, m, ev, ctx=args.ctx, bos=bos)  # noqa: E731
-            for fmt, G in (("int8", 32), ("int4", 32), ("int4_asym", 32)):
+            for fmt, G in (("int8", 32), ("int4", 32), ("int4_asym", 32), ("int4_nl", 32)):
                 m = MoEModel.from_pretrained(ck, dtype="float32", quantize=fmt, group_size=G, progress=False)
                 runs.append((f"moepy {fmt} g{G}", quant.bits_per_weight(fmt, G),
                              evaluate(m, ev, ctx=args.ctx, bos=bos, kl_base=base_npz), drift(m)))
             cal_s = {}
-            for fmt, G in (("int4", 32), ("int4_asym", 32)):
+            for fmt, G in (("int4", 32), ("int4_asym", 32), ("int4_nl", 32)):
                 m = MoEModel.from_pretrained(ck, dtype="float32", progress=False)
                 t0 = time.perf_counter()
                 rep = calibrate_int4(m, cal, ctx=args.ctx, format=fmt, group_size=G)
@@ -135,8 +137,8 @@ def main(argv=None) -> int:
                              "ppl": r["perplexity"], "ppl ratio": r["perplexity_ratio"], "KLD": r["kld_mean"],
                              "KLD replayed": drift["kld_mean_replayed"], "routing share": drift["routing_share"],
                              "same top": r["same_top_p"], "tok/s": r["tokens_per_second"]})
-            for qtype in ("Q8_0", "Q4_0", "Q4_1"):
-                for experts_only in ((True, False) if qtype != "Q4_1" else (True,)):
+            for qtype in ("Q8_0", "Q4_0", "Q4_1", "IQ4_NL"):
+                for experts_only in ((True, False) if qtype in ("Q8_0", "Q4_0") else (True,)):
                     out = os.path.join(args.gguf_dir, f"{name}-{checkpoint_hash(ck)[:12]}-{qtype}"
                                                       f"{'-experts' if experts_only else ''}.gguf")
                     quantize_gguf(bin_dir, f32, out, qtype, experts_only)
@@ -150,8 +152,9 @@ def main(argv=None) -> int:
                                  "KLD replayed": None, "routing share": None,
                                  "same top": lr.get("same_top_p_percent", float("nan")) / 100,
                                  "tok/s": None})  # llama-perplexity prints no timing finer than 0.01 s per pass
-        rows.append({"checkpoint": name, "engine": f"(float32 reference; calibration {cal_s['int4']:.0f} / "
-                                                   f"{cal_s['int4_asym']:.0f} s on {len(cal):,} tokens)",
+        cal_times = " / ".join(f"{v:.0f}" for v in cal_s.values())
+        rows.append({"checkpoint": name, "engine": f"(float32 reference; calibration {cal_times} s "
+                                                   f"({' / '.join(cal_s)}) on {len(cal):,} tokens)",
                      "expert bpw": 32.0, "model bpw": 32.0, "ppl": r0["perplexity"], "ppl ratio": 1.0, "KLD": 0.0,
                      "KLD replayed": 0.0, "routing share": None,
                      "same top": 1.0, "tok/s": r0["tokens_per_second"]})
@@ -163,7 +166,7 @@ def main(argv=None) -> int:
     w = [max(len(str(x)) for x in col) for col in zip(hdr, *table)]
     for line in [hdr, ["-" * k for k in w]] + table:
         print("  ".join(str(x).ljust(k) if i < 2 else str(x).rjust(k) for i, (x, k) in enumerate(zip(line, w))))
-    write_json(f"bench_quant_peers_{datetime.date.today()}", {"machine": machine_info(), "ctx": args.ctx,
+    write_json(args.out, {"machine": machine_info(), "ctx": args.ctx,
                                                                "chunks": args.chunks, "rows": rows})
     return 0
 

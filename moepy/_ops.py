@@ -27,7 +27,7 @@ get_activation_precision = _C.get_activation_precision
 
 # ---------------------------------------------------------------- constants of moe.h (from _C)
 ACTIVATIONS: dict = dict(_C.ACTIVATIONS)      # name -> moe_activation ("none": a plain linear map)
-DTYPES: dict = dict(_C.DTYPES)                # "float32", "bfloat16", "int8", "int4", "int4_asym" -> moe_dtype
+DTYPES: dict = dict(_C.DTYPES)                # "float32", "bfloat16", "int8", "int4", "int4_asym", "int4_nl" -> moe_dtype
 QFORMATS: dict = dict(_C.QFORMATS)            # INT block formats -> moe_qformat
 SCORINGS: dict = dict(_C.SCORINGS)
 GROUP_SCORES: dict = dict(_C.GROUP_SCORES)
@@ -224,7 +224,7 @@ def pack_experts(up, down, gate=None, *, gate_bias=None, up_bias=None, down_bias
                  name: str = "experts") -> PackedExperts:
     """Pack E experts (nn.Linear orientation: gate/up (E, I, H), down (E, H, I); float32, or uint16 raw
     bf16 bits for dtype "bfloat16") for the kernels. dtype: "float32", "bfloat16" or an INT format
-    ("int8", "int4", "int4_asym"; float32 input, groups of group_size). Biases (E, I) / (E, H) float."""
+    ("int8", "int4", "int4_asym", "int4_nl"; float32 input, groups of group_size). Biases (E, I) / (E, H) float."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     if dtype not in DTYPES:

@@ -33,7 +33,7 @@ class MoELayer:
     shared_gate_weight (1, H): Qwen2-MoE's sigmoid gate on the shared expert;
     scale_input: Llama 4 (the routing weight scales the expert input, not its output);
     dtype: "float32" or "bfloat16" expert weights (bf16 read directly, accumulated in fp32), or
-        "int8" / "int4" / "int4_asym" (moepy.moe.quant; `group_size` 32, 64 or 128) for the routed
+        "int8" / "int4" / "int4_asym" / "int4_nl" (moepy.moe.quant; `group_size` 32, 64 or 128) for the routed
         experts; the router stays float32; the shared expert takes `shared_dtype` (default: dtype for
         float32 / bfloat16, float32 when the routed experts are INT).
     The layer holds one copy of its expert weights, the packed one: `experts` / `shared` are
@@ -197,7 +197,7 @@ class MoELayer:
 
     def quantize(self, format: str = "int8", group_size: int = 32, shared: bool = False) -> "MoELayer":
         """A copy of this layer whose routed experts are quantized (moepy.moe.quant formats "int8",
-        "int4", "int4_asym", groups of `group_size` inputs); the router and (unless `shared`) the
+        "int4", "int4_asym", "int4_nl", groups of `group_size` inputs); the router and (unless `shared`) the
         shared expert keep full precision."""
         return MoELayer(self.router, self.router_weight, self.experts, shared=self.shared,
                         shared_gate_weight=self.shared_gate_weight, router_bias=self.router_bias,
@@ -251,7 +251,7 @@ class MoELayer:
         names of transformers v5). Every family with a checkpoint reader in moepy/families (mixtral,
         qwen2_moe, qwen3_moe, olmoe, dbrx, deepseek_v2, deepseek_v3 / kimi_k2, llama4, gpt_oss,
         switch_transformers, ...); see moepy/families/_layers.py.
-        quantize: "int8", "int4" or "int4_asym" quantizes the routed experts (moepy.moe.quant)."""
+        quantize: "int8", "int4", "int4_asym" or "int4_nl" quantizes the routed experts (moepy.moe.quant)."""
         from ..families import moe_layer_from_hf
         if not quantize:
             return moe_layer_from_hf(hf_config, tensors, layer_index, dtype)

@@ -122,7 +122,7 @@ class ExpertWeights:
 
     def packed(self, dtype: str, group_size: int = 32) -> "_ops.PackedExperts":
         """The experts packed for the kernels (moepy._ops.PackedExperts; call once).
-        dtype: "float32", "bfloat16", or an INT format of moepy.moe.quant ("int8", "int4", "int4_asym")."""
+        dtype: "float32", "bfloat16", or an INT format of moepy.moe.quant ("int8", "int4", "int4_asym", "int4_nl")."""
         conv = to_bf16_bits if dtype == "bfloat16" else (lambda w: w)
         src = self if dtype == "bfloat16" else self.as_float32()
         gate = None if src.gate is None else conv(src.gate)
