@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 
 def build_info() -> dict:
     """How this build of moepy runs: OpenMP on or off, threads, the ISA the kernels use
-    ("scalar" / "avx2" / "avx512" / "avx512bf16"), the best ISA the CPU allows, CPU features, compiler, and the
+    ("scalar" / "avx2" / "avx512" / "avx512bf16" / "amx"), the best ISA the CPU allows, CPU features, compiler, and the
     activation precision for bf16 weights (set_activation_precision)."""
     info = _build_info()
     info["version"] = __version__

@@ -33,7 +33,7 @@ def isa(name):
 
 def available_isas():
     best = moepy.build_info()["best_isa"]
-    order = ["scalar", "avx2", "avx512", "avx512bf16"]
+    order = ["scalar", "avx2", "avx512", "avx512bf16", "amx"]
     return order[: order.index(best) + 1]
 
 

@@ -10,11 +10,19 @@
  * moe_get_num_threads() is 1 there, so kernels run on the calling thread: multiprocessing's "fork" workers
  * work (serially); "spawn" / "forkserver" workers get a fresh runtime and all threads. */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* syscall() (arch_prctl for the AMX tile state) */
 #include "moe.h"
 #include "kernels.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+#endif
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -50,6 +58,8 @@ int moe_get_num_threads(void) {
 
 void moe_set_num_threads(int n) { atomic_store_explicit(&requested_threads, n > 0 ? n : 0, memory_order_relaxed); }
 
+static int amx_usable(void);
+
 int moe_cpu_has(const char *feature) {
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
@@ -63,18 +73,43 @@ int moe_cpu_has(const char *feature) {
     if (!strcmp(feature, "avx512vnni")) return __builtin_cpu_supports("avx512vnni");
     if (!strcmp(feature, "avx512bf16")) return __builtin_cpu_supports("avx512bf16");
     if (!strcmp(feature, "avxvnni")) return __builtin_cpu_supports("avxvnni");
+    if (!strcmp(feature, "amx")) return amx_usable();
 #else
     (void)feature;
 #endif
     return 0;
 }
 
+/* 1 if AMX-TILE and AMX-INT8 can run here: CPUID says so, the OS enables the tile state in XCR0 (bits 17, 18), and
+ * Linux grants this process the tile data (arch_prctl ARCH_REQ_XCOMP_PERM, once; some hypervisors list AMX in
+ * CPUID without the state, and a tile instruction there raises SIGILL) */
+static int amx_usable(void) {
+    static atomic_int cached = -1;
+    int v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v >= 0) return v;
+    v = 0;
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
+    unsigned a, b, c, d;
+    if (__get_cpuid(1, &a, &b, &c, &d) && (c >> 27 & 1) && __get_cpuid_count(7, 0, &a, &b, &c, &d) &&
+        (d >> 24 & 1) && (d >> 25 & 1)) {
+        unsigned lo, hi;
+        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        if ((lo >> 17 & 3) == 3 && syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0)
+            v = 1;
+    }
+#endif
+    atomic_store_explicit(&cached, v, memory_order_relaxed);
+    return v;
+}
+
 moe_isa moe_detected_isa(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
     /* the AVX-512 level includes VNNI (Ice Lake, Zen 4 and later); AVX-512 CPUs without it use AVX2 */
     if (moe_cpu_has("avx512f") && moe_cpu_has("avx512bw") && moe_cpu_has("avx512vl") && moe_cpu_has("avx512dq") &&
-        moe_cpu_has("avx512vnni") && moe_cpu_has("avx2") && moe_cpu_has("f16c"))
-        return moe_cpu_has("avx512bf16") ? MOE_ISA_AVX512BF16 : MOE_ISA_AVX512;
+        moe_cpu_has("avx512vnni") && moe_cpu_has("avx2") && moe_cpu_has("f16c")) {
+        if (!moe_cpu_has("avx512bf16")) return MOE_ISA_AVX512;
+        return amx_usable() ? MOE_ISA_AMX : MOE_ISA_AVX512BF16;
+    }
     if (moe_cpu_has("avx2") && moe_cpu_has("f16c")) return MOE_ISA_AVX2;
 #endif
     return MOE_ISA_SCALAR;
@@ -82,6 +117,7 @@ moe_isa moe_detected_isa(void) {
 
 static const moe_kernel_table *table_for(moe_isa isa) {
 #if defined(__x86_64__) && defined(__GNUC__)
+    if (isa == MOE_ISA_AMX) return &moe_kernels_amx;
     if (isa == MOE_ISA_AVX512BF16) return &moe_kernels_avx512bf16;
     if (isa == MOE_ISA_AVX512) return &moe_kernels_avx512;
     if (isa == MOE_ISA_AVX2) return &moe_kernels_avx2;
@@ -92,6 +128,7 @@ static const moe_kernel_table *table_for(moe_isa isa) {
 
 static moe_isa isa_of(const moe_kernel_table *t) {
 #if defined(__x86_64__) && defined(__GNUC__)
+    if (t == &moe_kernels_amx) return MOE_ISA_AMX;
     if (t == &moe_kernels_avx512bf16) return MOE_ISA_AVX512BF16;
     if (t == &moe_kernels_avx512) return MOE_ISA_AVX512;
     if (t == &moe_kernels_avx2) return MOE_ISA_AVX2;
@@ -110,7 +147,8 @@ static const moe_kernel_table *initial_table(void) {
         const moe_isa want = !strcmp(env, "scalar") ? MOE_ISA_SCALAR
                              : !strcmp(env, "avx2") ? MOE_ISA_AVX2
                              : !strcmp(env, "avx512") ? MOE_ISA_AVX512
-                             : !strcmp(env, "avx512bf16") ? MOE_ISA_AVX512BF16 : isa;
+                             : !strcmp(env, "avx512bf16") ? MOE_ISA_AVX512BF16
+                             : !strcmp(env, "amx") ? MOE_ISA_AMX : isa;
         if (want <= isa) isa = want;
     }
     return table_for(isa);
@@ -137,6 +175,7 @@ int moe_force_isa(moe_isa isa) {
 
 const char *moe_isa_name(moe_isa isa) {
     switch (isa) {
+    case MOE_ISA_AMX: return "amx";
     case MOE_ISA_AVX512BF16: return "avx512bf16";
     case MOE_ISA_AVX512: return "avx512";
     case MOE_ISA_AVX2: return "avx2";

@@ -63,6 +63,7 @@ extern const moe_kernel_table moe_kernels_scalar;
 extern const moe_kernel_table moe_kernels_avx2;
 extern const moe_kernel_table moe_kernels_avx512;
 extern const moe_kernel_table moe_kernels_avx512bf16;
+extern const moe_kernel_table moe_kernels_amx;
 #endif
 
 const moe_kernel_table *moe_kernels(void);

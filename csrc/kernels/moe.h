@@ -31,7 +31,7 @@ typedef enum {
 
 /* ---------- threads and CPU dispatch (cpu.c) ---------- */
 /* AVX512BF16: the AVX-512 level plus vdpbf16ps (the bf16-activation kernels; the other levels emulate it bit for bit) */
-typedef enum { MOE_ISA_SCALAR = 0, MOE_ISA_AVX2 = 1, MOE_ISA_AVX512 = 2, MOE_ISA_AVX512BF16 = 3 } moe_isa;
+typedef enum { MOE_ISA_SCALAR = 0, MOE_ISA_AVX2 = 1, MOE_ISA_AVX512 = 2, MOE_ISA_AVX512BF16 = 3, MOE_ISA_AMX = 4 } moe_isa;
 
 int moe_openmp_enabled(void);
 int moe_get_num_threads(void);           /* 1 in a process forked after the library loaded (cpu.c) */

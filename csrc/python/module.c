@@ -13,7 +13,7 @@ static const char *precision_names[] = {"fp32", "bf16", "auto"}; /* moe_precisio
 static PyObject *py_build_info(PyObject *self, PyObject *noargs) {
     (void)self; (void)noargs;
     static const char *features[] = {"avx2", "fma", "avx512f", "avx512bw", "avx512vl",
-                                     "avx512vnni", "avx512bf16", "avxvnni"};
+                                     "avx512vnni", "avx512bf16", "avxvnni", "amx"};
     PyObject *cpu = PyDict_New();
     if (!cpu) return NULL;
     for (size_t i = 0; i < sizeof(features) / sizeof(features[0]); i++) {
@@ -53,9 +53,10 @@ static PyObject *py_set_isa(PyObject *self, PyObject *args) {
     else if (!strcmp(name, "avx2")) isa = MOE_ISA_AVX2;
     else if (!strcmp(name, "avx512")) isa = MOE_ISA_AVX512;
     else if (!strcmp(name, "avx512bf16")) isa = MOE_ISA_AVX512BF16;
+    else if (!strcmp(name, "amx")) isa = MOE_ISA_AMX;
     else if (!strcmp(name, "best")) isa = moe_detected_isa();
     else return PyErr_Format(PyExc_ValueError,
-                             "isa must be 'scalar', 'avx2', 'avx512', 'avx512bf16' or 'best', got %R",
+                             "isa must be 'scalar', 'avx2', 'avx512', 'avx512bf16', 'amx' or 'best', got %R",
                              PyTuple_GET_ITEM(args, 0));
     if (moe_force_isa(isa) != 0)
         return PyErr_Format(PyExc_ValueError, "isa %s is not supported by this CPU/build (best: %s)", name,
@@ -118,7 +119,7 @@ static int add_constants(PyObject *m) {
     TABLE(m, "GROUP_SCORES", {"max", MOE_GROUP_MAX}, {"top2_sum", MOE_GROUP_TOP2_SUM});
     TABLE(m, "PRIORITIES", {"rank", MOE_PRIORITY_RANK}, {"token", MOE_PRIORITY_TOKEN});
     TABLE(m, "ISAS", {"scalar", MOE_ISA_SCALAR}, {"avx2", MOE_ISA_AVX2}, {"avx512", MOE_ISA_AVX512},
-          {"avx512bf16", MOE_ISA_AVX512BF16});
+          {"avx512bf16", MOE_ISA_AVX512BF16}, {"amx", MOE_ISA_AMX});
     if (PyModule_AddIntConstant(m, "PANEL", MOE_PANEL) < 0) return -1;
     if (PyModule_AddIntConstant(m, "ROUTE_PARAMS_BYTES", (long)sizeof(moe_route_params)) < 0) return -1;
     /* quant block geometry: QBLOCK_HEADER_BYTES[fmt], QBLOCK_BYTES[(fmt, G)] (from the structs of quant.h) */
@@ -155,7 +156,7 @@ static PyMethodDef methods[] = {
     {"build_info", py_build_info, METH_NOARGS, "build_info() -> dict: OpenMP, threads, ISA, CPU features."},
     {"set_num_threads", py_set_num_threads, METH_VARARGS, "set_num_threads(n): threads used by kernels (0 = default)."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int."},
-    {"set_isa", py_set_isa, METH_VARARGS, "set_isa(name): force 'scalar', 'avx2', 'avx512', 'avx512bf16' or 'best'."},
+    {"set_isa", py_set_isa, METH_VARARGS, "set_isa(name): force 'scalar', 'avx2', 'avx512', 'avx512bf16', 'amx' or 'best'."},
     {"set_activation_precision", py_set_activation_precision, METH_VARARGS,
      "set_activation_precision(mode, min_rows): 'fp32', 'bf16' or 'auto' activations for bf16 weights."},
     {"get_activation_precision", py_get_activation_precision, METH_NOARGS,
