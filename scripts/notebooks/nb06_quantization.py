@@ -11,9 +11,9 @@ of the next-token distributions, llama-perplexity's convention), once as it is a
 routing replayed into every MoE layer, which leaves only the experts' own error.
 
 Formats: `int8` (8.5 bits per weight, llama.cpp's Q8_0 layout), `int4` (4.5 bits, Q4_0's), `int4_nl` (4.5 bits,
-IQ4_NL's 16 non-uniform levels, denser near zero), and both 4-bit formats calibrated
+IQ4_NL's 16 non-uniform levels, denser near zero), and `int4_nl` calibrated
 (`moepy.moe.calibrate.calibrate_int4`: GPTQ on each expert's own routed tokens, then a refinement of the codes and
-scales; the same formats and kernels). Calibration text: the first halves of the held-out prose and code; evaluation:
+scales; the same format and kernels). Calibration text: the first halves of the held-out prose and code; evaluation:
 six chunks of 256 tokens from each second half."""),
     ("code", """%matplotlib inline
 import numpy as np
@@ -38,9 +38,8 @@ for n in names:
     cal, ev = halves(n)
     variants = {"int8": load(n, quantize="int8"), "int4": load(n, quantize="int4"),
                 "int4_nl": load(n, quantize="int4_nl")}
-    for fmt in ("int4", "int4_nl"):
-        variants[fmt + " calibrated"] = load(n)
-        report = calibrate_int4(variants[fmt + " calibrated"], cal, ctx=256, format=fmt)
+    variants["int4_nl calibrated"] = load(n)
+    report = calibrate_int4(variants["int4_nl calibrated"], cal, ctx=256, format="int4_nl")
     for v, m in variants.items():
         drift[n, v] = routing_drift(ref[n], m, ev, ctx=256)
     print(f"{n:12s} {report}")
@@ -67,7 +66,7 @@ for a, n in zip(ax, names):
 ax[0].legend(loc="upper left", fontsize=9)
 fig.tight_layout()"""),
     ("md", """At the same 4.5 bits, int4_nl's levels (denser where most weights are) lower both parts a little, and calibration
-roughly halves the experts' own error in either format, but it leaves much of the routing part:
+roughly halves the experts' own error, but it leaves much of the routing part:
 GPTQ minimises each matrix's own output error, and nothing in that objective sees which later router a small change
 of the hidden state tips over. The routing share therefore grows with calibration, and it is largest for the
 DeepSeek-V3-style model (sigmoid scores, group-limited top-4 of 32), where more than half of the INT4 divergence comes
