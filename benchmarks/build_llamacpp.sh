@@ -13,22 +13,16 @@ TARGETS=(llama-perplexity llama-bench llama-quantize)
 have_all() { for t in "${TARGETS[@]}"; do [ -x "$BUILD/bin/$t" ] || return 1; done; }
 # GGML_NATIVE builds for this CPU: a cached build from a host with other ISA features dies with SIGILL (these VMs
 # differ host to host), so the build is keyed by the CPU's flags and redone when they change
-# AMX: ggml's AMX kernels (which the amx_* flags would enable) run only where the hypervisor grants the tile state;
-# some of these VMs list amx_* in /proc/cpuinfo without it (the kernels die with SIGILL on Q8_0 / Q4_0 matmuls), so a
-# probe decides, and its answer is part of the key
-AMX=OFF
-if grep -q -m1 ' amx_int8' /proc/cpuinfo && gcc -O1 -mamx-tile -mamx-int8 "$ROOT/benchmarks/amx_probe.c" \
-     -o "${TMPDIR:-/tmp}/moepy_amx_probe" 2>/dev/null && "${TMPDIR:-/tmp}/moepy_amx_probe" 2>/dev/null; then
-  AMX=ON
-fi
-CPU_KEY=$( (grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | sort; echo "amx=$AMX") | sha256sum | cut -c1-16)
+CPU_KEY=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | sort | sha256sum | cut -c1-16)
 if [ -f "$BUILD/CMakeCache.txt" ] && [ "$(cat "$BUILD/cpu_key" 2>/dev/null)" != "$CPU_KEY" ]; then
   echo "build_llamacpp.sh: the cached build is for another CPU; rebuilding" >&2
   rm -rf "$BUILD"
 fi
 if ! have_all; then
   SRC=$("$ROOT/scripts/get_llamacpp.sh")
-  # this CPU's ISA features (AMX as the probe found it)
+  # this CPU's ISA features, except AMX: ggml's AMX kernels (which -march=native enables) die with SIGILL on Q8_0 /
+  # Q4_0 matmuls on these VMs, at their first tilezero, also on hosts that grant the tile state (where moepy's own AMX
+  # kernels run: 2026-12-03, a Xeon with amx_int8), so they stay off
   FLAGS=$(grep -m1 '^flags' /proc/cpuinfo)
   ISA=()
   for pair in avx:AVX avx2:AVX2 fma:FMA f16c:F16C bmi2:BMI2 avx_vnni:AVX_VNNI avx512f:AVX512 \
@@ -37,7 +31,7 @@ if ! have_all; then
   done
   if [ ! -f "$BUILD/CMakeCache.txt" ]; then
     nice -n "$NICE" cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF "${ISA[@]}" \
-      -DGGML_AMX_TILE=$AMX -DGGML_AMX_INT8=$AMX -DGGML_AMX_BF16=$AMX \
+      -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
       -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
       -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=ON >&2
   fi

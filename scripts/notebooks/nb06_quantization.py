@@ -63,7 +63,7 @@ for a, n in zip(ax, names):
     a.bar(vs, total - own, bottom=own, label="the routers' changed choices")
     a.set_title(n); a.set_ylabel("KLD from float32"); a.grid(axis="y", alpha=0.3)
     a.tick_params(axis="x", labelrotation=25, labelsize=8)
-ax[0].legend(loc="upper left", fontsize=9)
+ax[2].legend(loc="upper right", fontsize=9)
 fig.tight_layout()"""),
     ("md", """At the same 4.5 bits, int4_nl's levels (denser where most weights are) lower both parts a little, and calibration
 roughly halves the experts' own error, but it leaves much of the routing part:
