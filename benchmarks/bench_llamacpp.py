@@ -81,17 +81,19 @@ def gguf_files(key: str, args, bin_dir: str) -> dict:
         if not os.path.exists(path):
             t0 = time.perf_counter()
             p = subprocess.run(NICE + [sys.executable, "-c", CONVERT, tree, src, "--outtype", outtype, "--outfile",
-                                       path], capture_output=True, text=True)
+                                       path + ".part"], capture_output=True, text=True)
             if p.returncode:
                 raise RuntimeError("convert_hf_to_gguf.py failed:\n" + (p.stdout + p.stderr)[-3000:])
+            os.replace(path + ".part", path)
             print(f"  converted {key} to {fmt} in {time.perf_counter() - t0:.0f} s", flush=True)
         out[fmt] = path
     for fmt in ("Q4_0", "IQ4_NL"):
         q4 = os.path.join(args.cache_dir, f"{key}-L2-{fmt}.gguf")
         if not os.path.exists(q4):
             # --pure: every tensor in fmt (by default the output tensor becomes Q6_K, which moepy does not read)
-            subprocess.run(NICE + [os.path.join(bin_dir, "llama-quantize"), "--pure", out["F32"], q4, fmt],
+            subprocess.run(NICE + [os.path.join(bin_dir, "llama-quantize"), "--pure", out["F32"], q4 + ".part", fmt],
                            check=True, capture_output=True)
+            os.replace(q4 + ".part", q4)  # an interrupted run leaves no truncated file under the final name
         out[fmt] = q4
     return out
 

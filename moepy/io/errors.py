@@ -17,3 +17,6 @@ class CheckpointError(ValueError):
         self.what = what
         where = f"tensor {tensor!r}" if tensor is not None else "header"
         super().__init__(f"{self.path}: {where}: {what}")
+
+    def __reduce__(self):  # picklable (multiprocessing returns it from a worker) with its three fields
+        return type(self), (self.path, self.tensor, self.what)

@@ -63,6 +63,7 @@ for a, n in zip(ax, names):
     a.bar(vs, total - own, bottom=own, label="the routers' changed choices")
     a.set_title(n); a.set_ylabel("KLD from float32"); a.grid(axis="y", alpha=0.3)
     a.tick_params(axis="x", labelrotation=25, labelsize=8)
+    a.set_ylim(0, 1.35 * total.max())  # room for the legend above the bars
 ax[2].legend(loc="upper right", fontsize=9)
 fig.tight_layout()"""),
     ("md", """At the same 4.5 bits, int4_nl's levels (denser where most weights are) lower both parts a little, and calibration

@@ -110,3 +110,11 @@ def test_not_an_moe_architecture(tmp_path):
     w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
     with pytest.raises(CheckpointError, match="not an MoE architecture"):
         open_gguf(tmp_path / "dense.gguf")
+
+
+def test_checkpoint_error_pickles():
+    """A worker process can return it (multiprocessing pickles the exception with its fields)."""
+    import pickle
+    e = pickle.loads(pickle.dumps(CheckpointError("/x/m.gguf", "blk.0.ffn_up_exps.weight", "bad rows")))
+    assert isinstance(e, CheckpointError) and e.tensor == "blk.0.ffn_up_exps.weight" and e.what == "bad rows"
+    assert str(e) == "/x/m.gguf: tensor 'blk.0.ffn_up_exps.weight': bad rows"
