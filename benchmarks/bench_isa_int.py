@@ -18,7 +18,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
-from common import machine_info, measure_peak_rate, print_table, time_interleaved, write_json  # noqa: E402
+from common import machine_info, measure_peak_rate, measure_torch_gemm_rate, print_table, time_interleaved, \
+    write_json  # noqa: E402
 
 LAYERS = {"olmoe": (64, 8, 2048, 1024), "qwen3_moe": (128, 8, 2048, 768)}
 
@@ -38,7 +39,6 @@ def main(argv=None) -> int:
     peak = {t: measure_peak_rate(t).get("int8", float("nan")) for t in args.threads}
     torch_rate = {}
     try:
-        from common import measure_torch_gemm_rate
         import torch
         for t in args.threads:
             torch.set_num_threads(t)

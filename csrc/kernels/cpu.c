@@ -58,28 +58,6 @@ int moe_get_num_threads(void) {
 
 void moe_set_num_threads(int n) { atomic_store_explicit(&requested_threads, n > 0 ? n : 0, memory_order_relaxed); }
 
-static int amx_usable(void);
-
-int moe_cpu_has(const char *feature) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    __builtin_cpu_init();
-    if (!strcmp(feature, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (!strcmp(feature, "f16c")) return __builtin_cpu_supports("f16c");
-    if (!strcmp(feature, "fma")) return __builtin_cpu_supports("fma");
-    if (!strcmp(feature, "avx512f")) return __builtin_cpu_supports("avx512f");
-    if (!strcmp(feature, "avx512bw")) return __builtin_cpu_supports("avx512bw");
-    if (!strcmp(feature, "avx512dq")) return __builtin_cpu_supports("avx512dq");
-    if (!strcmp(feature, "avx512vl")) return __builtin_cpu_supports("avx512vl");
-    if (!strcmp(feature, "avx512vnni")) return __builtin_cpu_supports("avx512vnni");
-    if (!strcmp(feature, "avx512bf16")) return __builtin_cpu_supports("avx512bf16");
-    if (!strcmp(feature, "avxvnni")) return __builtin_cpu_supports("avxvnni");
-    if (!strcmp(feature, "amx")) return amx_usable();
-#else
-    (void)feature;
-#endif
-    return 0;
-}
-
 /* 1 if AMX-TILE and AMX-INT8 can run here: CPUID says so, the OS enables the tile state in XCR0 (bits 17, 18), and
  * Linux grants this process the tile data (arch_prctl ARCH_REQ_XCOMP_PERM, once; some hypervisors list AMX in
  * CPUID without the state, and a tile instruction there raises SIGILL) */
@@ -100,6 +78,26 @@ static int amx_usable(void) {
 #endif
     atomic_store_explicit(&cached, v, memory_order_relaxed);
     return v;
+}
+
+int moe_cpu_has(const char *feature) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (!strcmp(feature, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!strcmp(feature, "f16c")) return __builtin_cpu_supports("f16c");
+    if (!strcmp(feature, "fma")) return __builtin_cpu_supports("fma");
+    if (!strcmp(feature, "avx512f")) return __builtin_cpu_supports("avx512f");
+    if (!strcmp(feature, "avx512bw")) return __builtin_cpu_supports("avx512bw");
+    if (!strcmp(feature, "avx512dq")) return __builtin_cpu_supports("avx512dq");
+    if (!strcmp(feature, "avx512vl")) return __builtin_cpu_supports("avx512vl");
+    if (!strcmp(feature, "avx512vnni")) return __builtin_cpu_supports("avx512vnni");
+    if (!strcmp(feature, "avx512bf16")) return __builtin_cpu_supports("avx512bf16");
+    if (!strcmp(feature, "avxvnni")) return __builtin_cpu_supports("avxvnni");
+    if (!strcmp(feature, "amx")) return amx_usable();
+#else
+    (void)feature;
+#endif
+    return 0;
 }
 
 moe_isa moe_detected_isa(void) {

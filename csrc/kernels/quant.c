@@ -16,30 +16,35 @@ int64_t moe_qpacked_bytes(int64_t E, int64_t N, int64_t K, int32_t fmt, int64_t 
 #define INT4_CANDIDATES 9 /* divisors 8, 8.25, ..., 10 tried for symmetric INT4 scales */
 #define NL_CANDIDATES 9   /* divisors 119, 121, ..., 135 of the signed maximum tried for int4_nl scales */
 
-/* index of the int4_nl level nearest to v: the number of midpoints below v (a tie goes to the lower level) */
+/* the midpoint between int4_nl levels i and i + 1 (exact: a half-integer) */
+static inline float nl_mid(int i) { return 0.5f * (float)(moe_nl_levels[i] + moe_nl_levels[i + 1]); }
+
+/* index of the int4_nl level nearest to v: the number of midpoints below v (a tie goes to the lower level), by
+ * binary search over the 15 midpoints */
 static inline int nl_nearest(float v) {
-    static const float mid[15] = {-115.5f, -93.5f, -74.0f, -57.0f, -42.0f, -28.5f, -16.0f, -4.5f,
-                                  7.0f,    19.0f,  31.5f,  45.5f,  61.0f,  79.0f,  101.0f};
+    float mid[15];
+    for (int i = 0; i < 15; i++) mid[i] = nl_mid(i);
     int i = v > mid[7] ? 8 : 0;
     i += v > mid[i + 3] ? 4 : 0;
     i += v > mid[i + 1] ? 2 : 0;
     return i + (v > mid[i] ? 1 : 0);
 }
 
-/* int4_nl codes of the G values r under the fp16 scale h (u[k] = nearest level of r[k] / s) and their squared
- * error (double, in order); *wl = sum r L[u] (double) for the least-squares refit */
-static double nl_assign(uint8_t *u, const float *r, int64_t G, uint16_t h, double *wl) {
+/* int4_nl codes of the G values r under the fp16 scale h (u[k] = nearest level of r[k] / s); returns their squared
+ * error (double, in order) and gives the fp16 least-squares scale of these codes, sum r L / sum L^2 (L never 0) */
+static double nl_assign(uint8_t *u, const float *r, int64_t G, uint16_t h, uint16_t *refit) {
     const float s = moe_f16_to_f32(h);
-    double err = 0.0, sum_wl = 0.0;
+    double err = 0.0, wl = 0.0, ll = 0.0;
     for (int64_t k = 0; k < G; k++) {
         const int i = nl_nearest(s != 0.0f ? r[k] / s : 0.0f);
         const float L = (float)moe_nl_levels[i];
         const double d = (double)r[k] - (double)(s * L);
         err += d * d;
-        sum_wl += (double)r[k] * (double)L;
+        wl += (double)r[k] * (double)L;
+        ll += (double)L * (double)L;
         u[k] = (uint8_t)i;
     }
-    *wl = sum_wl;
+    *refit = moe_f32_to_f16((float)(wl / ll));
     return err;
 }
 
@@ -108,26 +113,21 @@ static int quantize_block(uint8_t *blk, const float *w, int64_t ldw, int n, int3
              * least-squares scale for those codes gives codes of its own: the least squared error of all wins */
             float mx = 0.0f;
             for (int64_t k = 0; k < G; k++) mx = fabsf(r[k]) > fabsf(mx) ? r[k] : mx;
-            double best_err = INFINITY, wl;
+            double best_err = INFINITY;
+            uint16_t h, refit;
             scale[c] = 0x7C00;
             for (int i = 0; i < NL_CANDIDATES; i++) {
-                uint16_t h = moe_f32_to_f16(mx / -(119.0f + 2.0f * (float)i));
-                if (f16_is_inf(h)) continue;
-                for (int refit = 0; refit < 2; refit++) {
-                    const double err = nl_assign(u[c], r, G, h, &wl);
+                h = moe_f32_to_f16(mx / -(119.0f + 2.0f * (float)i));
+                for (int t = 0; t < 2 && !f16_is_inf(h); t++, h = refit) { /* the candidate, then its refit */
+                    const double err = nl_assign(u[c], r, G, h, &refit);
                     if (err < best_err) {
                         best_err = err;
                         scale[c] = h;
                     }
-                    if (refit) break;
-                    double ll = 0.0; /* sum L[u]^2 of these codes (> 0: no level is 0) */
-                    for (int64_t k = 0; k < G; k++) ll += (double)(moe_nl_levels[u[c][k]] * moe_nl_levels[u[c][k]]);
-                    h = moe_f32_to_f16((float)(wl / ll));
-                    if (f16_is_inf(h)) break;
                 }
             }
             if (f16_is_inf(scale[c])) return c;
-            nl_assign(u[c], r, G, scale[c], &wl);
+            nl_assign(u[c], r, G, scale[c], &refit);
         } else { /* asymmetric: m = min, s = (max - min) / 15, u = rint((w - m) / s) */
             float lo = r[0], hi = r[0];
             for (int64_t k = 1; k < G; k++) { lo = fminf(lo, r[k]); hi = fmaxf(hi, r[k]); }

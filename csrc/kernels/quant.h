@@ -53,6 +53,11 @@ _Static_assert(sizeof(moe_block_q4a_g128) == 64 + 1024, "q4 asym g128 block");
  * denser near zero where trained weights are; the midpoints between neighbours decide the nearest level */
 static const int8_t moe_nl_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
+/* z of the dots' epilogue s * (D - z S): the code that stands for 0 (int4_nl: level + 128 as the dots read it) */
+static inline int32_t moe_qzero(int32_t fmt) {
+    return fmt == MOE_Q_INT8 || fmt == MOE_Q_INT4_NL ? 128 : (fmt == MOE_Q_INT4 ? 8 : 0);
+}
+
 static inline int moe_qgroup_ok(int64_t G) { return G == 32 || G == 64 || G == 128; }
 
 /* The geometry of every format is read from the structs above (the one source): header bytes

@@ -42,9 +42,10 @@ def _load(args):
     if args.quantize is not None and args.quantize not in quant.FORMATS:
         raise UsageError(f"--quantize must be one of {', '.join(quant.FORMATS)}")
     calibrate = getattr(args, "calibrate", None)
-    if calibrate is not None and args.quantize not in ("int4", "int4_asym", "int4_nl"):
-        raise UsageError("--calibrate makes calibrated INT4 experts: give it with --quantize int4, int4_asym or "
-                         "int4_nl")
+    from ..moe.calibrate import FORMATS as CALIBRATED_FORMATS
+    if calibrate is not None and args.quantize not in CALIBRATED_FORMATS:
+        raise UsageError(f"--calibrate makes calibrated INT4 experts: give it with --quantize "
+                         f"{' / '.join(CALIBRATED_FORMATS)}")
     if args.quantize is not None:
         try:
             quant.check_format(args.quantize, args.group_size)

@@ -226,7 +226,6 @@ def relayout(raw: np.ndarray, kind: str, shape: Tuple[int, ...]):
         u[:, :N] = (b[..., 2:].view(np.int8).astype(np.int16) + 128).astype(np.uint8)
         q = u.reshape(E, npb, 16, ng, G // 4, 4).transpose(0, 1, 3, 4, 2, 5).reshape(E, npb, ng, G * 16)
         parts = [_bytes16(scales), q]
-        fmt = "int8"
     else:
         off = 4 if kind == "Q4_1" else 2
         qs = b[..., off:off + 16]
@@ -242,10 +241,9 @@ def relayout(raw: np.ndarray, kind: str, shape: Tuple[int, ...]):
             m[:, :N] = b[..., 2:4].copy().view(np.uint16)[..., 0]
             parts.append(_bytes16(m.reshape(E, npb, 16, ng).transpose(0, 1, 3, 2)))
         parts.append(q)
-        fmt = {"Q4_0": "int4", "Q4_1": "int4_asym", "IQ4_NL": "int4_nl"}[kind]
     parts = [np.ascontiguousarray(p) for p in parts]
     blocks = np.concatenate(parts, axis=-1).reshape(-1)
-    return QuantizedTensor(blocks, (E, N, K), fmt, G)
+    return QuantizedTensor(blocks, (E, N, K), INT_FORMAT[kind], G)
 
 
 def _bytes16(a: np.ndarray) -> np.ndarray:

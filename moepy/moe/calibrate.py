@@ -26,7 +26,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from ..reference.ffn import expert_hidden
-from ..reference.quant import NL_LEVELS, nl_nearest, pack_blocks, quantize_weights
+from ..reference.quant import code_values, nl_nearest, pack_blocks, quantize_weights
 
 F32 = np.float32
 FORMATS = ("int4", "int4_asym", "int4_nl")
@@ -34,9 +34,7 @@ FORMATS = ("int4", "int4_asym", "int4_nl")
 
 def levels(fmt: str) -> np.ndarray:
     """float64 (16,) value of each code before the scale (and offset): u - 8, u, or int4_nl's level L[u]."""
-    if fmt == "int4_nl":
-        return NL_LEVELS.astype(np.float64)
-    return np.arange(16, dtype=np.float64) - (0 if fmt == "int4_asym" else 8)
+    return code_values(np.arange(16, dtype=np.uint8), fmt).astype(np.float64)
 
 
 def _nearest_codes(col: np.ndarray, s: np.ndarray, m, fmt: str) -> np.ndarray:

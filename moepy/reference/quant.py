@@ -66,12 +66,15 @@ def nl_nearest(v: np.ndarray) -> np.ndarray:
 
 
 def _nl_assign(g, h):
-    """Codes (nearest levels of g / s) and their squared error (float64, summed in order) under fp16 scales h."""
+    """Codes (nearest levels of g / s) under fp16 scales h, their squared error (float64, summed in order) and the
+    fp16 least-squares scale of those codes, sum g L / sum L^2: quant.c's nl_assign."""
     s = h.astype(F32)[..., None]
     u = nl_nearest(np.where(s != 0, g / s, F32(0)))
-    L = NL_LEVELS[u].astype(F32)
-    d = g.astype(np.float64) - (s * L).astype(F32).astype(np.float64)
-    return u, np.cumsum(d * d, axis=-1)[..., -1], L
+    L = NL_LEVELS[u].astype(np.float64)
+    d = g.astype(np.float64) - (s * L.astype(F32)).astype(F32).astype(np.float64)
+    wl = np.cumsum(g.astype(np.float64) * L, axis=-1)[..., -1]
+    refit = (wl / (L ** 2).sum(-1)).astype(F32).astype(np.float16)
+    return u, np.cumsum(d * d, axis=-1)[..., -1], refit
 
 
 def _nl_scales(g):
@@ -84,15 +87,11 @@ def _nl_scales(g):
     for i in range(9):
         h = (mx / F32(-(119.0 + 2.0 * i))).astype(np.float16)
         ok = ~np.isinf(h)
-        for refit in range(2):
-            u, err, L = _nl_assign(g, np.where(ok, h, np.float16(0)))
+        for _ in range(2):  # the candidate, then its refit
+            _, err, refit = _nl_assign(g, np.where(ok, h, np.float16(0)))
             take = ok & (err < best)
             best, s16 = np.where(take, err, best), np.where(take, h, s16)
-            if refit:
-                break
-            wl = np.cumsum(g.astype(np.float64) * L.astype(np.float64), axis=-1)[..., -1]
-            ll = (L.astype(np.float64) ** 2).sum(-1)
-            h = (wl / ll).astype(F32).astype(np.float16)
+            h = refit
             ok &= ~np.isinf(h)
     u, _, _ = _nl_assign(g, np.where(np.isinf(s16), np.float16(0), s16))
     return s16, u
