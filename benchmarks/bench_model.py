@@ -178,14 +178,15 @@ def torch_runs(model, ids: np.ndarray, ctx: np.ndarray, steps: int):
     return prefill, decode
 
 
-def python_share(model, ctx: np.ndarray) -> dict:
-    """One decode step (after a prefill of ctx) with moepy._C's functions and np.matmul timed: the share of the step
-    spent outside them."""
+def timed_steps(model, ctx: np.ndarray, steps: int = 1, on_call=None) -> tuple:
+    """Prefill ctx[:-1], then decode `steps` one-token steps with every moepy._C function and np.matmul timed (the
+    outermost call only); on_call(name, args, seconds) sees each. Returns (seconds per step, seconds inside them per
+    step)."""
     from moepy import _ops
     inside = [0.0]
     depth = [0]
 
-    def timed(fn):
+    def timed(name, fn):
         def wrapper(*a, **k):
             if depth[0]:
                 return fn(*a, **k)
@@ -194,8 +195,11 @@ def python_share(model, ctx: np.ndarray) -> dict:
             try:
                 return fn(*a, **k)
             finally:
-                inside[0] += time.perf_counter() - t0
+                dt = time.perf_counter() - t0
+                inside[0] += dt
                 depth[0] -= 1
+                if on_call is not None:
+                    on_call(name, a, dt)
         return wrapper
 
     class TimedC:
@@ -204,31 +208,39 @@ def python_share(model, ctx: np.ndarray) -> dict:
 
         def __getattr__(self, name):
             v = getattr(self._mod, name)
-            return timed(v) if callable(v) and type(v).__name__ == "builtin_function_or_method" else v
+            return timed(name, v) if callable(v) and type(v).__name__ == "builtin_function_or_method" else v
 
     C = _ops._C
     aliases = {n: v for n, v in vars(_ops).items() if type(v).__name__ == "builtin_function_or_method"
                and getattr(C, getattr(v, "__name__", ""), None) is v}
-    cache = model.new_cache(1, capacity=ctx.size + 1)
+    cache = model.new_cache(1, capacity=ctx.size + steps)
     model(ctx[None, :-1], cache=cache, logits_to_keep=1)
     matmul = np.matmul
     _ops._C = TimedC(C)
     for n, v in aliases.items():
-        setattr(_ops, n, timed(v))
-    np.matmul = timed(matmul)
+        setattr(_ops, n, timed(v.__name__, v))
+    np.matmul = timed("np.matmul", matmul)
     try:
         t0 = time.perf_counter()
-        model(ctx[None, -1:], cache=cache, logits_to_keep=1)
-        step = time.perf_counter() - t0
+        for s in range(steps):
+            model(ctx[None, -1:] if s == 0 else np.array([[(int(ctx[-1]) + s) % model.vocab_size]]), cache=cache,
+                  logits_to_keep=1)
+        step = (time.perf_counter() - t0) / steps
     finally:
         np.matmul = matmul
         _ops._C = C
         for n, v in aliases.items():
             setattr(_ops, n, v)
-    return {"step_s": step, "inside_c_s": inside[0], "python_share": 1.0 - inside[0] / step}
+    return step, inside[0] / steps
 
 
-# ---------------------------------------------------------------- memory (fresh process)
+def python_share(model, ctx: np.ndarray) -> dict:
+    """One decode step (after a prefill of ctx) with moepy._C's functions and np.matmul timed: the share of the step
+    spent outside them."""
+    step, inside = timed_steps(model, ctx)
+    return {"step_s": step, "inside_c_s": inside, "python_share": 1.0 - inside / step}
+
+
 def _vm_hwm() -> int:
     """Peak RSS of this process in bytes: VmHWM (ru_maxrss would carry the forking parent's peak across exec)."""
     with open("/proc/self/status") as f:
