@@ -399,6 +399,38 @@ def test_moepy_isa_environment_variable_lowers_the_first_table():
     assert out.stdout.strip() == "scalar"
 
 
+def test_weight_prefetch_choice_changes_no_result():
+    """MOEPY_WEIGHT_PREFETCH (the INT tiles' prefetch hint, chosen by CPU vendor) is reported by build_info and
+    changes no bit of an INT linear's or INT layer's output at one token and at many."""
+    import os
+    import subprocess
+    import sys
+    code = """
+import hashlib, numpy as np, moepy
+from moepy import RouterConfig
+from moepy.moe import MoELayer
+from moepy.nn.layers import Linear
+rng = np.random.default_rng(3)
+h = hashlib.sha256()
+for fmt in ("int8", "int4", "int4_nl"):
+    lin = Linear(rng.standard_normal((320, 256), dtype=np.float32)).quantized(fmt, 32)
+    layer = MoELayer.random(RouterConfig.mixtral(8, 2), 256, 192, seed=1).quantize(fmt, 32)
+    for T in (1, 37):
+        x = rng.standard_normal((T, 256), dtype=np.float32)
+        h.update(lin(x).tobytes())
+        h.update(layer(x).tobytes())
+print(moepy.build_info()["weight_prefetch"], h.hexdigest())
+"""
+    outs = {}
+    for hint in ("nta", "l2"):
+        env = dict(os.environ, MOEPY_WEIGHT_PREFETCH=hint)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        reported, digest = out.stdout.split()
+        assert reported == hint
+        outs[hint] = digest
+    assert outs["nta"] == outs["l2"]
+
+
 @pytest.mark.parametrize("act", ["silu", "gelu", "gelu_tanh", "relu", "relu2", "gpt_oss"])
 def test_activation_twins_are_bit_exact(act):
     """activate_exact (NumPy, float32) equals the kernels' activation bit for bit: an INT layer's

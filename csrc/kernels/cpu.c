@@ -100,6 +100,26 @@ int moe_cpu_has(const char *feature) {
     return 0;
 }
 
+/* see moe.h: AMD (Zen 4 measured, 2026-12-04) streams one-token INT weights faster with non-temporal prefetches (whole
+ * OLMoE-L2 int4 decode 5.6 -> 4.9 ms a step, 6 rounds); Intel (Sapphire Rapids, 2026-12-03) half as fast with them */
+int moe_weight_prefetch_nta(void) {
+    static atomic_int cached = -1;
+    int v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v >= 0) return v;
+    v = 0;
+    const char *env = getenv("MOEPY_WEIGHT_PREFETCH"); /* "nta" or "l2": overrides the vendor's default */
+    if (env && !strcmp(env, "nta")) {
+        v = 1;
+    } else if (!(env && !strcmp(env, "l2"))) {
+#if defined(__x86_64__) && defined(__GNUC__)
+        unsigned a, b, c, d;
+        if (__get_cpuid(0, &a, &b, &c, &d)) v = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u; /* AuthenticAMD */
+#endif
+    }
+    atomic_store_explicit(&cached, v, memory_order_relaxed);
+    return v;
+}
+
 moe_isa moe_detected_isa(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
     /* the AVX-512 level includes VNNI (Ice Lake, Zen 4 and later); AVX-512 CPUs without it use AVX2 */

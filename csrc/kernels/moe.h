@@ -42,6 +42,7 @@ moe_isa moe_active_isa(void);             /* the ISA the kernels use now */
 int moe_force_isa(moe_isa isa);           /* returns 0, or -1 if the CPU/build lacks it */
 const char *moe_isa_name(moe_isa isa);
 int moe_cpu_has(const char *feature);     /* "avx2", "avx512f", "avx512vnni", "avx512bf16", ... */
+int moe_weight_prefetch_nta(void);        /* 1: the INT tiles prefetch weights non-temporally (AMD), 0: into L2 */
 
 /* Activation precision for bf16 weights (experts, shared experts, moe_linear; float32 and INT weights are not
  * affected). FP32: the exact path, float32 activations times bf16 weights widened exactly. BF16: activations

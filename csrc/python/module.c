@@ -24,11 +24,12 @@ static PyObject *py_build_info(PyObject *self, PyObject *noargs) {
     }
     int64_t min_rows;
     const int32_t mode = moe_get_activation_precision(&min_rows);
-    return Py_BuildValue("{s:O,s:i,s:s,s:s,s:N,s:s,s:s,s:L}", "openmp", moe_openmp_enabled() ? Py_True : Py_False,
+    return Py_BuildValue("{s:O,s:i,s:s,s:s,s:N,s:s,s:s,s:L,s:s}", "openmp", moe_openmp_enabled() ? Py_True : Py_False,
                          "num_threads", moe_get_num_threads(), "isa", moe_isa_name(moe_active_isa()),
                          "best_isa", moe_isa_name(moe_detected_isa()), "cpu_features", cpu,
                          "compiler", MOE_COMPILER_STRING, "activation_precision", precision_names[mode],
-                         "activation_min_rows", (long long)min_rows);
+                         "activation_min_rows", (long long)min_rows,
+                         "weight_prefetch", moe_weight_prefetch_nta() ? "nta" : "l2");
 }
 
 static PyObject *py_set_num_threads(PyObject *self, PyObject *args) {
