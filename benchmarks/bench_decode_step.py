@@ -3,8 +3,9 @@ linears and MoE layers), beside the time outside the kernels (Python, NumPy, the
 
 The checkpoint is benchmarks/bench_model.py's (transformers-built, bf16 safetensors, cached in --cache-dir), loaded
 with its routed experts and projections in --format (float32 / bfloat16: as loaded). --context tokens are prefilled,
-then --steps one-token steps are timed twice: untimed (the step time) and with every _C call timed (the split; the
-timers add ~1 us a call). Bytes: a linear reads its packed weight, an MoE layer top_k experts + its router.
+then --steps one-token steps are timed twice: untimed (the step time) and with every _C call timed (the split; both
+step times are printed, so what the timers add shows). Bytes: a linear reads its packed weight, an MoE layer top_k
+experts + its shared expert (the router is a linear call of its own).
 
     python benchmarks/bench_decode_step.py [--model olmoe] [--format int4] [--context 128] [--steps 64] [--threads 2]
 """

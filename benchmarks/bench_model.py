@@ -241,6 +241,7 @@ def python_share(model, ctx: np.ndarray) -> dict:
     return {"step_s": step, "inside_c_s": inside, "python_share": 1.0 - inside / step}
 
 
+# ---------------------------------------------------------------- memory (fresh process)
 def _vm_hwm() -> int:
     """Peak RSS of this process in bytes: VmHWM (ru_maxrss would carry the forking parent's peak across exec)."""
     with open("/proc/self/status") as f:

@@ -107,15 +107,13 @@ int moe_weight_prefetch_nta(void) {
     int v = atomic_load_explicit(&cached, memory_order_relaxed);
     if (v >= 0) return v;
     v = 0;
-    const char *env = getenv("MOEPY_WEIGHT_PREFETCH"); /* "nta" or "l2": overrides the vendor's default */
-    if (env && !strcmp(env, "nta")) {
-        v = 1;
-    } else if (!(env && !strcmp(env, "l2"))) {
 #if defined(__x86_64__) && defined(__GNUC__)
-        unsigned a, b, c, d;
-        if (__get_cpuid(0, &a, &b, &c, &d)) v = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u; /* AuthenticAMD */
+    unsigned a, b, c, d;
+    if (__get_cpuid(0, &a, &b, &c, &d)) v = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u; /* AuthenticAMD */
 #endif
-    }
+    const char *env = getenv("MOEPY_WEIGHT_PREFETCH"); /* "nta" or "l2" overrides the vendor's default */
+    if (env && !strcmp(env, "nta")) v = 1;
+    if (env && !strcmp(env, "l2")) v = 0;
     atomic_store_explicit(&cached, v, memory_order_relaxed);
     return v;
 }
